@@ -1,0 +1,17 @@
+import pytest
+
+from tests.helpers import SHARED_DATA, write_frame_dataset
+
+
+@pytest.fixture(scope="session")
+def frame_root(tmp_path_factory):
+    """A tiny dataset (3 classes, 5 videos each, 12-20 frames of 80x60) in the preprocessed layout."""
+    return write_frame_dataset(tmp_path_factory.mktemp("frames"))
+
+
+@pytest.fixture
+def shared_data():
+    """../shared/data beside the project; tests that need it skip when it is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real data not found at {SHARED_DATA}")
+    return SHARED_DATA

@@ -1,0 +1,28 @@
+"""User-facing errors: one clear line on stderr instead of a traceback."""
+
+import sys
+
+
+class UserError(Exception):
+    """Bad input the user can fix (missing file, wrong option). Printed as one line, exit code 2."""
+
+
+def run_cli(main, argv=None):
+    """Run ``main(argv)``; turn UserError (and Ctrl-C) into one line on stderr and a non-zero exit.
+
+    With ``--debug`` in argv the traceback is shown instead.
+    """
+    args = sys.argv[1:] if argv is None else list(argv)
+    debug = "--debug" in args
+    try:
+        return main(args)
+    except UserError as err:
+        if debug:
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
