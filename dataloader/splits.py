@@ -80,7 +80,9 @@ def load_ucf101(splits_dir: str | Path, split: int = 1) -> Split:
             elif class_name.lower() in by_name:
                 label = by_name[class_name.lower()]
             else:
-                raise UserError(f"{splits_dir / filename}: unknown class {class_name!r} in {line!r}")
+                raise UserError(
+                    f"{splits_dir / filename}: unknown class {class_name!r} in {line!r}"
+                )
             videos.append(Video(Path(file).stem, label))
         return videos
 

@@ -41,7 +41,9 @@ def write_frame_dataset(
             colour = np.array([(60 * c) % 256, 255 - (70 * c) % 256, 40 + 50 * c % 200])
             for f in range(n):
                 img = rng.integers(0, 40, (height, width, 3)) + colour
-                cv2.imwrite(str(rgb_dir / f"frame{f + 1:06d}.jpg"), np.clip(img, 0, 255).astype(np.uint8))
+                cv2.imwrite(
+                    str(rgb_dir / f"frame{f + 1:06d}.jpg"), np.clip(img, 0, 255).astype(np.uint8)
+                )
             if flow:
                 for axis, value in (("u", 128 + 30 * (c + 1)), ("v", 128 - 20 * (c + 1))):
                     flow_dir = root / "tvl1_flow" / axis / name

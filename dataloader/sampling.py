@@ -1,0 +1,39 @@
+"""Which frames a sample reads: TSN segments for training, uniform positions for testing.
+
+All indices are 0-based frame positions. Randomness comes from torch's generator, which
+DataLoader seeds per worker and which a resumed run restores, so runs are reproducible.
+"""
+
+import numpy as np
+import torch
+
+
+def segment_indices(length: int, num_segments: int, generator=None) -> np.ndarray:
+    """One random position in each of ``num_segments`` equal segments of ``range(length)``.
+
+    With fewer positions than segments, segments share positions (indices repeat).
+    """
+    k = np.arange(num_segments)
+    starts = k * length // num_segments
+    ends = np.maximum((k + 1) * length // num_segments, starts + 1)
+    offsets = torch.rand(num_segments, generator=generator).numpy()
+    return np.minimum(starts + (offsets * (ends - starts)).astype(np.int64), length - 1)
+
+
+def uniform_indices(length: int, count: int) -> np.ndarray:
+    """``count`` positions at the centres of equal segments, covering the whole video."""
+    tick = length / count
+    return np.minimum((tick / 2 + tick * np.arange(count)).astype(np.int64), length - 1)
+
+
+def stack_indices(starts: np.ndarray, stack_length: int, num_flow: int) -> np.ndarray:
+    """[len(starts), stack_length] flow-frame indices of consecutive stacks.
+
+    A video with fewer than ``stack_length`` flow frames repeats its last flow frame.
+    """
+    return np.minimum(starts[:, None] + np.arange(stack_length)[None, :], num_flow - 1)
+
+
+def num_stack_starts(num_flow: int, stack_length: int) -> int:
+    """How many start positions keep a whole stack inside the video (at least 1)."""
+    return max(num_flow - stack_length + 1, 1)

@@ -1,0 +1,115 @@
+"""Crops, flips and normalisation on uint8 frames, shared by every frame of a sample.
+
+Images stay uint8 numpy arrays until the very last step: a crop is a view, one ``cv2.resize``
+resizes a whole flow stack (all 2L channels at once), and the float conversion and
+normalisation happen once per sample on the small, cropped tensor.
+"""
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+# Flow JPEGs store 128 + flow * 128 / bound: centre on 128 and scale to about [-1, 1].
+FLOW_MEAN = 128.0
+FLOW_STD = 128.0
+# Test crops cover 224/256 of the short side, as "resize to 256, centre-crop 224".
+TEST_CROP_FRACTION = 224 / 256
+TSN_SCALES = (1.0, 0.875, 0.75, 0.66)
+
+
+@dataclass(frozen=True)
+class Crop:
+    """A region of the source frame (pixels) and whether to mirror it."""
+
+    x: int
+    y: int
+    w: int
+    h: int
+    flip: bool = False
+
+
+def _offsets(width: int, height: int, w: int, h: int) -> list[tuple[int, int]]:
+    """TSN's 13 fixed crop positions: corners, centre, edge middles and quarter points."""
+    ws, hs = (width - w) // 4, (height - h) // 4
+    grid = [(0, 0), (4, 0), (0, 4), (4, 4), (2, 2), (0, 2), (4, 2), (2, 4), (2, 0)]
+    grid += [(1, 1), (3, 1), (1, 3), (3, 3)]
+    return [(i * ws, j * hs) for i, j in grid]
+
+
+def multiscale_crop(
+    width: int, height: int, generator=None, scales=TSN_SCALES, max_distort: int = 1
+) -> Crop:
+    """TSN's multi-scale corner crop with a random horizontal flip.
+
+    Width and height are each a scale of the short side, at most ``max_distort`` scale steps
+    apart (mild aspect jitter); the position is one of 13 fixed corner/centre points.
+    """
+    base = min(width, height)
+    sizes = [max(1, int(base * s)) for s in scales]
+    pairs = [
+        (w, h)
+        for i, h in enumerate(sizes)
+        for j, w in enumerate(sizes)
+        if abs(i - j) <= max_distort
+    ]
+    draw = torch.rand(3, generator=generator).tolist()
+    w, h = pairs[int(draw[0] * len(pairs))]
+    offsets = _offsets(width, height, w, h)
+    x, y = offsets[int(draw[1] * len(offsets))]
+    return Crop(x, y, w, h, flip=draw[2] < 0.5)
+
+
+def center_crop(width: int, height: int) -> Crop:
+    side = int(round(min(width, height) * TEST_CROP_FRACTION))
+    return Crop((width - side) // 2, (height - side) // 2, side, side)
+
+
+def ten_crops(width: int, height: int) -> list[Crop]:
+    """Four corners and the centre, then the same five mirrored."""
+    side = int(round(min(width, height) * TEST_CROP_FRACTION))
+    positions = [(0, 0), (width - side, 0), (0, height - side), (width - side, height - side)]
+    positions.append(((width - side) // 2, (height - side) // 2))
+    return [Crop(x, y, side, side, flip) for flip in (False, True) for x, y in positions]
+
+
+def crop_resize(image: np.ndarray, crop: Crop, size: int, out: np.ndarray | None = None):
+    """Cut ``crop`` out of a uint8 image, resize it to size x size and mirror it if asked.
+
+    With ``out`` (a [size, size(, C)] uint8 view) the result is written there, so a sample is
+    assembled in its final buffer with no intermediate copies.
+    """
+    region = image[crop.y : crop.y + crop.h, crop.x : crop.x + crop.w]
+    if region.shape[0] != size or region.shape[1] != size:
+        interp = cv2.INTER_AREA if crop.w > 2 * size else cv2.INTER_LINEAR
+        region = cv2.resize(region, (size, size), interpolation=interp)
+    if crop.flip:
+        region = region[:, ::-1]
+    if out is None:
+        return np.ascontiguousarray(region)
+    np.copyto(out, region)
+    return out
+
+
+def rgb_to_tensor(images: np.ndarray) -> torch.Tensor:
+    """[N, H, W, 3] uint8 RGB -> [N, 3, H, W] float32 normalised with ImageNet mean/std."""
+    nhwc = torch.from_numpy(images).permute(0, 3, 1, 2)
+    x = nhwc.to(torch.float32, memory_format=torch.contiguous_format)
+    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1) * 255
+    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) * 255
+    return x.sub_(mean).div_(std)
+
+
+def flow_to_tensor(stacks: np.ndarray, flipped) -> torch.Tensor:
+    """[N, 2L, H, W] uint8 flow stacks -> float32 centred on 128 and scaled to about [-1, 1].
+
+    Channels are interleaved x1, y1, x2, y2, ...; a mirrored stack has its x-flow negated,
+    since mirroring reverses horizontal motion.
+    """
+    n, c = stacks.shape[:2]
+    scale = torch.full((n, c, 1, 1), 1.0 / FLOW_STD)
+    scale[torch.as_tensor(flipped, dtype=torch.bool), 0::2] *= -1
+    return torch.from_numpy(stacks).float().sub_(FLOW_MEAN).mul_(scale)

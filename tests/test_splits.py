@@ -1,0 +1,65 @@
+import pytest
+
+from dataloader.splits import holdout_groups, load_split, ucf101_group, video_key
+from utils.errors import UserError
+
+
+@pytest.mark.parametrize(
+    ("split", "train", "test"), [(1, 9537, 3783), (2, 9586, 3734), (3, 9624, 3696)]
+)
+def test_official_ucf101_splits(shared_data, split, train, test):
+    s = load_split("ucf101", shared_data / "ucf101" / "ucfTrainTestlist", split)
+    assert (len(s.train), len(s.test), len(s.classes)) == (train, test, 101)
+    assert s.classes[0] == "ApplyEyeMakeup" and s.classes[-1] == "YoYo"
+    assert s.train[0].label == 0 and s.train[0].name.startswith("v_ApplyEyeMakeup_g")
+    assert {v.label for v in s.test} == set(range(101))
+    # the class is HandstandPushups, its files are spelled HandStandPushups
+    hand = s.classes.index("HandstandPushups")
+    assert any(v.name.startswith("v_HandStandPushups") and v.label == hand for v in s.test)
+
+
+def test_official_hmdb51_split(shared_data):
+    s = load_split("hmdb51", shared_data / "hmdb51" / "testTrainMulti_7030_splits", 1)
+    assert (len(s.train), len(s.test), len(s.classes)) == (3570, 1530, 51)
+    assert s.classes[0] == "brush_hair"
+    assert s.train[0] == type(s.train[0])("April_09_brush_hair_u_nm_np1_ba_goo_0", 0)
+
+
+def test_unix_line_endings_and_missing_label(tmp_path):
+    (tmp_path / "classInd.txt").write_text("1 Run\n2 Jump\n")
+    (tmp_path / "trainlist01.txt").write_text("Jump/v_Jump_g01_c01.avi 2\n")
+    (tmp_path / "testlist01.txt").write_text("Run/v_Run_g02_c01.avi\n\n")
+    s = load_split("ucf101", tmp_path, 1)
+    assert [(v.name, v.label) for v in s.train] == [("v_Jump_g01_c01", 1)]
+    assert [(v.name, v.label) for v in s.test] == [("v_Run_g02_c01", 0)]
+
+
+def test_missing_split_file_is_a_user_error(tmp_path):
+    with pytest.raises(UserError, match="classInd.txt"):
+        load_split("ucf101", tmp_path, 1)
+    with pytest.raises(UserError, match="_test_split2"):
+        load_split("hmdb51", tmp_path, 2)
+    with pytest.raises(UserError, match="unknown dataset"):
+        load_split("kinetics", tmp_path, 1)
+
+
+def test_video_key_matches_all_spellings():
+    keys = {
+        video_key("v_HandStandPushups_g01_c01"),
+        video_key("v_HandstandPushups_g01_c01"),
+        video_key("HandstandPushups_g01_c01"),
+        video_key("HandstandPushups/v_HandStandPushups_g01_c01.avi"),
+    }
+    assert keys == {"handstandpushups_g01_c01"}
+
+
+def test_holdout_keeps_whole_groups(shared_data):
+    s = load_split("ucf101", shared_data / "ucf101" / "ucfTrainTestlist", 1)
+    train, val = holdout_groups(s.train, 3, seed=1)
+    assert len(train) + len(val) == len(s.train)
+    train_groups = {ucf101_group(v.name) for v in train}
+    val_groups = {ucf101_group(v.name) for v in val}
+    assert len(val_groups) == 3 and not train_groups & val_groups
+    assert holdout_groups(s.train, 3, seed=1) == (train, val)
+    with pytest.raises(UserError, match="groups"):
+        holdout_groups(s.train, 50)
