@@ -5,6 +5,7 @@ snippets in training, ``test_frames`` (x10 with ten-crop) at test. The streams d
 which files a position reads and how they are stacked; sampling, cropping and decoding are shared.
 """
 
+import os
 from pathlib import Path
 
 import cv2
@@ -33,23 +34,23 @@ class DataError(UserError):
     """A frame file that is missing or cannot be decoded."""
 
 
-def read_jpeg(path: Path, color: bool) -> np.ndarray:
+def read_jpeg(path: str, color: bool) -> np.ndarray:
     """Decode one frame to uint8 RGB [H, W, 3] or gray [H, W]; a bad file is a DataError."""
     try:
         with open(path, "rb") as file:
             data = np.frombuffer(file.read(), np.uint8)
     except OSError:
         raise DataError(
-            f"missing frame {path} (video {path.parent.name}); re-extract the video or drop it"
+            f"missing frame {path} (video {os.path.basename(os.path.dirname(path))}); re-extract the video or drop it"
         ) from None
     if _JPEG_END not in data[-64:].tobytes():
         raise DataError(
-            f"truncated frame {path} (video {path.parent.name}); re-extract the video or drop it"
+            f"truncated frame {path} (video {os.path.basename(os.path.dirname(path))}); re-extract the video or drop it"
         )
     image = cv2.imdecode(data, cv2.IMREAD_COLOR_RGB if color else cv2.IMREAD_GRAYSCALE)
     if image is None:
         raise DataError(
-            f"corrupt frame {path} (video {path.parent.name}); re-extract the video or drop it"
+            f"corrupt frame {path} (video {os.path.basename(os.path.dirname(path))}); re-extract the video or drop it"
         )
     return image
 

@@ -15,7 +15,7 @@ from dataloader.splits import Video, video_key
 from utils.errors import UserError
 
 CACHE_NAME = ".frame_index.json"
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -24,11 +24,11 @@ class IndexedVideo:
 
     name: str
     label: int
-    dirs: tuple[Path, ...]
+    dirs: tuple[str, ...]
     num_frames: int
 
 
-def _count(folder: Path, regex) -> int:
+def _count(folder: str, regex) -> int:
     with os.scandir(folder) as entries:
         return sum(1 for e in entries if regex.match(e.name))
 
@@ -37,21 +37,21 @@ class FrameCounter:
     """Frame counts per folder, remembered across runs in a JSON cache.
 
     The cache sits in the data root (``.frame_index.json``) or, where that is read-only, under
-    ``~/.cache/two-stream``. A folder whose modification time changed is counted again.
+    ``~/.cache/two-stream``. A folder whose modification time changed is counted again. Plain
+    strings, not Path objects, keep a start over 40,000 folders fast.
     """
 
     def __init__(self, data_root: Path, cache: bool = True):
-        self.data_root = data_root
         self.cache_path = self._cache_location(data_root) if cache else None
-        self.entries: dict[str, list[int]] = {}
+        self.tables: dict[str, dict[str, list[int]]] = {}
         self.dirty = False
         if self.cache_path and self.cache_path.is_file():
             try:
                 data = json.loads(self.cache_path.read_text())
                 if data.get("version") == _CACHE_VERSION:
-                    self.entries = data["entries"]
+                    self.tables = data["tables"]
             except (OSError, ValueError, KeyError):
-                self.entries = {}
+                self.tables = {}
 
     @staticmethod
     def _cache_location(data_root: Path) -> Path:
@@ -60,14 +60,18 @@ class FrameCounter:
         digest = hashlib.sha1(str(data_root.resolve()).encode()).hexdigest()[:16]
         return Path.home() / ".cache" / "two-stream" / f"frame_index_{digest}.json"
 
-    def count(self, folder: Path, pattern: str, regex) -> int:
-        mtime = folder.stat().st_mtime_ns
-        key = f"{folder.relative_to(self.data_root)}|{pattern}"
-        cached = self.entries.get(key)
+    def table(self, folder: str, pattern: str) -> dict[str, list[int]]:
+        """The cached [mtime, count] of every video folder under ``folder`` for ``pattern``."""
+        return self.tables.setdefault(f"{folder}|{pattern}", {})
+
+    def count(self, table: dict, parent: str, name: str, regex) -> int:
+        path = os.path.join(parent, name)
+        mtime = os.stat(path).st_mtime_ns
+        cached = table.get(name)
         if cached and cached[0] == mtime:
             return cached[1]
-        n = _count(folder, regex)
-        self.entries[key] = [mtime, n]
+        n = _count(path, regex)
+        table[name] = [mtime, n]
         self.dirty = True
         return n
 
@@ -77,7 +81,7 @@ class FrameCounter:
         try:
             self.cache_path.parent.mkdir(parents=True, exist_ok=True)
             tmp = self.cache_path.with_name(self.cache_path.name + f".tmp{os.getpid()}")
-            tmp.write_text(json.dumps({"version": _CACHE_VERSION, "entries": self.entries}))
+            tmp.write_text(json.dumps({"version": _CACHE_VERSION, "tables": self.tables}))
             os.replace(tmp, self.cache_path)
         except OSError:
             pass  # a cache we cannot write only costs time on the next start
@@ -106,33 +110,35 @@ def index_videos(
     if not data_root.is_dir():
         raise UserError(f"--data-root {data_root} does not exist; point it at the extracted frames")
     parts = layout.modality(modality)
-    parents = [data_root / folder for folder, _ in parts]
-    for parent, (folder, _) in zip(parents, parts, strict=True):
-        if not parent.is_dir():
+    for folder, _ in parts:
+        if not (data_root / folder).is_dir():
             flag = "--rgb-dir" if modality == "rgb" else "--flow-x-dir/--flow-y-dir"
             raise UserError(
-                f"no {modality} folder {parent}; extract frames with tools/extract_frames_flow.py "
-                f"or set {flag} (now {folder!r})"
+                f"no {modality} folder {data_root / folder}; extract frames with "
+                f"tools/extract_frames_flow.py or set {flag} (now {folder!r})"
             )
-    names = [_folder_names(p) for p in parents]
-    regexes = [pattern_regex(pattern) for _, pattern in parts]
     counter = FrameCounter(data_root, cache)
-
+    sources = [
+        (
+            str(data_root / folder),
+            _folder_names(data_root / folder),
+            pattern_regex(pattern),
+            counter.table(folder, pattern),
+        )
+        for folder, pattern in parts
+    ]
     found, missing = [], []
     for video in videos:
         key = video_key(video.name)
-        dirs = []
-        for parent, table in zip(parents, names, strict=True):
-            if key in table:
-                dirs.append(parent / table[key])
-            else:
-                missing.append(f"{parent / video.name}")
+        dirs, counts = [], []
+        for parent, names, regex, table in sources:
+            name = names.get(key)
+            if name is None:
+                missing.append(os.path.join(parent, video.name))
                 break
+            dirs.append(os.path.join(parent, name))
+            counts.append(counter.count(table, parent, name, regex))
         else:
-            counts = [
-                counter.count(d, pattern, regex)
-                for d, (_, pattern), regex in zip(dirs, parts, regexes, strict=True)
-            ]
             found.append(IndexedVideo(video.name, video.label, tuple(dirs), min(counts)))
     counter.save()
     if missing:

@@ -12,9 +12,9 @@ Other layouts are options, e.g. mmaction's ``rawframes/<video>/img_00001.jpg`` a
 """
 
 import argparse
+import os
 import re
 from dataclasses import dataclass, fields
-from pathlib import Path
 
 from utils.errors import UserError
 
@@ -57,9 +57,9 @@ def pattern_regex(pattern: str) -> re.Pattern:
     return re.compile(re.escape(before) + r"(\d+)" + re.escape(after) + r"\Z")
 
 
-def frame_path(video_dir: Path, pattern: str, index: int) -> Path:
+def frame_path(video_dir: str, pattern: str, index: int) -> str:
     """Path of the frame at 0-based ``index`` (files are numbered from 1)."""
-    return video_dir / (pattern % (index + 1))
+    return os.path.join(video_dir, pattern % (index + 1))
 
 
 def add_layout_arguments(parser: argparse.ArgumentParser) -> None:
