@@ -75,7 +75,11 @@ class FrameDataset(torch.utils.data.Dataset):
         ten_crop: bool = False,
         layout: Layout = Layout(),
         cache: bool = True,
+        strict: bool = True,
     ):
+        """``strict=False`` records missing videos in ``self.missing`` instead of raising and
+        keeps empty ones, so that dataloader.checks can report or drop every bad video at once.
+        """
         if num_segments < 1 or test_frames < 1 or crop_size < 1:
             raise UserError("--num-segments, --test-frames and --crop-size must be at least 1")
         self.videos = list(videos)
@@ -85,17 +89,17 @@ class FrameDataset(torch.utils.data.Dataset):
         self.crop_size = crop_size
         self.ten_crop = ten_crop
         self.layout = layout
+        self.data_root = Path(data_root)
+        self.missing: list[str] = []
         self.items: list[IndexedVideo] = index_videos(
-            data_root, self.videos, self.modality, layout, cache
+            data_root, self.videos, self.modality, layout, cache, None if strict else self.missing
         )
-        empty = [item.dirs[0] for item in self.items if item.num_frames < self.min_frames]
-        if empty:
+        empty = [item.dirs[0] for item in self.items if item.num_frames < 1]
+        if empty and strict:
             others = f" and {len(empty) - 1} other videos" if len(empty) > 1 else ""
             raise UserError(
                 f"no {self.modality} frames in {empty[0]}{others}; re-extract them or drop them"
             )
-
-    min_frames = 1
 
     @property
     def names(self) -> list[str]:
@@ -107,6 +111,12 @@ class FrameDataset(torch.utils.data.Dataset):
 
     def __len__(self) -> int:
         return len(self.items)
+
+    def drop(self, names) -> None:
+        """Leave these videos out of the run (see dataloader.checks)."""
+        names = set(names)
+        self.items = [item for item in self.items if item.name not in names]
+        self.missing = [name for name in self.missing if name not in names]
 
     def positions(self, length: int) -> np.ndarray:
         """Sampled positions out of ``length`` candidates: TSN segments or uniform test points."""

@@ -100,11 +100,13 @@ def index_videos(
     modality: str,
     layout: Layout = Layout(),
     cache: bool = True,
+    missing: list[str] | None = None,
 ) -> list[IndexedVideo]:
     """Locate every video's folders for ``modality`` ('rgb' or 'flow') and count its frames.
 
     A flow video's count is the smaller of its x and y counts. Videos listed in the split but
     absent on disk are an error naming them: a silently smaller dataset gives wrong accuracies.
+    Pass a ``missing`` list to collect their names instead.
     """
     data_root = Path(data_root)
     if not data_root.is_dir():
@@ -127,24 +129,26 @@ def index_videos(
         )
         for folder, pattern in parts
     ]
-    found, missing = [], []
+    found, absent = [], []
     for video in videos:
         key = video_key(video.name)
         dirs, counts = [], []
         for parent, names, regex, table in sources:
             name = names.get(key)
             if name is None:
-                missing.append(os.path.join(parent, video.name))
+                absent.append((video.name, os.path.join(parent, video.name)))
                 break
             dirs.append(os.path.join(parent, name))
             counts.append(counter.count(table, parent, name, regex))
         else:
             found.append(IndexedVideo(video.name, video.label, tuple(dirs), min(counts)))
     counter.save()
-    if missing:
-        others = f" and {len(missing) - 1} other videos" if len(missing) > 1 else ""
+    if missing is not None:
+        missing.extend(name for name, _ in absent)
+    elif absent:
+        others = f" and {len(absent) - 1} other videos" if len(absent) > 1 else ""
         raise UserError(
-            f"{modality} frames missing for {missing[0]}{others} of the split; "
+            f"{modality} frames missing for {absent[0][1]}{others} of the split; "
             "check --data-root and the layout options, or extract the missing videos"
         )
     return found

@@ -5,6 +5,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from dataloader import Layout, Video
+
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
@@ -62,3 +64,20 @@ def write_frame_dataset(
     (splits / "trainlist01.txt").write_bytes("".join(f"{x}\r\n" for x in train_lines).encode())
     (splits / "testlist01.txt").write_bytes("".join(f"{x}\r\n" for x in test_lines).encode())
     return root
+
+
+def write_coded_video(root, name, num_frames, layout=Layout(), size=(40, 32)):
+    """A video whose frame i is a flat image of value 8*i (RGB), 8*i+4 (x-flow), 250-8*i (y-flow)."""
+    w, h = size
+    folders = {
+        "rgb": (root / layout.rgb_dir / name, layout.rgb_pattern, lambda i: 8 * i),
+        "x": (root / layout.flow_x_dir / name, layout.flow_x_pattern, lambda i: 8 * i + 4),
+        "y": (root / layout.flow_y_dir / name, layout.flow_y_pattern, lambda i: 250 - 8 * i),
+    }
+    for kind, (folder, pattern, value) in folders.items():
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(num_frames if kind == "rgb" else num_frames - 1):
+            channels = 3 if kind == "rgb" else 1
+            img = np.full((h, w, channels), value(i), np.uint8)
+            cv2.imwrite(str(folder / (pattern % (i + 1))), img)
+    return Video(name, 0)

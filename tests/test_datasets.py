@@ -11,24 +11,8 @@ from dataloader import Layout, MotionDataset, SpatialDataset, Video, load_split
 from dataloader.datasets import DataError
 from dataloader.sampling import uniform_indices
 from dataloader.transforms import FLOW_MEAN, FLOW_STD, IMAGENET_MEAN, IMAGENET_STD
+from tests.helpers import write_coded_video
 from utils.errors import UserError
-
-
-def write_coded_video(root, name, num_frames, layout=Layout(), size=(40, 32)):
-    """A video whose frame i is a flat image of value 8*i (RGB), 8*i+4 (x-flow), 250-8*i (y-flow)."""
-    w, h = size
-    folders = {
-        "rgb": (root / layout.rgb_dir / name, layout.rgb_pattern, lambda i: 8 * i),
-        "x": (root / layout.flow_x_dir / name, layout.flow_x_pattern, lambda i: 8 * i + 4),
-        "y": (root / layout.flow_y_dir / name, layout.flow_y_pattern, lambda i: 250 - 8 * i),
-    }
-    for kind, (folder, pattern, value) in folders.items():
-        folder.mkdir(parents=True, exist_ok=True)
-        for i in range(num_frames if kind == "rgb" else num_frames - 1):
-            channels = 3 if kind == "rgb" else 1
-            img = np.full((h, w, channels), value(i), np.uint8)
-            cv2.imwrite(str(folder / (pattern % (i + 1))), img)
-    return Video(name, 0)
 
 
 def rgb_frame_ids(clips):

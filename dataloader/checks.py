@@ -1,0 +1,98 @@
+"""Find every bad video of a dataset in one pass: missing, empty, gappy, short or corrupt.
+
+Used by ``--check-data`` (report and stop) and ``--skip-bad-videos`` (drop them before training):
+a job that runs for days should learn about a broken download in its first minutes, all of it at
+once, not one crash at a time.
+"""
+
+import os
+
+import torch
+from tqdm import tqdm
+
+from dataloader.datasets import DataError, FrameDataset, read_jpeg, worker_init
+from dataloader.frame_index import IndexedVideo
+from dataloader.layout import pattern_regex
+
+
+def _numbers(folder: str, regex) -> list[int]:
+    with os.scandir(folder) as entries:
+        return sorted(int(m.group(1)) for e in entries if (m := regex.match(e.name)))
+
+
+def video_problems(dataset: FrameDataset, item: IndexedVideo) -> list[str]:
+    """Every problem of one video's frame folders, each a line naming the file or folder."""
+    problems = []
+    counts = []
+    parts = dataset.layout.modality(dataset.modality)
+    for folder, (_, pattern) in zip(item.dirs, parts, strict=True):
+        numbers = _numbers(folder, pattern_regex(pattern))
+        counts.append(len(numbers))
+        if not numbers:
+            problems.append(f"no frames in {folder}")
+            continue
+        gaps = sorted(set(range(1, numbers[-1] + 1)) - set(numbers))
+        if gaps:
+            more = f" and {len(gaps) - 1} more" if len(gaps) > 1 else ""
+            problems.append(f"missing frame {os.path.join(folder, pattern % gaps[0])}{more}")
+        for n in numbers:
+            try:
+                read_jpeg(os.path.join(folder, pattern % n), color=dataset.modality == "rgb")
+            except DataError as err:
+                problems.append(str(err).split(";")[0])
+    if dataset.modality == "flow":
+        if counts[0] != counts[1]:
+            problems.append(f"x-flow has {counts[0]} frames but y-flow has {counts[1]}")
+        rgb_dir = dataset.data_root / dataset.layout.rgb_dir / os.path.basename(item.dirs[0])
+        if rgb_dir.is_dir():
+            rgb = len(_numbers(str(rgb_dir), pattern_regex(dataset.layout.rgb_pattern)))
+            if min(counts) < rgb - 1:
+                problems.append(
+                    f"flow has {min(counts)} frames but RGB has {rgb} (expected {rgb - 1})"
+                )
+    return problems
+
+
+class _Scan(torch.utils.data.Dataset):
+    def __init__(self, dataset: FrameDataset):
+        self.dataset = dataset
+
+    def __len__(self):
+        return len(self.dataset.items)
+
+    def __getitem__(self, index):
+        item = self.dataset.items[index]
+        return item.name, video_problems(self.dataset, item)
+
+
+def _keep(batch):
+    return batch
+
+
+def find_problems(dataset: FrameDataset, workers: int = 0) -> dict[str, list[str]]:
+    """Scan every frame of every video (in ``workers`` processes); {video: problems} of bad ones.
+
+    The dataset must have been built with ``strict=False`` to list missing videos too.
+    """
+    problems = {
+        name: [f"no {dataset.modality} frames on disk under {dataset.data_root}"]
+        for name in dataset.missing
+    }
+    loader = torch.utils.data.DataLoader(
+        _Scan(dataset),
+        batch_size=1,
+        num_workers=workers,
+        collate_fn=_keep,
+        worker_init_fn=worker_init,
+    )
+    for ((name, found),) in tqdm(loader, desc=f"checking {dataset.modality} frames", unit="video"):
+        if found:
+            problems[name] = found
+    return problems
+
+
+def write_problems(problems: dict[str, list[str]], path) -> None:
+    """One line per video: name, a tab, its problems joined by '; '."""
+    with open(path, "w") as file:
+        for name, found in sorted(problems.items()):
+            file.write(f"{name}\t{'; '.join(found)}\n")

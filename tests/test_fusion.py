@@ -1,0 +1,298 @@
+"""fusion.py: the accuracy table, the fused file and its reports, and clear errors on bad inputs."""
+
+import csv
+import json
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import fusion
+from tests.test_scores import reference_preds, write_splits
+from utils.errors import UserError
+from utils.metrics import accuracy_report
+from utils.reports import write_reports
+from utils.scores import ScoreFile, load_scores, save_scores
+
+ROOT = Path(__file__).resolve().parents[1]
+CLASSES = ["A", "B", "C"]
+VIDEOS = [f"v_{c}_g0{i}_c01" for c in CLASSES for i in (1, 2)]
+LABELS = [0, 0, 1, 1, 2, 2]
+# spatial gets v_A_g02 and v_C_g01 wrong, motion gets v_B_g01 wrong; the average gets all right
+SPATIAL = np.array(
+    [[3, 1, 0], [1, 2, 0], [0, 4, 1], [0, 3, 1], [0, 2, 1], [0, 0, 5]], dtype=np.float32
+)
+MOTION = np.array(
+    [[4, 0, 0], [5, 1, 0], [2, 1, 0], [0, 3, 0], [0, 0, 6], [0, 1, 2]], dtype=np.float32
+)
+
+
+def write_npz(
+    path, scores=SPATIAL, videos=VIDEOS, labels=LABELS, classes=CLASSES, stream="spatial"
+):
+    return save_scores(
+        path,
+        videos=videos,
+        labels=labels,
+        classes=classes,
+        scores=scores,
+        stream=stream,
+        split=1,
+        epoch=5,
+    )
+
+
+@pytest.fixture
+def pair(tmp_path):
+    spatial = write_npz(tmp_path / "spatial" / "video_scores.npz")
+    motion = write_npz(tmp_path / "motion" / "video_scores.npz", MOTION, stream="motion")
+    return spatial, motion
+
+
+def test_fusion_table_json_and_outputs(pair, tmp_path, capsys):
+    spatial, motion = pair
+    out, report = tmp_path / "fused" / "fused.npz", tmp_path / "fused.json"
+    argv = ["--spatial", str(spatial), "--motion", str(motion), "--out", str(out)]
+    results = fusion.main([*argv, "--json", str(report)])
+    assert results["spatial"]["top1"] == pytest.approx(100 * 4 / 6)
+    assert results["motion"]["top1"] == pytest.approx(100 * 5 / 6)
+    assert results["fused"] == {"top1": 100.0, "top5": 100.0, "mean_class": 100.0, "videos": 6}
+    assert json.loads(report.read_text()) == results
+
+    printed = capsys.readouterr().out
+    table = [line.split() for line in printed.splitlines()[1:5]]
+    assert table == [
+        ["stream", "top-1", "top-5", "mean", "class", "videos"],
+        ["spatial", "66.67", "100.00", "66.67", "6"],
+        ["motion", "83.33", "100.00", "83.33", "6"],
+        ["fused", "100.00", "100.00", "100.00", "6"],
+    ]
+    for name in ["fused.npz", "fused_per_class_accuracy.csv", "fused_confusion_matrix.png"]:
+        assert f"wrote {tmp_path / 'fused' / name}" in printed
+    assert sorted(p.name for p in out.parent.iterdir()) == [
+        "fused.npz",
+        "fused_confusion_matrix.png",
+        "fused_misclassified.csv",
+        "fused_per_class_accuracy.csv",
+    ]
+    fused = load_scores(out)
+    assert (fused.stream, fused.split, fused.videos, fused.classes) == ("fused", 1, VIDEOS, CLASSES)
+    np.testing.assert_allclose(fused.scores, (SPATIAL + MOTION) / 2)
+
+
+def test_without_out_writes_nothing(pair, tmp_path, capsys):
+    spatial, motion = pair
+    before = sorted(tmp_path.rglob("*"))
+    fusion.main(["--spatial", str(spatial), "--motion", str(motion)])
+    assert sorted(tmp_path.rglob("*")) == before
+    assert "wrote" not in capsys.readouterr().out
+
+
+def test_weights_and_softmax(pair):
+    spatial, motion = pair
+    base = ["--spatial", str(spatial), "--motion", str(motion)]
+    only_spatial = fusion.main([*base, "--weights", "1", "0"])
+    assert only_spatial["fused"] == only_spatial["spatial"]
+    only_motion = fusion.main([*base, "--weights", "0", "2"])
+    assert only_motion["fused"] == only_motion["motion"]
+    # v_B_g01: spatial's large scores [0, 10, 9] outweigh motion's wrong [3, 0, 0] when averaged
+    # raw, but as probabilities spatial is unsure (0.73 B) and motion sure (0.91 A)
+    big, sharp = SPATIAL.copy(), MOTION.copy()
+    big[2], sharp[2] = [0, 10, 9], [3, 0, 0]
+    write_npz(spatial, big)
+    write_npz(motion, sharp)
+    assert fusion.main(base)["fused"]["top1"] == 100.0
+    assert fusion.main([*base, "--softmax"])["fused"]["top1"] == pytest.approx(100 * 5 / 6)
+    fused = fusion.fuse(big, sharp, (1.0, 3.0), use_softmax=True)
+    expected = (np.exp(big) / np.exp(big).sum(1, keepdims=True)) + 3 * (
+        np.exp(sharp) / np.exp(sharp).sum(1, keepdims=True)
+    )
+    np.testing.assert_allclose(np.exp(fused), expected / 4, rtol=1e-6)
+    with pytest.raises(UserError, match="--weights must be non-negative"):
+        fusion.main([*base, "--weights", "1", "-1"])
+
+
+def test_reference_pickle_with_npz(pair, tmp_path):
+    """A reference pickle (no v_, 'Handstand') fuses with an npz named as the split files."""
+    preds = reference_preds()
+    pickled = tmp_path / "motion_video_preds.pickle"
+    pickled.write_bytes(pickle.dumps(preds))
+    splits = write_splits(tmp_path / "splits")
+    reference = load_scores(pickled, splits_dir=splits, split=1)
+    spatial = write_npz(
+        tmp_path / "npz" / "video_scores.npz",
+        scores=reference.scores[::-1].copy(),  # other order, same videos
+        videos=reference.videos[::-1],
+        labels=reference.labels[::-1],
+        classes=reference.classes,
+    )
+    out = tmp_path / "out" / "fused.npz"
+    argv = ["--spatial", str(spatial), "--motion", str(pickled), "--out", str(out)]
+    results = fusion.main([*argv, "--splits-dir", str(splits), "--split", "1"])
+    assert results["fused"] == results["motion"] == results["spatial"]
+    assert results["fused"]["videos"] == 4
+    assert load_scores(out).videos == reference.videos[::-1]  # the --spatial file's names
+    with pytest.raises(UserError, match="pass --splits-dir DIR --split N"):
+        fusion.main(argv)
+
+
+def test_class_count_mismatch(pair, tmp_path):
+    spatial, _ = pair
+    other = write_npz(tmp_path / "m.npz", np.zeros((6, 4), np.float32), classes=[*CLASSES, "D"])
+    with pytest.raises(UserError, match=r"class counts differ: .* has 3 classes, .*m\.npz has 4"):
+        fusion.main(["--spatial", str(spatial), "--motion", str(other)])
+
+
+def test_class_name_mismatch(pair, tmp_path):
+    spatial, _ = pair
+    other = write_npz(tmp_path / "m.npz", MOTION, classes=["A", "C", "B"])
+    with pytest.raises(UserError, match=r"class names differ at index 1: 'B' in .*, 'C' in"):
+        fusion.main(["--spatial", str(spatial), "--motion", str(other)])
+
+
+def test_partial_overlap(pair, tmp_path, capsys):
+    spatial, _ = pair
+    videos = [*VIDEOS[:4], "v_D_g01_c01", "v_D_g02_c01"]  # C's two videos missing, two extra
+    motion = write_npz(tmp_path / "m.npz", MOTION, videos=videos)
+    argv = ["--spatial", str(spatial), "--motion", str(motion)]
+    with pytest.raises(UserError) as err:
+        fusion.main(argv)
+    message = str(err.value)
+    assert "video sets differ: 2 of " in message and "6 videos are missing from" in message
+    assert "(e.g. v_C_g01_c01, v_C_g02_c01)" in message
+    assert "2 of its 6 are missing from" in message and "v_D_g01_c01" in message
+    assert "pass --allow-partial to fuse the 4 in both" in message
+
+    results = fusion.main([*argv, "--allow-partial", "--out", str(tmp_path / "f.npz")])
+    assert "note: --allow-partial: fusing the 4 videos in both files" in capsys.readouterr().out
+    assert results["spatial"]["videos"] == results["fused"]["videos"] == 4
+    assert load_scores(tmp_path / "f.npz").videos == VIDEOS[:4]
+
+
+def test_no_shared_videos(pair, tmp_path):
+    spatial, _ = pair
+    motion = write_npz(tmp_path / "m.npz", MOTION, videos=[f"v_X_g0{i}_c01" for i in range(6)])
+    with pytest.raises(UserError, match="share no video"):
+        fusion.main(["--spatial", str(spatial), "--motion", str(motion), "--allow-partial"])
+
+
+def test_label_mismatch(pair, tmp_path):
+    spatial, _ = pair
+    motion = write_npz(tmp_path / "m.npz", MOTION, labels=[0, 0, 1, 1, 2, 1])
+    with pytest.raises(UserError, match=r"labels differ for 1 videos \(e\.g\. v_C_g02_c01\)"):
+        fusion.main(["--spatial", str(spatial), "--motion", str(motion)])
+
+
+def test_nan_scores(pair, tmp_path):
+    spatial, _ = pair
+    bad = MOTION.copy()
+    bad[3, 1] = np.nan
+    motion = write_npz(tmp_path / "m.npz", bad)
+    with pytest.raises(UserError, match=r"m\.npz: 1 videos have NaN or infinite scores"):
+        fusion.main(["--spatial", str(spatial), "--motion", str(motion)])
+
+
+def test_wrong_formats(pair, tmp_path):
+    spatial, _ = pair
+    text = tmp_path / "scores.txt"
+    text.write_text("v_A_g01_c01 0.5 0.2 0.3\n")
+    with pytest.raises(UserError, match=r"scores\.txt is neither a video_scores\.npz nor"):
+        fusion.main(["--spatial", str(spatial), "--motion", str(text)])
+    partial = tmp_path / "partial.npz"
+    np.savez(partial, scores=MOTION, videos=np.array(VIDEOS))
+    with pytest.raises(UserError, match=r"partial\.npz lacks the arrays labels, classes"):
+        fusion.main(["--spatial", str(partial), "--motion", str(spatial)])
+
+
+def test_cli_error_is_one_line(pair, tmp_path):
+    spatial, _ = pair
+    missing = tmp_path / "missing.npz"
+    proc = subprocess.run(
+        [sys.executable, "fusion.py", "--spatial", str(spatial), "--motion", str(missing)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr == f"error: score file not found: {missing}\n"
+
+
+def test_reports_content(tmp_path):
+    scores = np.array(
+        [[0.9, 0.1, 0.0], [0.2, 0.7, 0.1], [0.6, 0.3, 0.1], [0.1, 0.1, 0.8], [0.0, 0.8, 0.2]]
+    )
+    score = ScoreFile(
+        ["v_a1", "v_b1", "v_b2", "v_c1", "v_c2"], np.array([0, 1, 1, 2, 2]), CLASSES,
+        scores, "fused", 1, -1,
+    )  # fmt: skip
+    paths = write_reports(score, tmp_path / "r", prefix="x_")
+    assert [p.name for p in paths] == [
+        "x_per_class_accuracy.csv",
+        "x_confusion_matrix.png",
+        "x_misclassified.csv",
+    ]
+    with open(paths[0], newline="") as f:
+        assert list(csv.reader(f)) == [
+            ["class", "videos", "correct", "accuracy"],
+            ["A", "1", "1", "100.00"],
+            ["B", "2", "1", "50.00"],
+            ["C", "2", "1", "50.00"],
+        ]
+    with open(paths[2], newline="") as f:
+        rows = list(csv.DictReader(f))
+    # most confident mistake first; the rows already are probabilities so they are kept as such
+    assert [(r["video"], r["true_class"], r["predicted_class"]) for r in rows] == [
+        ("v_c2", "C", "B"),
+        ("v_b2", "B", "A"),
+    ]
+    assert (rows[0]["true_probability"], rows[0]["predicted_probability"]) == ("0.2000", "0.8000")
+    assert Image.open(paths[1]).format == "PNG"
+
+
+def test_confusion_png_is_readable_for_101_classes(tmp_path):
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(101), 2)
+    classes = [f"SomeLongClassName{i:03d}" for i in range(101)]
+    scores = rng.normal(size=(202, 101)).astype(np.float32)
+    score = ScoreFile([f"v_{i}" for i in range(202)], labels, classes, scores, "spatial", 1, 3)
+    paths = write_reports(score, tmp_path)
+    width, height = Image.open(paths[1]).size
+    assert width >= 2000 and height >= 2000  # one class per ~20 px: names do not overlap
+    with open(paths[0], newline="") as f:
+        assert len(list(csv.reader(f))) == 102
+
+
+@pytest.fixture
+def reference(shared_data):
+    return (
+        shared_data / "reference-scores" / "spatial_video_preds.pickle",
+        shared_data / "ucf101" / "ucfTrainTestlist",
+    )
+
+
+@pytest.mark.parametrize("extra", [[], ["--softmax"]])
+def test_real_reference_fused_with_itself(reference, tmp_path, extra):
+    pickled, splits = reference
+    argv = ["--spatial", str(pickled), "--motion", str(pickled), "--splits-dir", str(splits)]
+    results = fusion.main([*argv, "--split", "1", *extra, "--json", str(tmp_path / "r.json")])
+    assert 65.0 < results["spatial"]["top1"] < 73.0
+    assert results["spatial"]["videos"] == 3783
+    assert results["fused"] == results["spatial"] == results["motion"]
+    assert json.loads((tmp_path / "r.json").read_text()) == results
+
+
+def test_real_reference_softmax_fusion_survives_float32(reference, tmp_path):
+    """Softmax of these sharp scores underflows float32; the fused file stores log-probabilities."""
+    pickled, splits = reference
+    out = tmp_path / "fused.npz"
+    argv = ["--spatial", str(pickled), "--motion", str(pickled), "--splits-dir", str(splits)]
+    results = fusion.main([*argv, "--split", "1", "--softmax", "--out", str(out)])
+    fused = load_scores(out)
+    assert fused.videos[0] == "v_ApplyEyeMakeup_g01_c01"
+    assert accuracy_report(fused.scores, fused.labels) == results["fused"]
+    with open(tmp_path / "fused_per_class_accuracy.csv", newline="") as f:
+        assert sum(int(row["videos"]) for row in csv.DictReader(f)) == 3783
