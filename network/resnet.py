@@ -1,0 +1,131 @@
+"""torchvision ResNets for either stream: any number of input channels, a new dropout + classifier.
+
+The recipe is TSN's (Wang et al., 2016): ImageNet weights, the first conv of a flow network made by
+cross-modality averaging, dropout before the new classifier, and partial BN.
+"""
+
+from pathlib import Path
+
+import torch
+from torch import nn
+from torchvision.models import get_model, get_model_weights
+
+from utils.errors import UserError
+
+ARCHS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
+
+
+class StreamNet(nn.Module):
+    """A ResNet trunk, dropout and a linear classifier, with optional partial BN.
+
+    Partial BN (TSN): in training, every BatchNorm layer but the first keeps its ImageNet
+    statistics and scale/shift frozen. With small video batches the statistics would otherwise
+    drift away from the ones the pretrained weights were learnt with.
+    """
+
+    def __init__(self, base: nn.Module, num_classes: int, dropout: float, partial_bn: bool):
+        super().__init__()
+        features = base.fc.in_features
+        base.fc = nn.Identity()
+        self.base = base
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(features, num_classes)
+        self.partial_bn = partial_bn
+        if partial_bn:
+            for bn in self._frozen_bns():
+                bn.weight.requires_grad_(False)
+                bn.bias.requires_grad_(False)
+
+    def _frozen_bns(self) -> list[nn.Module]:
+        return [m for m in self.base.modules() if isinstance(m, nn.BatchNorm2d)][1:]
+
+    def train(self, mode: bool = True):
+        """Like nn.Module.train, but partial BN keeps all BN layers but the first in eval mode."""
+        super().train(mode)
+        if mode and self.partial_bn:
+            for bn in self._frozen_bns():
+                bn.eval()
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.dropout(self.base(x)))
+
+
+def _load_state_dict_file(path: Path) -> dict:
+    """A torchvision-style state dict from a file (plain, or under 'state_dict'/'model')."""
+    if not path.is_file():
+        raise UserError(f"--pretrained file not found: {path}; give 'imagenet', 'none' or a path")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise UserError(f"cannot read pretrained weights {path}: {err}") from err
+    for key in ("state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict):
+        raise UserError(f"{path} does not hold a state dict")
+    return {k.removeprefix("module."): v for k, v in state.items()}
+
+
+def _adapt_conv1(weight: torch.Tensor, in_channels: int) -> torch.Tensor:
+    """Cross-modality averaging (TSN): the mean RGB kernel, copied to every input channel."""
+    if weight.shape[1] == in_channels:
+        return weight
+    mean = weight.mean(dim=1, keepdim=True)
+    return mean.expand(-1, in_channels, -1, -1).contiguous()
+
+
+def build_model(
+    arch: str = "resnet101",
+    num_classes: int = 101,
+    in_channels: int = 3,
+    dropout: float = 0.8,
+    pretrained: str = "none",
+    partial_bn: bool = True,
+) -> StreamNet:
+    """Build a StreamNet.
+
+    ``pretrained``: 'imagenet' (torchvision's default ImageNet weights, downloaded once into the
+    torch hub cache), 'none' (random initialisation) or the path of a torchvision state-dict file
+    for ``arch``. The pretrained classifier is dropped; a 3-channel conv1 is adapted to
+    ``in_channels`` by cross-modality averaging.
+    """
+    if arch not in ARCHS:
+        raise UserError(f"unknown --arch {arch!r}; choose one of {', '.join(ARCHS)}")
+    base = get_model(arch)
+    if pretrained == "imagenet":
+        weights = get_model_weights(arch).DEFAULT
+        try:
+            state = weights.get_state_dict(progress=True)
+        except Exception as err:  # no network, proxy, broken cache file
+            raise UserError(
+                f"cannot download the ImageNet weights of {arch} ({err}); download "
+                f"{weights.url} and pass the file with --pretrained PATH"
+            ) from err
+    elif pretrained not in ("none", "", None):
+        state = _load_state_dict_file(Path(pretrained))
+    else:
+        state = None
+    if state is not None:
+        state = {k: v for k, v in state.items() if not k.startswith("fc.")}
+        if "conv1.weight" in state:
+            state["conv1.weight"] = _adapt_conv1(state["conv1.weight"], in_channels)
+    if in_channels != 3:
+        old = base.conv1
+        base.conv1 = nn.Conv2d(
+            in_channels, old.out_channels, old.kernel_size, old.stride, old.padding, bias=False
+        )
+    if state is not None:
+        try:
+            missing, unexpected = base.load_state_dict(state, strict=False)
+        except RuntimeError as err:  # shape mismatch: weights of another arch
+            detail = " ".join(str(err).split())[:300]
+            raise UserError(f"--pretrained {pretrained} does not fit {arch}: {detail}") from err
+        missing = [k for k in missing if not k.startswith("fc.")]
+        if missing or unexpected:
+            raise UserError(
+                f"--pretrained {pretrained} does not fit {arch}: "
+                f"{len(missing)} missing keys (e.g. {missing[:2]}), "
+                f"{len(unexpected)} unexpected keys (e.g. {unexpected[:2]})"
+            )
+    return StreamNet(base, num_classes, dropout, partial_bn)

@@ -1,0 +1,102 @@
+import pytest
+import torch
+import torchvision
+from torch import nn
+from torchvision.models._api import WeightsEnum
+
+from network import build_model
+from utils.errors import UserError
+
+
+@pytest.fixture(scope="module")
+def resnet18_file(tmp_path_factory):
+    """A torchvision resnet18 state dict on disk, as a user's downloaded weights would be."""
+    torch.manual_seed(1)
+    state = torchvision.models.resnet18().state_dict()
+    path = tmp_path_factory.mktemp("weights") / "resnet18.pth"
+    torch.save(state, path)
+    return path, state
+
+
+def test_output_shape_channels_and_new_classifier():
+    model = build_model("resnet18", num_classes=7, in_channels=20, dropout=0.7)
+    assert model.base.conv1.weight.shape == (64, 20, 7, 7)
+    assert model.fc.out_features == 7
+    assert model.dropout.p == 0.7
+    assert model(torch.randn(2, 20, 32, 32)).shape == (2, 7)
+
+
+def test_local_weights_rgb_are_loaded_unchanged(resnet18_file):
+    path, state = resnet18_file
+    model = build_model("resnet18", num_classes=5, in_channels=3, pretrained=str(path))
+    loaded = model.base.state_dict()
+    for key, value in state.items():
+        if not key.startswith("fc."):
+            assert torch.equal(loaded[key], value), key
+
+
+def test_cross_modality_averaging_for_flow(resnet18_file):
+    path, state = resnet18_file
+    model = build_model("resnet18", num_classes=5, in_channels=20, pretrained=str(path))
+    rgb = state["conv1.weight"]  # [64, 3, 7, 7]
+    expected = rgb.mean(dim=1, keepdim=True).repeat(1, 20, 1, 1)
+    assert torch.equal(model.base.conv1.weight.data, expected)
+    assert torch.equal(model.base.layer1[0].conv1.weight, state["layer1.0.conv1.weight"])
+
+
+def test_imagenet_goes_through_torchvision_weights_api(monkeypatch, resnet18_file):
+    path, state = resnet18_file
+    asked = []
+
+    def fake_get_state_dict(self, *args, **kwargs):
+        asked.append(self)
+        return state
+
+    monkeypatch.setattr(WeightsEnum, "get_state_dict", fake_get_state_dict)
+    model = build_model("resnet18", num_classes=4, in_channels=3, pretrained="imagenet")
+    assert asked == [torchvision.models.ResNet18_Weights.DEFAULT]
+    assert torch.equal(model.base.conv1.weight, state["conv1.weight"])
+
+
+def test_imagenet_download_failure_is_a_user_error(monkeypatch):
+    def offline(self, *args, **kwargs):
+        raise OSError("no network")
+
+    monkeypatch.setattr(WeightsEnum, "get_state_dict", offline)
+    with pytest.raises(UserError, match="--pretrained PATH"):
+        build_model("resnet18", pretrained="imagenet")
+
+
+def test_bad_weights_and_arch_are_user_errors(tmp_path, resnet18_file):
+    path, _ = resnet18_file
+    with pytest.raises(UserError, match="does not fit resnet50"):
+        build_model("resnet50", pretrained=str(path))
+    with pytest.raises(UserError, match="not found"):
+        build_model("resnet18", pretrained=str(tmp_path / "missing.pth"))
+    with pytest.raises(UserError, match="unknown --arch"):
+        build_model("vgg16")
+
+
+def _bns(model):
+    return [m for m in model.base.modules() if isinstance(m, nn.BatchNorm2d)]
+
+
+def test_partial_bn_freezes_all_but_first_bn_and_survives_train():
+    torch.manual_seed(0)
+    model = build_model("resnet18", num_classes=3, partial_bn=True)
+    model.eval()
+    model.train()
+    bns = _bns(model)
+    assert bns[0].training and bns[0].weight.requires_grad
+    assert not any(bn.training for bn in bns[1:])
+    assert not any(bn.weight.requires_grad or bn.bias.requires_grad for bn in bns[1:])
+    before = [bn.running_mean.clone() for bn in bns]
+    model(torch.randn(4, 3, 32, 32) + 1.0)
+    assert not torch.equal(bns[0].running_mean, before[0])
+    assert all(torch.equal(bn.running_mean, b) for bn, b in zip(bns[1:], before[1:], strict=True))
+
+
+def test_no_partial_bn_trains_every_bn():
+    model = build_model("resnet18", num_classes=3, partial_bn=False)
+    model.train()
+    assert all(bn.training and bn.weight.requires_grad for bn in _bns(model))

@@ -1,0 +1,413 @@
+import argparse
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from dataloader import load_split
+from motion_cnn import MOTION
+from network import build_model
+from spatial_cnn import SPATIAL
+from utils.engine import evaluate, train_one_epoch
+from utils.errors import UserError, run_cli
+from utils.runner import lr_lambda, main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Small and fast: resnet18 on 32 px crops, 2 segments, 3 test frames, no worker processes.
+FAST = [
+    "--arch", "resnet18", "--pretrained", "none", "--crop-size", "32", "--num-segments", "2",
+    "--test-frames", "3", "--batch-size", "3", "--workers", "0", "--lr", "0.01",
+    "--lr-steps", "1", "--seed", "3",
+]  # fmt: skip
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Two OpenMP threads on a busy 2-core machine are many times slower than one."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _weights(path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=True)["model"]
+
+
+def _assert_same_weights(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+# --- engine on generated data ----------------------------------------------------------------
+
+
+class Blobs(Dataset):
+    """Videos of K snippets whose mean brightness says the class."""
+
+    def __init__(self, n=12, frames=2, channels=3, size=16, classes=3, seed=0):
+        g = torch.Generator().manual_seed(seed)
+        self.labels = [i % classes for i in range(n)]
+        self.items = [
+            torch.randn(frames, channels, size, size, generator=g) * 0.5 + (label - 1)
+            for label in self.labels
+        ]
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, i):
+        return self.items[i], self.labels[i]
+
+
+class Spy(nn.Module):
+    """A linear model on the mean of each image, recording the batch shapes it sees."""
+
+    def __init__(self, channels=3, classes=3):
+        super().__init__()
+        self.fc = nn.Linear(channels, classes)
+        self.shapes = []
+
+    def forward(self, x):
+        self.shapes.append(tuple(x.shape))
+        return self.fc(x.mean(dim=(2, 3)))
+
+
+def _sgd(model, lr=0.05):
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: 1.0)
+
+
+def test_a_few_training_steps_lower_the_loss():
+    torch.manual_seed(0)
+    model = build_model("resnet18", num_classes=3, dropout=0.0, partial_bn=False)
+    loader = DataLoader(Blobs(), batch_size=4, shuffle=True)
+    optimizer, scheduler = _sgd(model, lr=0.01)
+    cpu = torch.device("cpu")
+    losses = [
+        train_one_epoch(model, nn.CrossEntropyLoss(), optimizer, scheduler, loader, cpu, e)["loss"]
+        for e in range(1, 5)
+    ]
+    assert losses[-1] < 0.5 * losses[0], losses
+
+
+def test_segments_go_through_in_one_pass_and_are_averaged_before_the_loss():
+    torch.manual_seed(0)
+    data = Blobs(n=4, frames=3)
+    model = Spy()
+    expected = nn.functional.cross_entropy(
+        torch.stack([model.fc(x.mean(dim=(2, 3))).mean(0) for x in data.items]),
+        torch.tensor(data.labels),
+    ).item()
+    optimizer, scheduler = _sgd(model, lr=0.0)
+    model.shapes.clear()
+    loader = DataLoader(data, batch_size=4)
+    stats = train_one_epoch(
+        model, nn.CrossEntropyLoss(), optimizer, scheduler, loader, torch.device("cpu"), 1
+    )
+    assert model.shapes == [(12, 3, 16, 16)]
+    assert stats["loss"] == pytest.approx(expected, rel=1e-6)
+
+
+def test_evaluate_scores_are_mean_logits_or_mean_softmax_in_any_chunking():
+    data = Blobs(n=5, frames=7)
+    model = Spy()
+    loader = DataLoader(data, batch_size=1)
+    cpu = torch.device("cpu")
+    with torch.no_grad():
+        logits = [model(x) for x in data.items]
+    scores, metrics = evaluate(model, loader, cpu)
+    assert scores.dtype == np.float32 and scores.shape == (5, 3)
+    np.testing.assert_allclose(scores, torch.stack([x.mean(0) for x in logits]), rtol=1e-6)
+    chunked, _ = evaluate(model, loader, cpu, chunk=3)
+    np.testing.assert_allclose(chunked, scores, rtol=1e-6, atol=1e-7)
+    soft, _ = evaluate(model, loader, cpu, softmax_average=True)
+    np.testing.assert_allclose(soft, torch.stack([x.softmax(1).mean(0) for x in logits]), rtol=1e-6)
+    top1 = 100.0 * float(np.mean(scores.argmax(1) == np.array(data.labels)))
+    assert metrics["top1"] == pytest.approx(top1)
+    assert metrics["videos"] == 5
+
+
+def test_non_finite_loss_stops_training_with_a_clear_error():
+    class Broken(Spy):
+        def forward(self, x):
+            return super().forward(x) * float("nan")
+
+    model = Broken()
+    optimizer, scheduler = _sgd(model)
+    before = model.fc.weight.detach().clone()
+    loader = DataLoader(Blobs(n=4), batch_size=2)
+    with pytest.raises(UserError, match=r"epoch 7, step 1.*lower --lr"):
+        train_one_epoch(
+            model, nn.CrossEntropyLoss(), optimizer, scheduler, loader, torch.device("cpu"), 7
+        )
+    assert torch.equal(model.fc.weight, before)
+
+
+def _factors(**options):
+    defaults = dict(epochs=4, lr_schedule="step", lr_steps=[2, 3], lr_gamma=0.1, warmup_epochs=0)
+    factor = lr_lambda(argparse.Namespace(**{**defaults, **options}), 10)
+    return [factor(it) for it in range(40)]
+
+
+def test_learning_rate_schedules():
+    step = _factors()
+    assert step[:20] == [1.0] * 20 and step[20:30] == pytest.approx([0.1] * 10)
+    assert step[30:] == pytest.approx([0.01] * 10)
+    cosine = _factors(lr_schedule="cosine")
+    assert cosine[0] == 1.0 and cosine[20] == pytest.approx(0.5) and cosine[39] < 0.01
+    assert all(a > b for a, b in zip(cosine, cosine[1:], strict=False))
+    warm = _factors(lr_schedule="cosine", warmup_epochs=1)
+    assert warm[:10] == pytest.approx([(i + 1) / 10 for i in range(10)])
+    assert warm[10] == 1.0 and warm[25] == pytest.approx(0.5)
+
+
+# --- the command line on the tiny frame dataset ------------------------------------------------
+
+
+def _run(stream, frame_root, record_dir, *extra):
+    return main(
+        stream, ["--data-root", str(frame_root), "--record-dir", str(record_dir)] + FAST + [*extra]
+    )
+
+
+@pytest.fixture(scope="module")
+def straight(frame_root, tmp_path_factory):
+    """An uninterrupted 2-epoch spatial run."""
+    record = tmp_path_factory.mktemp("straight")
+    _run(SPATIAL, frame_root, record, "--epochs", "2")
+    return record
+
+
+def test_training_writes_checkpoint_records_and_scores(straight):
+    ckpt = torch.load(straight / "checkpoint.pth.tar", map_location="cpu", weights_only=True)
+    assert ckpt["epoch"] == 2 and ckpt["stream"] == "spatial" and ckpt["arch"] == "resnet18"
+    assert ckpt["classes"] == ["Class0", "Class1", "Class2"] and ckpt["in_channels"] == 3
+    assert ckpt["args"]["lr"] == 0.01 and ckpt["args"]["epochs"] == 2
+    lines = (straight / "train.csv").read_text().splitlines()
+    assert lines[0] == "epoch,loss,top1,top5,lr,seconds"
+    assert [line.split(",")[0] for line in lines[1:]] == ["1", "2"]
+    assert [float(line.split(",")[4]) for line in lines[1:]] == pytest.approx([0.01, 0.001])
+    test_lines = (straight / "test.csv").read_text().splitlines()
+    assert len(test_lines) == 2 and test_lines[1].startswith("2,")  # the last epoch only
+    assert list(straight.glob("events.out.tfevents.*"))
+    with np.load(straight / "video_scores.npz") as f:
+        assert f["scores"].dtype == np.float32 and f["scores"].shape == (6, 3)
+        assert list(f["classes"]) == ["Class0", "Class1", "Class2"]
+        assert len(set(f["videos"])) == 6 and f["labels"].tolist() == [0, 0, 1, 1, 2, 2]
+        assert (str(f["stream"]), int(f["split"]), int(f["epoch"])) == ("spatial", 1, 2)
+    assert not list(straight.glob(".*.tmp"))
+
+
+def test_one_epoch_then_resume_equals_two_epochs(straight, frame_root, tmp_path):
+    _run(SPATIAL, frame_root, tmp_path, "--epochs", "1")
+    # The other settings come from the checkpoint.
+    main(
+        SPATIAL,
+        ["--resume", str(tmp_path / "checkpoint.pth.tar"), "--epochs", "2", "--workers", "0"],
+    )
+    _assert_same_weights(
+        _weights(tmp_path / "checkpoint.pth.tar"), _weights(straight / "checkpoint.pth.tar")
+    )
+    # Same losses and learning rates, epoch by epoch (the seconds column differs).
+    resumed = (tmp_path / "train.csv").read_text().splitlines()
+    unbroken = (straight / "train.csv").read_text().splitlines()
+    assert [r.rsplit(",", 1)[0] for r in resumed] == [r.rsplit(",", 1)[0] for r in unbroken]
+    with np.load(tmp_path / "video_scores.npz") as a, np.load(straight / "video_scores.npz") as b:
+        np.testing.assert_array_equal(a["scores"], b["scores"])
+
+
+def test_sigkill_mid_epoch_then_resume_finishes_with_the_same_weights(
+    straight, frame_root, tmp_path
+):
+    cmd = [sys.executable, "spatial_cnn.py", "--data-root", str(frame_root)]
+    cmd += ["--record-dir", str(tmp_path), "--epochs", "2"] + FAST
+    env = dict(os.environ, OMP_NUM_THREADS="1")  # as the in-process runs (one_thread)
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    ckpt = tmp_path / "checkpoint.pth.tar"
+    deadline = time.monotonic() + 120
+    while not ckpt.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL  # killed, not finished
+    assert torch.load(ckpt, weights_only=True)["epoch"] == 1
+    main(SPATIAL, ["--resume", str(ckpt), "--workers", "0"])
+    assert torch.load(ckpt, weights_only=True)["epoch"] == 2
+    _assert_same_weights(_weights(ckpt), _weights(straight / "checkpoint.pth.tar"))
+
+
+def test_evaluate_leaves_checkpoint_unchanged_and_writes_scores(straight, tmp_path):
+    ckpt = tmp_path / "checkpoint.pth.tar"
+    shutil.copy(straight / "checkpoint.pth.tar", ckpt)
+    before = ckpt.read_bytes()
+    main(
+        SPATIAL,
+        [
+            "--evaluate",
+            "--resume",
+            str(ckpt),
+            "--record-dir",
+            str(tmp_path / "eval"),
+            "--workers",
+            "0",
+        ],
+    )
+    assert ckpt.read_bytes() == before
+    with (
+        np.load(tmp_path / "eval" / "video_scores.npz") as a,
+        np.load(straight / "video_scores.npz") as b,
+    ):
+        np.testing.assert_allclose(a["scores"], b["scores"], rtol=1e-5, atol=1e-5)
+        assert list(a["videos"]) == list(b["videos"]) and int(a["epoch"]) == 2
+    assert not (tmp_path / "eval" / "train.csv").exists()
+
+
+def test_a_new_run_does_not_overwrite_an_earlier_checkpoint(straight, frame_root, capsys):
+    before = (straight / "checkpoint.pth.tar").read_bytes()
+    argv = ["--data-root", str(frame_root), "--record-dir", str(straight)] + FAST
+    assert "--resume" in _cli_error(SPATIAL, argv, capsys)
+    assert (straight / "checkpoint.pth.tar").read_bytes() == before
+
+
+def test_non_finite_loss_keeps_the_last_good_checkpoint(straight, tmp_path, capsys):
+    ckpt = tmp_path / "checkpoint.pth.tar"
+    shutil.copy(straight / "checkpoint.pth.tar", ckpt)
+    before = ckpt.read_bytes()
+    argv = ["--resume", str(ckpt), "--record-dir", str(tmp_path), "--epochs", "3"]
+    argv += ["--lr", "1e38", "--clip-grad", "0", "--workers", "0"]
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(lambda a: main(SPATIAL, a), argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "epoch 3" in err and "--lr" in err and "Traceback" not in err
+    assert ckpt.read_bytes() == before
+
+
+@pytest.fixture(scope="module")
+def motion_record(frame_root, tmp_path_factory):
+    record = tmp_path_factory.mktemp("motion")
+    _run(MOTION, frame_root, record, "--epochs", "1", "--stack-length", "4")
+    return record
+
+
+def test_motion_stream_trains_on_flow_stacks(motion_record):
+    ckpt = torch.load(motion_record / "checkpoint.pth.tar", weights_only=True)
+    assert ckpt["stream"] == "motion" and ckpt["in_channels"] == 8
+    assert ckpt["model"]["base.conv1.weight"].shape[1] == 8
+    with np.load(motion_record / "video_scores.npz") as f:
+        assert str(f["stream"]) == "motion" and f["scores"].shape == (6, 3)
+
+
+def _cli_error(stream, argv, capsys) -> str:
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(lambda a: main(stream, a), argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.startswith("error: ") and err.count("\n") == 1, err
+    return err
+
+
+def test_checkpoint_of_another_stream_arch_or_class_count_is_refused(
+    straight, motion_record, frame_root, tmp_path, capsys
+):
+    spatial = str(straight / "checkpoint.pth.tar")
+    base = ["--data-root", str(frame_root), "--record-dir", str(tmp_path), "--workers", "0"]
+    err = _cli_error(MOTION, ["--evaluate", "--resume", spatial] + base, capsys)
+    assert "spatial-stream checkpoint" in err
+    err = _cli_error(
+        SPATIAL, ["--evaluate", "--resume", spatial, "--arch", "resnet34"] + base, capsys
+    )
+    assert "--arch resnet18, not resnet34" in err
+    ckpt = torch.load(spatial, weights_only=True)
+    ckpt["classes"] = ckpt["classes"] + ["Extra"]
+    torch.save(ckpt, tmp_path / "four.pth.tar")
+    err = _cli_error(SPATIAL, ["--resume", str(tmp_path / "four.pth.tar")] + base, capsys)
+    assert "has 4 classes but the split has 3" in err
+    motion = str(motion_record / "checkpoint.pth.tar")
+    err = _cli_error(
+        MOTION, ["--evaluate", "--resume", motion, "--stack-length", "5"] + base, capsys
+    )
+    assert "8 input channels" in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--data-root", "{tmp}/nowhere"], "--data-root"),
+        (["--data-root", "{root}", "--splits-dir", "{tmp}"], "split file not found"),
+        (["--data-root", "{root}", "--arch", "resnet9"], "invalid choice"),
+        (["--data-root", "{root}", "--evaluate"], "--evaluate needs --resume"),
+        (["--data-root", "{root}", "--resume", "{tmp}/none.pth.tar"], "checkpoint not found"),
+    ],
+)
+def test_user_errors_are_one_line_and_exit_code_2(argv, message, frame_root, tmp_path, capsys):
+    argv = [a.format(tmp=tmp_path, root=frame_root) for a in argv]
+    assert message in _cli_error(SPATIAL, argv + ["--workers", "0"], capsys)
+
+
+def test_validation_groups_keep_model_best(frame_root, tmp_path):
+    _run(SPATIAL, frame_root, tmp_path, "--epochs", "2", "--val-groups", "1")
+    assert (tmp_path / "model_best.pth.tar").is_file()
+    assert len((tmp_path / "val.csv").read_text().splitlines()) == 3
+    best = torch.load(tmp_path / "model_best.pth.tar", weights_only=True)
+    assert best["epoch"] in (1, 2) and best["best_val_top1"] >= 0
+
+
+def test_both_streams_train_on_frames_of_real_clips(shared_data, tmp_path):
+    """Real UCF101 clips -> extraction tool -> one short epoch of each stream, official lists."""
+    ucf = shared_data / "ucf101"
+    official = ucf / "ucfTrainTestlist"
+    split = load_split("ucf101", official, 1)
+    on_disk = {p.stem: p for p in (ucf / "UCF-101").rglob("*.avi")}
+    chosen = []  # one training and one test clip of two classes
+    for label in sorted({v.label for v in split.test if v.name in on_disk})[:2]:
+        for videos in (split.train, split.test):
+            chosen.append(next(v.name for v in videos if v.label == label and v.name in on_disk))
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    for name in chosen:
+        (clips / f"{name}.avi").symlink_to(on_disk[name])
+    root = tmp_path / "root"
+    extraction = subprocess.run(
+        [sys.executable, "tools/extract_frames_flow.py", "--videos", str(clips), "--out", str(root)]
+        + ["--short-side", "64", "--max-frames", "24", "--workers", "1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, OMP_NUM_THREADS="1"),
+    )
+    assert extraction.returncode == 0, extraction.stderr[-2000:]
+    # The official files, with only the extracted clips left in the lists.
+    splits = tmp_path / "splits"
+    splits.mkdir()
+    shutil.copy(official / "classInd.txt", splits)
+    for listed in ("trainlist01.txt", "testlist01.txt"):
+        lines = (official / listed).read_bytes().splitlines(keepends=True)
+        kept = [line for line in lines if any(f"/{n}.avi" in line.decode() for n in chosen)]
+        (splits / listed).write_bytes(b"".join(kept))
+    for stream in (SPATIAL, MOTION):
+        record = tmp_path / stream.name
+        main(
+            stream,
+            ["--data-root", str(root), "--splits-dir", str(splits), "--record-dir", str(record)]
+            + FAST
+            + ["--epochs", "1", "--batch-size", "2", "--crop-size", "48"],
+        )
+        with np.load(record / "video_scores.npz") as f:
+            assert f["scores"].shape == (2, 101) and np.isfinite(f["scores"]).all()
+            assert sorted(f["videos"]) == sorted(chosen[1::2])
+        ckpt = torch.load(record / "checkpoint.pth.tar", weights_only=True)
+        assert ckpt["in_channels"] == (3 if stream is SPATIAL else 20)

@@ -1,0 +1,135 @@
+"""Checkpoints: written atomically, read with ``weights_only=True``, checked against the run.
+
+A checkpoint holds plain types only (state dicts, lists, dicts, strings, numbers, tensors), so
+``torch.load(weights_only=True)`` reads it without unpickling code. It carries what evaluation
+needs to rebuild the model without extra flags: stream, arch, class names, input channels and
+the training arguments.
+"""
+
+import os
+import random
+import secrets
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from utils.errors import UserError
+
+FORMAT = 1
+
+
+def atomic_save(obj, path) -> Path:
+    """torch.save to a temp file in the same folder, then os.replace: a kill leaves the old file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    try:
+        with open(tmp, "xb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def rng_state(generator: torch.Generator | None = None) -> dict:
+    """Every random generator a training epoch draws from, as tensors and numbers."""
+    _, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
+    py_version, py_state, py_gauss = random.getstate()
+    state = {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": torch.from_numpy(np_keys.astype(np.int64)),
+        "numpy_pos": int(np_pos),
+        "numpy_has_gauss": int(np_has_gauss),
+        "numpy_gauss": float(np_gauss),
+        "python": torch.tensor(py_state, dtype=torch.int64),
+        "python_version": int(py_version),
+        "python_gauss": py_gauss,
+    }
+    if generator is not None:
+        state["sampler"] = generator.get_state()
+    return state
+
+
+def set_rng_state(state: dict, generator: torch.Generator | None = None) -> None:
+    """Restore what rng_state saved, so a resumed run draws the same numbers as an unbroken one."""
+    torch.set_rng_state(state["torch"])
+    if torch.cuda.is_available():  # as many GPUs as both runs have
+        for device, cuda_state in enumerate(state["cuda"][: torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(cuda_state, device)
+    np.random.set_state(
+        (
+            "MT19937",
+            state["numpy"].numpy().astype(np.uint32),
+            state["numpy_pos"],
+            state["numpy_has_gauss"],
+            state["numpy_gauss"],
+        )
+    )
+    random.setstate(
+        (state["python_version"], tuple(state["python"].tolist()), state["python_gauss"])
+    )
+    if generator is not None and "sampler" in state:
+        generator.set_state(state["sampler"])
+
+
+def load_checkpoint(path) -> dict:
+    """Read a checkpoint of this toolkit; a missing or foreign file is a UserError."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"checkpoint not found: {path}; give the path of a checkpoint.pth.tar")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        detail = " ".join(str(err).split())[:200]
+        raise UserError(f"cannot read checkpoint {path}: {detail}") from err
+    if not isinstance(ckpt, dict) or "model" not in ckpt or "stream" not in ckpt:
+        raise UserError(
+            f"{path} is not a checkpoint of this toolkit (no model/stream entries); "
+            "to start from plain weights use --pretrained PATH"
+        )
+    return ckpt
+
+
+def check_compatible(
+    ckpt: dict,
+    path,
+    *,
+    stream: str,
+    arch: str,
+    classes: list[str],
+    in_channels: int,
+) -> None:
+    """Refuse a checkpoint of another stream, arch, class list or input size, saying which."""
+    if ckpt["stream"] != stream:
+        raise UserError(
+            f"{path} is a {ckpt['stream']}-stream checkpoint, this is the {stream} stream; "
+            f"use {ckpt['stream']}_cnn.py with it"
+        )
+    if ckpt["arch"] != arch:
+        raise UserError(
+            f"{path} was trained with --arch {ckpt['arch']}, not {arch}; "
+            f"leave --arch out or pass --arch {ckpt['arch']}"
+        )
+    theirs = list(ckpt["classes"])
+    if len(theirs) != len(classes):
+        raise UserError(
+            f"{path} has {len(theirs)} classes but the split has {len(classes)}; "
+            "check --dataset and --splits-dir (they must match the checkpoint's training data)"
+        )
+    if theirs != list(classes):
+        diff = next(i for i, (a, b) in enumerate(zip(theirs, classes, strict=True)) if a != b)
+        raise UserError(
+            f"{path} has other class names than the split (class {diff + 1}: "
+            f"{theirs[diff]!r} vs {classes[diff]!r}); check --dataset and --splits-dir"
+        )
+    if ckpt["in_channels"] != in_channels:
+        raise UserError(
+            f"{path} takes {ckpt['in_channels']} input channels, the data gives {in_channels}; "
+            "use the --stack-length it was trained with"
+        )

@@ -1,0 +1,64 @@
+"""Per-epoch records of a run: one CSV per phase (train, val, test) and TensorBoard scalars.
+
+A resumed run keeps the rows of the epochs its checkpoint covers and drops later ones, which a
+killed run may have written after its last checkpoint; TensorBoard's ``purge_step`` does the same
+for the event files.
+"""
+
+import csv
+from pathlib import Path
+
+from torch.utils.tensorboard import SummaryWriter
+
+
+class CsvLog:
+    """Rows of one phase, one per evaluation, in ``<record_dir>/<phase>.csv``."""
+
+    def __init__(self, path: Path, fields: list[str], resume_epoch: int | None):
+        self.path = path
+        self.fields = ["epoch", *fields]
+        kept = []
+        if resume_epoch is not None and path.is_file():
+            with open(path, newline="", encoding="utf-8") as f:
+                kept = [row for row in csv.DictReader(f) if int(row["epoch"]) <= resume_epoch]
+        with open(path, "w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, self.fields, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(kept)
+
+    def write(self, epoch: int, metrics: dict) -> None:
+        row = {"epoch": epoch}
+        row.update({k: _fmt(v) for k, v in metrics.items()})
+        with open(self.path, "a", newline="", encoding="utf-8") as f:
+            csv.DictWriter(f, self.fields, extrasaction="ignore").writerow(row)
+
+
+def _fmt(value):
+    return f"{value:.6g}" if isinstance(value, float) else value
+
+
+class Records:
+    """train.csv, test.csv (and val.csv with a hold-out) plus TensorBoard events in one folder."""
+
+    FIELDS = {
+        "train": ["loss", "top1", "top5", "lr", "seconds"],
+        "val": ["loss", "top1", "top5", "mean_class", "seconds"],
+        "test": ["loss", "top1", "top5", "mean_class", "seconds"],
+    }
+
+    def __init__(self, record_dir, phases=("train", "test"), resume_epoch: int | None = None):
+        self.dir = Path(record_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.logs = {p: CsvLog(self.dir / f"{p}.csv", self.FIELDS[p], resume_epoch) for p in phases}
+        purge = None if resume_epoch is None else resume_epoch + 1
+        self.writer = SummaryWriter(log_dir=str(self.dir), purge_step=purge)
+
+    def log(self, phase: str, epoch: int, metrics: dict) -> None:
+        self.logs[phase].write(epoch, metrics)
+        for key in self.FIELDS[phase]:
+            if key != "seconds" and key in metrics:
+                self.writer.add_scalar(f"{phase}/{key}", metrics[key], epoch)
+        self.writer.flush()
+
+    def close(self) -> None:
+        self.writer.close()
