@@ -25,6 +25,7 @@ from dataloader import (
     load_split,
     worker_init,
 )
+from dataloader.checks import find_problems, write_problems
 from dataloader.splits import DATASETS
 from network import ARCHS, build_model
 from utils.checkpoint import FORMAT as CHECKPOINT_FORMAT
@@ -40,7 +41,16 @@ from utils.errors import UserError
 from utils.scores import load_scores, save_scores
 
 # Options that describe this invocation, not the model: never taken over from a checkpoint.
-RUN_LOCAL = {"resume", "evaluate", "debug", "device", "workers", "amp", "eval_chunk"}
+RUN_LOCAL = {
+    "resume",
+    "evaluate",
+    "debug",
+    "device",
+    "workers",
+    "amp",
+    "eval_chunk",
+    "check_data",
+}
 
 
 @dataclass(frozen=True)
@@ -104,6 +114,17 @@ def build_parser(stream: Stream) -> argparse.ArgumentParser:
         default=0,
         help="hold out this many whole UCF101 groups (gXX) of the training list as a validation "
         "set, evaluated every epoch; keeps model_best.pth.tar by it (0: no validation set)",
+    )
+    data.add_argument(
+        "--check-data",
+        action="store_true",
+        help="scan every frame of the split's videos, report all problems and exit",
+    )
+    data.add_argument(
+        "--skip-bad-videos",
+        action="store_true",
+        help="scan the videos first and leave unreadable ones out (listed in "
+        "<record-dir>/skipped_videos.txt) instead of stopping at the first bad frame",
     )
     add_layout_arguments(p)
 
@@ -363,9 +384,55 @@ def parse_args(stream: Stream, argv=None) -> tuple[argparse.Namespace, dict | No
         )
     if args.amp == "fp16" and _device(args.device).type != "cuda":
         raise UserError("--amp fp16 needs a CUDA device; use --amp bf16 or none")
-    if not args.resume:
+    if not (args.resume or args.check_data):
         _refuse_to_overwrite(Path(args.record_dir) / "checkpoint.pth.tar")
     return args, ckpt
+
+
+def _datasets(stream: Stream, args, parts: dict, options: dict) -> dict:
+    """Build the datasets of ``parts`` ({name: videos}); check or clean them if asked.
+
+    --check-data scans every frame of every video and reports all problems at once;
+    --skip-bad-videos scans the same way, then leaves the bad videos out of the run and lists
+    them in <record-dir>/skipped_videos.txt.
+    """
+    strict = not (args.check_data or args.skip_bad_videos)
+    sets = {
+        name: stream.dataset(args.data_root, videos, name == "train", strict=strict, **options)
+        for name, videos in parts.items()
+        if videos
+    }
+    if strict:
+        return sets
+    problems = {}
+    for data in sets.values():
+        problems.update(find_problems(data, args.workers))
+    if args.check_data:
+        for name, found in sorted(problems.items()):
+            for line in found:
+                print(f"{name}: {line}")
+        total = sum(len(data.items) + len(data.missing) for data in sets.values())
+        if problems:
+            raise UserError(
+                f"{len(problems)} of {total} videos have problems (listed above); re-extract "
+                "them, or train with --skip-bad-videos to leave them out"
+            )
+        print(f"all {total} videos are readable")
+        return sets
+    if problems:
+        record_dir = Path(args.record_dir)
+        record_dir.mkdir(parents=True, exist_ok=True)
+        write_problems(problems, record_dir / "skipped_videos.txt")
+        for data in sets.values():
+            data.drop(problems)
+        print(
+            f"skipping {len(problems)} bad videos, listed in {record_dir / 'skipped_videos.txt'}",
+            flush=True,
+        )
+    empty = [name for name, data in sets.items() if len(data) == 0]
+    if empty:
+        raise UserError(f"no readable videos left in the {empty[0]} set; see skipped_videos.txt")
+    return sets
 
 
 def main(stream: Stream, argv=None) -> int:
@@ -384,8 +451,17 @@ def main(stream: Stream, argv=None) -> int:
     )
     if stream.stack_length is not None:
         options["stack_length"] = args.stack_length
-    # The test set first: a video missing on disk should stop the run before any training.
-    test_set = stream.dataset(args.data_root, split.test, False, **options)
+    train_videos, val_videos = split.train, []
+    if args.val_groups and not args.evaluate:
+        train_videos, val_videos = holdout_groups(split.train, args.val_groups, args.seed)
+    # All sets before any training: a video missing on disk stops the run at once.
+    parts = {"test": split.test}
+    if not args.evaluate:
+        parts.update(train=train_videos, val=val_videos)
+    sets = _datasets(stream, args, parts, options)
+    if args.check_data:
+        return 0
+    test_set = sets["test"]
     test_loader = _loader(test_set, args, device, train=False, seed=args.seed)
     in_channels = test_set.in_channels
 
@@ -413,15 +489,11 @@ def main(stream: Stream, argv=None) -> int:
         _write_reports(args)
         return 0
 
-    train_videos, val_videos = split.train, []
-    if args.val_groups:
-        train_videos, val_videos = holdout_groups(split.train, args.val_groups, args.seed)
-    train_set = stream.dataset(args.data_root, train_videos, True, **options)
+    train_set = sets["train"]
     train_loader = _loader(train_set, args, device, train=True, seed=args.seed)
     val_loader = None
-    if val_videos:
-        val_set = stream.dataset(args.data_root, val_videos, False, **options)
-        val_loader = _loader(val_set, args, device, train=False, seed=args.seed)
+    if "val" in sets:
+        val_loader = _loader(sets["val"], args, device, train=False, seed=args.seed)
 
     optimizer = _optimizer(model, args)
     factor = lr_lambda(args, len(train_loader))

@@ -1,0 +1,63 @@
+"""--check-data and --skip-bad-videos through the training command line."""
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from motion_cnn import MOTION
+from spatial_cnn import SPATIAL
+from tests.helpers import write_frame_dataset
+from utils.errors import UserError
+from utils.runner import main
+
+FAST = [
+    "--arch", "resnet18", "--pretrained", "none", "--crop-size", "32", "--num-segments", "2",
+    "--test-frames", "3", "--batch-size", "3", "--workers", "0", "--epochs", "1",
+]  # fmt: skip
+
+
+@pytest.fixture
+def damaged_root(tmp_path):
+    """The tiny dataset with one corrupt RGB frame, one missing test video and short flow."""
+    root = write_frame_dataset(tmp_path / "data")
+    (root / "jpegs_256" / "v_Class0_g01_c01" / "frame000002.jpg").write_bytes(b"broken")
+    shutil.rmtree(root / "jpegs_256" / "v_Class1_g05_c01")
+    for axis in "uv":
+        for f in sorted((root / "tvl1_flow" / axis / "v_Class2_g02_c01").iterdir())[-3:]:
+            f.unlink()
+    return root
+
+
+def run(stream, root, tmp_path, *extra):
+    torch.set_num_threads(1)
+    return main(
+        stream, ["--data-root", str(root), "--record-dir", str(tmp_path / "rec"), *FAST, *extra]
+    )
+
+
+def test_check_data_reports_every_problem_without_training(damaged_root, tmp_path, capsys):
+    with pytest.raises(UserError, match="2 of 15 videos have problems"):
+        run(SPATIAL, damaged_root, tmp_path, "--check-data")
+    out = capsys.readouterr().out
+    assert "v_Class0_g01_c01: truncated frame" in out and "frame000002.jpg" in out
+    assert "v_Class1_g05_c01: no rgb frames on disk" in out
+    assert not (tmp_path / "rec" / "checkpoint.pth.tar").exists()
+    with pytest.raises(UserError, match="1 of 15 videos have problems"):
+        run(MOTION, damaged_root, tmp_path, "--check-data")
+    assert "v_Class2_g02_c01: flow has" in capsys.readouterr().out
+
+
+def test_default_stops_at_a_missing_video(damaged_root, tmp_path):
+    with pytest.raises(UserError, match="v_Class1_g05_c01"):
+        run(SPATIAL, damaged_root, tmp_path)
+
+
+def test_skip_bad_videos_trains_on_the_rest_and_lists_them(damaged_root, tmp_path, capsys):
+    assert run(SPATIAL, damaged_root, tmp_path, "--skip-bad-videos") == 0
+    assert "skipping 2 bad videos" in capsys.readouterr().out
+    skipped = (tmp_path / "rec" / "skipped_videos.txt").read_text().splitlines()
+    assert [line.split("\t")[0] for line in skipped] == ["v_Class0_g01_c01", "v_Class1_g05_c01"]
+    scores = np.load(tmp_path / "rec" / "video_scores.npz")
+    assert len(scores["videos"]) == 5 and "v_Class1_g05_c01" not in scores["videos"]
