@@ -34,24 +34,25 @@ class DataError(UserError):
     """A frame file that is missing or cannot be decoded."""
 
 
+def _bad_frame(what: str, path: str) -> DataError:
+    video = os.path.basename(os.path.dirname(path))
+    return DataError(
+        f"{what} frame {path} (video {video}); re-extract the video, or run with --skip-bad-videos"
+    )
+
+
 def read_jpeg(path: str, color: bool) -> np.ndarray:
     """Decode one frame to uint8 RGB [H, W, 3] or gray [H, W]; a bad file is a DataError."""
     try:
         with open(path, "rb") as file:
             data = np.frombuffer(file.read(), np.uint8)
     except OSError:
-        raise DataError(
-            f"missing frame {path} (video {os.path.basename(os.path.dirname(path))}); re-extract the video or drop it"
-        ) from None
+        raise _bad_frame("missing", path) from None
     if _JPEG_END not in data[-64:].tobytes():
-        raise DataError(
-            f"truncated frame {path} (video {os.path.basename(os.path.dirname(path))}); re-extract the video or drop it"
-        )
+        raise _bad_frame("truncated", path)
     image = cv2.imdecode(data, cv2.IMREAD_COLOR_RGB if color else cv2.IMREAD_GRAYSCALE)
     if image is None:
-        raise DataError(
-            f"corrupt frame {path} (video {os.path.basename(os.path.dirname(path))}); re-extract the video or drop it"
-        )
+        raise _bad_frame("corrupt", path)
     return image
 
 

@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 import torch
 
+from dataloader import SpatialDataset, Video
 from motion_cnn import MOTION
 from spatial_cnn import SPATIAL
 from tests.helpers import write_frame_dataset
-from utils.errors import UserError
+from utils.errors import UserError, one_line
 from utils.runner import main
 
 FAST = [
@@ -61,3 +62,16 @@ def test_skip_bad_videos_trains_on_the_rest_and_lists_them(damaged_root, tmp_pat
     assert [line.split("\t")[0] for line in skipped] == ["v_Class0_g01_c01", "v_Class1_g05_c01"]
     scores = np.load(tmp_path / "rec" / "video_scores.npz")
     assert len(scores["videos"]) == 5 and "v_Class1_g05_c01" not in scores["videos"]
+
+
+def test_bad_frame_in_a_worker_process_is_one_line(tmp_path):
+    root = write_frame_dataset(tmp_path / "data", num_classes=1, train_per_class=1)
+    for f in (root / "jpegs_256" / "v_Class0_g01_c01").iterdir():
+        f.write_bytes(b"x")
+    data = SpatialDataset(root, [Video("v_Class0_g01_c01", 0)], train=True, crop_size=16)
+    loader = torch.utils.data.DataLoader(data, num_workers=1)
+    with pytest.raises(UserError) as caught:
+        next(iter(loader))
+    line = one_line(caught.value)
+    assert line.startswith("truncated frame ") and "(video v_Class0_g01_c01)" in line
+    assert "\n" not in line and "--skip-bad-videos" in line

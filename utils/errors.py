@@ -7,6 +7,15 @@ class UserError(Exception):
     """Bad input the user can fix (missing file, wrong option). Printed as one line, exit code 2."""
 
 
+def one_line(err: Exception) -> str:
+    """The message of ``err``; for one re-raised from a DataLoader worker, the original's."""
+    text = str(err).strip()
+    if "Original Traceback" in text:  # torch wraps a worker's exception with its traceback
+        last = text.splitlines()[-1]
+        text = last.split(": ", 1)[1] if ": " in last else last
+    return text
+
+
 def run_cli(main, argv=None):
     """Run ``main(argv)``; turn UserError (and Ctrl-C) into one line on stderr and a non-zero exit.
 
@@ -19,7 +28,7 @@ def run_cli(main, argv=None):
     except UserError as err:
         if debug:
             raise
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {one_line(err)}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         if debug:
