@@ -1,0 +1,218 @@
+"""Raw video -> RGB frames and TV-L1 optical flow, in memory.
+
+The core of tools/extract_frames_flow.py (which writes the result as JPEG folders) and of
+tools/predict.py (which classifies a clip without writing anything), so both see the same frames.
+
+- Frames are decoded with PyAV and resized so the short side is ``short_side`` (aspect kept, the
+  long side rounded down to an even number: 320x240 -> 340x256, as the published UCF101 frames).
+- Flow is OpenCV contrib's DualTVL1 between consecutive grayscale frames of that size. Flow ``i``
+  (0-based; file ``frame{i+1:06d}.jpg`` on disk) is the motion from frame ``i`` to frame ``i+1``,
+  so N frames give N-1 flow frames and a pixel of frame ``i`` at (x, y) is near
+  (x + u, y + v) in frame ``i+1``.
+- Each flow component is clipped to +-bound pixels and mapped linearly to uint8 with
+  ``q = round(128 + flow * 127.5 / bound)`` (clipped to 0..255): 128 is no motion, 0 and 255
+  the bounds, as in the widely shared preprocessed UCF101/HMDB51 flow. ``uint8_to_flow`` inverts it.
+
+Presets: ``quality`` is OpenCV's default TV-L1 (5 scales, 5 warps, epsilon 0.01, up to 300
+iterations per warp). ``fast`` solves on a 0.6x copy of the frames (the finest pyramid levels
+skipped) with 4 scales, 3 warps, looser stopping and fewer iterations, then upsamples the flow;
+bench/flow_bench.py measures its speed and agreement with ``quality``.
+"""
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+
+VIDEO_EXTENSIONS = (".avi", ".mp4", ".mkv", ".webm")
+
+
+@dataclass(frozen=True)
+class FlowPreset:
+    """TV-L1 settings: ``scale`` resizes the frames flow is solved on (the flow is upsampled back);
+    ``tvl1`` holds keyword arguments of cv2.optflow.DualTVL1OpticalFlow_create."""
+
+    scale: float
+    tvl1: dict
+
+
+PRESETS = {
+    "quality": FlowPreset(scale=1.0, tvl1={}),
+    "fast": FlowPreset(
+        scale=0.6,
+        tvl1={
+            "nscales": 4,
+            "scaleStep": 0.7,
+            "warps": 3,
+            "epsilon": 0.03,
+            "innnerIterations": 10,  # sic: OpenCV's spelling
+            "outerIterations": 2,
+        },
+    ),
+}
+
+
+class DecodeError(Exception):
+    """A video that cannot be decoded (corrupt, no video stream, no frames)."""
+
+
+@dataclass
+class DecodedVideo:
+    """Frames of one video: ``frames`` is [N, H, W, 3] uint8 RGB; ``fps`` as the stream says."""
+
+    frames: np.ndarray
+    fps: float
+
+    @property
+    def width(self) -> int:
+        return int(self.frames.shape[2])
+
+    @property
+    def height(self) -> int:
+        return int(self.frames.shape[1])
+
+
+def resized_size(width: int, height: int, short_side: int | None) -> tuple[int, int]:
+    """(width, height) with the short side ``short_side`` and the long one rounded down to even.
+
+    ``short_side`` None or 0 keeps the size.
+    """
+    if not short_side:
+        return width, height
+    if width <= height:
+        return short_side, max(2, int(height * short_side / width) // 2 * 2)
+    return max(2, int(width * short_side / height) // 2 * 2), short_side
+
+
+def resize_short_side(frame: np.ndarray, short_side: int | None) -> np.ndarray:
+    """Resize an image so its short side is ``short_side`` (see ``resized_size``)."""
+    height, width = frame.shape[:2]
+    size = resized_size(width, height, short_side)
+    if size == (width, height):
+        return frame
+    shrink = size[0] < width
+    return cv2.resize(frame, size, interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+
+
+def _open(path) -> av.container.InputContainer:
+    try:
+        container = av.open(str(path))
+    except av.FFmpegError as err:
+        raise DecodeError(f"{path}: cannot open: {err}") from err
+    if not container.streams.video:
+        container.close()
+        raise DecodeError(f"{path}: no video stream")
+    return container
+
+
+def video_fps(path) -> float:
+    """Frame rate of the first video stream (0.0 where the file does not say)."""
+    with _open(path) as container:
+        stream = container.streams.video[0]
+        rate = stream.average_rate or stream.guessed_rate
+        return float(rate) if rate else 0.0
+
+
+def iter_frames(path, short_side: int | None = 256, max_frames: int | None = None) -> Iterator:
+    """Yield the frames of ``path`` as HxWx3 uint8 RGB, resized (see ``resize_short_side``).
+
+    Streams, so a long video never sits in memory whole. Raises DecodeError on a bad file.
+    """
+    if max_frames is not None and max_frames <= 0:
+        return
+    with _open(path) as container:
+        count = 0
+        try:
+            for frame in container.decode(video=0):
+                yield resize_short_side(frame.to_ndarray(format="rgb24"), short_side)
+                count += 1
+                if max_frames is not None and count >= max_frames:
+                    return
+        except av.FFmpegError as err:
+            raise DecodeError(f"{path}: decoding failed after {count} frames: {err}") from err
+
+
+def decode_video(path, short_side: int | None = 256, max_frames: int | None = None) -> DecodedVideo:
+    """All frames of ``path`` (at most ``max_frames``) as one array, with the frame rate."""
+    frames = list(iter_frames(path, short_side, max_frames))
+    if not frames:
+        raise DecodeError(f"{path}: no frames decoded")
+    return DecodedVideo(frames=np.stack(frames), fps=video_fps(path))
+
+
+def make_tvl1(preset: str = "fast") -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """A function ``flow(prev_gray, next_gray) -> float32 [H, W, 2]`` (x, y in pixels).
+
+    Keep one per process and reuse it: OpenCV's TV-L1 object holds buffers sized to the frames.
+    """
+    if preset not in PRESETS:
+        raise ValueError(f"unknown flow preset {preset!r}; choose from {sorted(PRESETS)}")
+    settings = PRESETS[preset]
+    tvl1 = cv2.optflow.DualTVL1OpticalFlow_create(**settings.tvl1)
+    scale = settings.scale
+
+    def flow(prev: np.ndarray, nxt: np.ndarray) -> np.ndarray:
+        if scale == 1.0:
+            return tvl1.calc(prev, nxt, None)
+        height, width = prev.shape[:2]
+        small = (max(8, round(width * scale)), max(8, round(height * scale)))
+        result = tvl1.calc(
+            cv2.resize(prev, small, interpolation=cv2.INTER_AREA),
+            cv2.resize(nxt, small, interpolation=cv2.INTER_AREA),
+            None,
+        )
+        result = cv2.resize(result, (width, height), interpolation=cv2.INTER_LINEAR)
+        result[..., 0] *= width / small[0]
+        result[..., 1] *= height / small[1]
+        return result
+
+    return flow
+
+
+def flow_to_uint8(flow: np.ndarray, bound: float = 20.0) -> np.ndarray:
+    """Clip flow to +-bound and map it linearly to uint8, 128 = no motion (module docstring)."""
+    scaled = np.rint(np.asarray(flow, dtype=np.float32) * (127.5 / bound) + 128.0)
+    return np.clip(scaled, 0, 255).astype(np.uint8)
+
+
+def uint8_to_flow(quantised: np.ndarray, bound: float = 20.0) -> np.ndarray:
+    """Inverse of ``flow_to_uint8`` (up to quantisation): uint8 -> float32 flow in pixels."""
+    return (np.asarray(quantised, dtype=np.float32) - 128.0) * (bound / 127.5)
+
+
+def to_gray(frame: np.ndarray) -> np.ndarray:
+    """HxWx3 RGB -> HxW uint8 gray; a gray frame is returned as it is."""
+    return frame if frame.ndim == 2 else cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
+
+
+def iter_flow(frames: Iterable, preset: str = "fast", bound: float = 20.0) -> Iterator:
+    """Yield ``(u, v)`` uint8 HxW flow between each pair of consecutive frames (RGB or gray)."""
+    flow = make_tvl1(preset)
+    prev = None
+    for frame in frames:
+        gray = to_gray(frame)
+        if prev is not None:
+            f = flow(prev, gray)
+            yield flow_to_uint8(f[..., 0], bound), flow_to_uint8(f[..., 1], bound)
+        prev = gray
+
+
+def compute_flow(frames, *, preset: str = "fast", bound: float = 20.0):
+    """Flow of a whole clip: ``(u, v)``, each uint8 [N-1, H, W], from N frames (RGB or gray)."""
+    pairs = list(iter_flow(frames, preset, bound))
+    if not pairs:
+        height, width = np.asarray(frames[0]).shape[:2] if len(frames) else (0, 0)
+        empty = np.zeros((0, height, width), np.uint8)
+        return empty, empty.copy()
+    u, v = zip(*pairs, strict=True)
+    return np.stack(u), np.stack(v)
+
+
+def find_videos(folder) -> list[Path]:
+    """Video files (VIDEO_EXTENSIONS, any case) under ``folder`` at any depth, sorted."""
+    return sorted(
+        p for p in Path(folder).rglob("*") if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file()
+    )
