@@ -1,8 +1,9 @@
-"""Crops, flips and normalisation on uint8 frames, shared by every frame of a sample.
+"""Crops and flips on uint8 frames, shared by every frame of a sample; input statistics.
 
-Images stay uint8 numpy arrays until the very last step: a crop is a view, one ``cv2.resize``
-resizes a whole flow stack (all 2L channels at once), and the float conversion and
-normalisation happen once per sample on the small, cropped tensor.
+Samples stay uint8 all the way to the network: a crop is a view, each frame is resized straight
+into its slot of the sample's final buffer, and batches travel (and are pinned and copied to the
+GPU) at a quarter of the float32 size. The network's first step converts to float and
+normalises with ``input_statistics`` (see network.StreamNet), on the GPU when there is one.
 """
 
 from dataclasses import dataclass
@@ -95,21 +96,32 @@ def crop_resize(image: np.ndarray, crop: Crop, size: int, out: np.ndarray | None
 
 
 def rgb_to_tensor(images: np.ndarray) -> torch.Tensor:
-    """[N, H, W, 3] uint8 RGB -> [N, 3, H, W] float32 normalised with ImageNet mean/std."""
-    nhwc = torch.from_numpy(images).permute(0, 3, 1, 2)
-    x = nhwc.to(torch.float32, memory_format=torch.contiguous_format)
-    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1) * 255
-    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) * 255
-    return x.sub_(mean).div_(std)
+    """[N, H, W, 3] uint8 RGB -> [N, 3, H, W] uint8 tensor."""
+    return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
+
+
+# Mirroring a flow frame reverses its x motion: 128 + d becomes 128 - d (clipped to 0..255).
+_NEGATE_FLOW = np.clip(256 - np.arange(256), 0, 255).astype(np.uint8)
 
 
 def flow_to_tensor(stacks: np.ndarray, flipped) -> torch.Tensor:
-    """[N, 2L, H, W] uint8 flow stacks -> float32 centred on 128 and scaled to about [-1, 1].
+    """[N, 2L, H, W] uint8 flow stacks -> uint8 tensor, x-flow negated in mirrored stacks.
 
-    Channels are interleaved x1, y1, x2, y2, ...; a mirrored stack has its x-flow negated,
-    since mirroring reverses horizontal motion.
+    Channels are interleaved x1, y1, x2, y2, ...; mirroring reverses horizontal motion, so
+    the x channels of a mirrored stack are reflected around 128. Changes ``stacks`` in place.
     """
-    n, c = stacks.shape[:2]
-    scale = torch.full((n, c, 1, 1), 1.0 / FLOW_STD)
-    scale[torch.as_tensor(flipped, dtype=torch.bool), 0::2] *= -1
-    return torch.from_numpy(stacks).float().sub_(FLOW_MEAN).mul_(scale)
+    for n in np.flatnonzero(np.asarray(flipped, dtype=bool)):
+        for x in stacks[n, 0::2]:
+            cv2.LUT(x, _NEGATE_FLOW, dst=x)
+    return torch.from_numpy(stacks)
+
+
+def input_statistics(in_channels: int) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std, on the 0..255 scale, of a stream's uint8 input.
+
+    3 channels are RGB (ImageNet statistics); any other count is a flow stack (centred on 128
+    and scaled to about [-1, 1]).
+    """
+    if in_channels == 3:
+        return [m * 255 for m in IMAGENET_MEAN], [s * 255 for s in IMAGENET_STD]
+    return [FLOW_MEAN] * in_channels, [FLOW_STD] * in_channels

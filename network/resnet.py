@@ -10,21 +10,35 @@ import torch
 from torch import nn
 from torchvision.models import get_model, get_model_weights
 
+from dataloader.transforms import input_statistics
 from utils.errors import UserError
 
 ARCHS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
 
 
 class StreamNet(nn.Module):
-    """A ResNet trunk, dropout and a linear classifier, with optional partial BN.
+    """Input normalisation, a ResNet trunk, dropout and a linear classifier; optional partial BN.
+
+    The model takes the data layer's uint8 frames and normalises them itself (mean and std are
+    buffers, saved with the weights), so batches travel small and predict.py needs no statistics.
 
     Partial BN (TSN): in training, every BatchNorm layer but the first keeps its ImageNet
     statistics and scale/shift frozen. With small video batches the statistics would otherwise
     drift away from the ones the pretrained weights were learnt with.
     """
 
-    def __init__(self, base: nn.Module, num_classes: int, dropout: float, partial_bn: bool):
+    def __init__(
+        self,
+        base: nn.Module,
+        num_classes: int,
+        dropout: float,
+        partial_bn: bool,
+        in_channels: int = 3,
+    ):
         super().__init__()
+        mean, std = input_statistics(in_channels)
+        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1))
         features = base.fc.in_features
         base.fc = nn.Identity()
         self.base = base
@@ -48,6 +62,8 @@ class StreamNet(nn.Module):
         return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x``: the data layer's uint8 (or 0..255 float) frames; normalised here, on the device."""
+        x = (x.float() - self.mean) / self.std
         return self.fc(self.dropout(self.base(x)))
 
 
@@ -128,4 +144,4 @@ def build_model(
                 f"{len(missing)} missing keys (e.g. {missing[:2]}), "
                 f"{len(unexpected)} unexpected keys (e.g. {unexpected[:2]})"
             )
-    return StreamNet(base, num_classes, dropout, partial_bn)
+    return StreamNet(base, num_classes, dropout, partial_bn, in_channels)

@@ -3,7 +3,6 @@ import pytest
 import torch
 
 from dataloader.transforms import (
-    FLOW_STD,
     IMAGENET_MEAN,
     IMAGENET_STD,
     TSN_SCALES,
@@ -11,6 +10,7 @@ from dataloader.transforms import (
     center_crop,
     crop_resize,
     flow_to_tensor,
+    input_statistics,
     multiscale_crop,
     rgb_to_tensor,
     ten_crops,
@@ -49,26 +49,32 @@ def test_crop_resize_crops_resizes_and_mirrors():
     assert crop_resize(stack, Crop(0, 0, 60, 60), 32).shape == (32, 32, 20)
 
 
-def test_rgb_normalisation_uses_imagenet_statistics():
+def test_samples_stay_uint8_and_the_statistics_normalise_them():
     images = np.full((2, 4, 4, 3), (255, 128, 0), np.uint8)
     x = rgb_to_tensor(images)
-    assert x.shape == (2, 3, 4, 4) and x.dtype == torch.float32 and x.is_contiguous()
+    assert x.shape == (2, 3, 4, 4) and x.dtype == torch.uint8 and x.is_contiguous()
+    mean, std = input_statistics(3)
+    normalised = (x[0, :, 0, 0].float() - torch.tensor(mean)) / torch.tensor(std)
     expected = [
         (v / 255 - m) / s
         for v, m, s in zip((255, 128, 0), IMAGENET_MEAN, IMAGENET_STD, strict=True)
     ]
-    assert torch.allclose(x[0, :, 0, 0], torch.tensor(expected), atol=1e-5)
+    assert torch.allclose(normalised, torch.tensor(expected), atol=1e-5)
+    assert input_statistics(20) == ([128.0] * 20, [128.0] * 20)
 
 
-def test_flow_is_zero_centred_and_mirroring_negates_x_only():
+def test_mirroring_a_flow_stack_negates_x_flow_only():
     stacks = np.full((2, 4, 3, 3), 128, np.uint8)
     stacks[:, 0::2] = 160  # x-flow to the right
     stacks[:, 1::2] = 96  # y-flow upwards
     x = flow_to_tensor(stacks, [False, True])
-    assert torch.allclose(x[0, 0::2], torch.tensor(32 / FLOW_STD))
-    assert torch.allclose(x[1, 0::2], torch.tensor(-32 / FLOW_STD))
-    assert torch.allclose(x[:, 1::2], torch.tensor(-32 / FLOW_STD))
-    assert flow_to_tensor(np.full((1, 2, 2, 2), 128, np.uint8), [False]).abs().max() == 0
+    assert x.dtype == torch.uint8
+    assert (x[0, 0::2] == 160).all() and (x[1, 0::2] == 96).all()  # 128 + 32 -> 128 - 32
+    assert (x[:, 1::2] == 96).all()
+    still = flow_to_tensor(np.full((1, 2, 2, 2), 128, np.uint8), [True])
+    assert (still == 128).all()
+    extremes = flow_to_tensor(np.array([0, 0, 255, 0], np.uint8).reshape(1, 4, 1, 1), [True])
+    assert extremes.flatten().tolist() == [255, 0, 1, 0]
 
 
 @pytest.mark.parametrize("size", [(340, 256), (256, 340), (64, 48)])
