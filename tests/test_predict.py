@@ -1,0 +1,143 @@
+"""tools/predict.py on a generated video, with checkpoints of a tiny training run."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from scipy.special import softmax
+
+from motion_cnn import MOTION
+from spatial_cnn import SPATIAL
+from tools import extract_frames_flow, predict
+from tools.synthetic_actions import generate
+from utils.errors import UserError
+from utils.runner import main as train_main
+
+HEIGHT = 48
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """Synthetic videos, their extracted frames and one epoch of each stream on them."""
+    base = tmp_path_factory.mktemp("predict")
+    data = generate(base / "data", 2, 1, (64, HEIGHT), (12, 12), seed=1)
+    frames = base / "frames"
+    extract_frames_flow.main(
+        ["--videos", str(data.videos_dir), "--out", str(frames), "--short-side", str(HEIGHT)]
+        + ["--workers", "1"]
+    )
+    common = ["--data-root", str(frames), "--splits-dir", str(data.splits_dir)]
+    common += ["--arch", "resnet18", "--pretrained", "none", "--no-partial-bn", "--epochs", "1"]
+    common += ["--batch-size", "4", "--crop-size", "32", "--test-frames", "3", "--workers", "0"]
+    common += ["--device", "cpu", "--lr", "0.001"]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # batches this small only wait for a second thread
+    try:
+        train_main(SPATIAL, [*common, "--record-dir", str(base / "spatial")])
+        train_main(MOTION, [*common, "--stack-length", "4", "--record-dir", str(base / "motion")])
+    finally:
+        torch.set_num_threads(threads)
+    test_clip = next(c for c in data.clips if not c.train)
+    return {
+        "base": base,
+        "data": data,
+        "video": test_clip.path,
+        "name": test_clip.name,
+        "spatial": base / "spatial" / "checkpoint.pth.tar",
+        "motion": base / "motion" / "checkpoint.pth.tar",
+    }
+
+
+def _predict(trained, *extra):
+    argv = [str(trained["video"]), "--device", "cpu", *map(str, extra)]
+    return predict.main(argv)
+
+
+def _evaluated_probabilities(trained, stream: str) -> np.ndarray:
+    scores = np.load(trained["base"] / stream / "video_scores.npz")
+    row = list(scores["videos"]).index(trained["name"])
+    return softmax(scores["scores"][row].astype(np.float64))
+
+
+def test_predict_matches_evaluation_and_fuses(trained, capsys):
+    result = _predict(trained, "--spatial", trained["spatial"], "--motion", trained["motion"])
+    classes = trained["data"].classes
+    assert result["classes"] == classes
+    # The video is decoded, extracted (with the settings in the data root's index.json) and
+    # sampled in memory exactly as for evaluation.
+    for stream in ("spatial", "motion"):
+        probs = np.array(result[stream])
+        assert probs.sum() == pytest.approx(1.0)
+        np.testing.assert_allclose(probs, _evaluated_probabilities(trained, stream), atol=1e-5)
+    # Default fusion: softmax of the average of the two streams' mean logits.
+    logits = [np.log(np.array(result[s])) for s in ("spatial", "motion")]
+    np.testing.assert_allclose(result["fused"], softmax((logits[0] + logits[1]) / 2), atol=1e-5)
+    assert result["top1"] == classes[int(np.argmax(result["fused"]))]
+
+    out = capsys.readouterr().out
+    header = next(line for line in out.splitlines() if line.lstrip().startswith("#"))
+    assert header.split() == ["#", "spatial", "motion", "fused"]
+    rows = [line for line in out.splitlines() if line.strip()[:1].isdigit()]
+    assert len(rows) == len(classes)  # --top 5 capped at the 4 classes
+    assert rows[0].split()[-2:] == [result["top1"], f"{100 * max(result['fused']):.1f}%"]
+
+
+def test_predict_with_one_stream_writes_gif_and_json(trained, tmp_path, capsys):
+    gif, out_json = tmp_path / "clip.gif", tmp_path / "clip.json"
+    result = _predict(trained, "--motion", trained["motion"], "--top", 2, "--gif", gif)
+    assert "spatial" not in result and "fused" not in result
+    assert result["top1"] == result["classes"][int(np.argmax(result["motion"]))]
+    out = capsys.readouterr().out
+    assert len([line for line in out.splitlines() if line.strip()[:1].isdigit()]) == 2
+
+    with Image.open(gif) as image:
+        assert image.n_frames == 12
+        assert image.info["loop"] == 0
+        assert image.width > 64  # tiny clips are enlarged so the label is readable
+
+    _predict(trained, "--spatial", trained["spatial"], "--json", out_json)
+    saved = json.loads(out_json.read_text())
+    assert set(saved) >= {"video", "classes", "top1", "spatial"}
+
+
+def test_predict_refuses_bad_input(trained, tmp_path):
+    with pytest.raises(UserError, match="--spatial CHECKPOINT, --motion CHECKPOINT or both"):
+        _predict(trained)
+    with pytest.raises(UserError, match="video not found"):
+        predict.main([str(tmp_path / "missing.avi"), "--spatial", str(trained["spatial"])])
+    garbage = tmp_path / "broken.avi"
+    garbage.write_bytes(b"not a video" * 100)
+    with pytest.raises(UserError, match="cannot decode"):
+        predict.main([str(garbage), "--spatial", str(trained["spatial"])])
+    with pytest.raises(UserError, match="motion-stream checkpoint; pass it as --motion"):
+        _predict(trained, "--spatial", trained["motion"])
+    with pytest.raises(UserError, match="checkpoint not found"):
+        _predict(trained, "--spatial", tmp_path / "none.pth.tar")
+
+    renamed = torch.load(trained["motion"], map_location="cpu", weights_only=True)
+    renamed["classes"] = [*renamed["classes"][:-1], "SomethingElse"]
+    other = tmp_path / "other.pth.tar"
+    torch.save(renamed, other)
+    with pytest.raises(UserError, match="different class names .*class 4"):
+        _predict(trained, "--spatial", trained["spatial"], "--motion", other)
+
+
+def test_extraction_settings_come_from_the_training_data_root(trained):
+    stream = predict.load_stream(trained["spatial"], "spatial", torch.device("cpu"))
+    index = trained["base"] / "frames" / "index.json"
+    args = predict.get_args([str(trained["video"]), "--spatial", str(trained["spatial"])])
+    settings, source = predict.extraction_settings(stream, args)
+    assert settings["short_side"] == HEIGHT and settings["preset"] == "fast"
+    assert source == str(index)
+
+    args = predict.get_args([str(trained["video"]), "--short-side", "64", "--bound", "5"])
+    settings, source = predict.extraction_settings(stream, args)
+    assert (settings["short_side"], settings["bound"]) == (64, 5.0)
+    assert source == f"{index} and command line"
+
+    stream.args = {**stream.args, "data_root": str(trained["base"] / "moved")}
+    settings, source = predict.extraction_settings(stream, args)
+    assert settings["short_side"] == 64 and settings["jpeg_quality"] == 95
+    assert source == "extraction defaults and command line"
