@@ -16,15 +16,7 @@ from dataloader.frame_index import IndexedVideo, index_videos
 from dataloader.layout import Layout, frame_path
 from dataloader.sampling import num_stack_starts, segment_indices, stack_indices, uniform_indices
 from dataloader.splits import Video
-from dataloader.transforms import (
-    Crop,
-    center_crop,
-    crop_resize,
-    flow_to_tensor,
-    multiscale_crop,
-    rgb_to_tensor,
-    ten_crops,
-)
+from dataloader.transforms import Crop, flow_clip, multiscale_crop, rgb_clip, test_crops
 from utils.errors import UserError
 
 _JPEG_END = b"\xff\xd9"
@@ -129,7 +121,7 @@ class FrameDataset(torch.utils.data.Dataset):
         """One crop for every frame of the sample (training), centre or ten crops (test)."""
         if self.train:
             return [multiscale_crop(width, height)]
-        return ten_crops(width, height) if self.ten_crop else [center_crop(width, height)]
+        return test_crops(width, height, self.ten_crop)
 
 
 class SpatialDataset(FrameDataset):
@@ -147,13 +139,7 @@ class SpatialDataset(FrameDataset):
             for i in np.unique(idx).tolist()
         }
         height, width = frames[int(idx[0])].shape[:2]
-        crops = self.crops(width, height)
-        size = self.crop_size
-        out = np.empty((len(crops) * len(idx), size, size, 3), np.uint8)
-        for c, crop in enumerate(crops):
-            for j, i in enumerate(idx.tolist()):
-                crop_resize(frames[i], crop, size, out=out[c * len(idx) + j])
-        return rgb_to_tensor(out), item.label
+        return rgb_clip(frames, idx, self.crops(width, height), self.crop_size), item.label
 
 
 class MotionDataset(FrameDataset):
@@ -190,13 +176,4 @@ class MotionDataset(FrameDataset):
             for i in np.unique(idx).tolist()
         }
         height, width = flows[int(idx[0, 0])][0].shape
-        crops = self.crops(width, height)
-        size, n = self.crop_size, len(idx)
-        out = np.empty((len(crops) * n, 2 * length, size, size), np.uint8)
-        for s, frame_ids in enumerate(idx.tolist()):
-            for j, i in enumerate(frame_ids):
-                for axis, image in enumerate(flows[i]):
-                    for c, crop in enumerate(crops):
-                        crop_resize(image, crop, size, out=out[c * n + s, 2 * j + axis])
-        flipped = [crop.flip for crop in crops for _ in range(n)]
-        return flow_to_tensor(out, flipped), item.label
+        return flow_clip(flows, idx, self.crops(width, height), self.crop_size), item.label

@@ -77,6 +77,10 @@ def ten_crops(width: int, height: int) -> list[Crop]:
     return [Crop(x, y, side, side, flip) for flip in (False, True) for x, y in positions]
 
 
+def test_crops(width: int, height: int, ten_crop: bool = False) -> list[Crop]:
+    return ten_crops(width, height) if ten_crop else [center_crop(width, height)]
+
+
 def crop_resize(image: np.ndarray, crop: Crop, size: int, out: np.ndarray | None = None):
     """Cut ``crop`` out of a uint8 image, resize it to size x size and mirror it if asked.
 
@@ -125,3 +129,31 @@ def input_statistics(in_channels: int) -> tuple[list[float], list[float]]:
     if in_channels == 3:
         return [m * 255 for m in IMAGENET_MEAN], [s * 255 for s in IMAGENET_STD]
     return [FLOW_MEAN] * in_channels, [FLOW_STD] * in_channels
+
+
+def rgb_clip(frames: dict, idx: np.ndarray, crops: list[Crop], size: int) -> torch.Tensor:
+    """The spatial stream's sample: every crop of every frame in ``idx``, [crops*N, 3, S, S].
+
+    ``frames`` maps a frame index to its decoded [H, W, 3] RGB image (each decoded once).
+    """
+    n = len(idx)
+    out = np.empty((len(crops) * n, size, size, 3), np.uint8)
+    for c, crop in enumerate(crops):
+        for j, i in enumerate(idx.tolist()):
+            crop_resize(frames[i], crop, size, out=out[c * n + j])
+    return rgb_to_tensor(out)
+
+
+def flow_clip(flows: dict, idx: np.ndarray, crops: list[Crop], size: int) -> torch.Tensor:
+    """The motion stream's sample: stacks of ``idx`` [N, L] flow frames, [crops*N, 2L, S, S].
+
+    ``flows`` maps a flow-frame index to its (x, y) gray images; x and y are interleaved.
+    """
+    n, length = idx.shape
+    out = np.empty((len(crops) * n, 2 * length, size, size), np.uint8)
+    for s, frame_ids in enumerate(idx.tolist()):
+        for j, i in enumerate(frame_ids):
+            for axis, image in enumerate(flows[i]):
+                for c, crop in enumerate(crops):
+                    crop_resize(image, crop, size, out=out[c * n + s, 2 * j + axis])
+    return flow_to_tensor(out, [crop.flip for crop in crops for _ in range(n)])

@@ -38,17 +38,11 @@ from dataloader.extraction import (
     to_gray,
 )
 from dataloader.sampling import num_stack_starts, stack_indices, uniform_indices
-from dataloader.transforms import (
-    center_crop,
-    crop_resize,
-    flow_to_tensor,
-    rgb_to_tensor,
-    ten_crops,
-)
+from dataloader.transforms import flow_clip, rgb_clip, test_crops
 from fusion import fuse
 from network import build_model
 from utils.checkpoint import load_checkpoint
-from utils.engine import evaluate
+from utils.engine import evaluate, resolve_device
 from utils.errors import UserError, run_cli
 
 INDEX_NAME = "index.json"  # tools/extract_frames_flow.py's record of a data root's settings
@@ -107,10 +101,6 @@ def load_stream(path: str | Path, stream: str, device: torch.device) -> StreamMo
     )
 
 
-def _crops(width: int, height: int, ten_crop: bool):
-    return ten_crops(width, height) if ten_crop else [center_crop(width, height)]
-
-
 def jpeg_round_trip(image: np.ndarray, quality: int) -> np.ndarray:
     """What an image becomes once stored as JPEG by the extraction tool and read back by the
     data layer (RGB [H, W, 3] or gray [H, W]); quality 0 leaves it as it is."""
@@ -129,10 +119,9 @@ def spatial_input(frames: np.ndarray, stream: StreamModel, jpeg_quality: int) ->
     """[N, H, W, 3] uint8 RGB -> SpatialDataset's test clips: uniform frames, test crops."""
     idx = uniform_indices(len(frames), stream.setting("test_frames", 19)).tolist()
     images = {i: jpeg_round_trip(frames[i], jpeg_quality) for i in set(idx)}
-    size = stream.setting("crop_size", 224)
     height, width = frames.shape[1:3]
-    crops = _crops(width, height, stream.setting("ten_crop", False))
-    return rgb_to_tensor(np.stack([crop_resize(images[i], c, size) for c in crops for i in idx]))
+    crops = test_crops(width, height, stream.setting("ten_crop", False))
+    return rgb_clip(images, np.asarray(idx), crops, stream.setting("crop_size", 224))
 
 
 def motion_input(
@@ -152,18 +141,9 @@ def motion_input(
     for i in np.unique(idx).tolist():
         f = tvl1(to_gray(frames[i]), to_gray(frames[i + 1]))
         flows[i] = [jpeg_round_trip(flow_to_uint8(f[..., c], bound), jpeg_quality) for c in (0, 1)]
-    size = stream.setting("crop_size", 224)
     height, width = frames.shape[1:3]
-    crops = _crops(width, height, stream.setting("ten_crop", False))
-    n = len(idx)
-    out = np.empty((len(crops) * n, 2 * length, size, size), np.uint8)
-    for s, frame_ids in enumerate(idx.tolist()):
-        for j, i in enumerate(frame_ids):
-            for axis, image in enumerate(flows[i]):
-                for c, crop in enumerate(crops):
-                    crop_resize(image, crop, size, out=out[c * n + s, 2 * j + axis])
-    flipped = [crop.flip for crop in crops for _ in range(n)]
-    return flow_to_tensor(out, flipped)
+    crops = test_crops(width, height, stream.setting("ten_crop", False))
+    return flow_clip(flows, idx, crops, stream.setting("crop_size", 224))
 
 
 def stream_scores(stream: StreamModel, clips: torch.Tensor, device: torch.device) -> np.ndarray:
@@ -299,18 +279,6 @@ def get_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _device(name: str | None) -> torch.device:
-    if name is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as err:
-        raise UserError(f"unknown --device {name!r}: {err}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"--device {name} asked for, but no CUDA GPU is visible; use --device cpu")
-    return device
-
-
 def extraction_settings(stream: StreamModel, args: argparse.Namespace) -> tuple[dict, str]:
     """How this stream's training frames were extracted, and where that was read.
 
@@ -343,7 +311,7 @@ def main(argv=None) -> dict:
         raise UserError(f"--top must be at least 1, got {args.top}")
     if not args.video.is_file():
         raise UserError(f"video not found: {args.video}; give the path of a video file")
-    device = _device(args.device)
+    device = resolve_device(args.device)
     streams = {}
     if args.spatial is not None:
         streams["spatial"] = load_stream(args.spatial, "spatial", device)

@@ -6,14 +6,13 @@ needs to rebuild the model without extra flags: stream, arch, class names, input
 the training arguments.
 """
 
-import os
 import random
-import secrets
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from utils.atomic import atomic_write
 from utils.errors import UserError
 
 FORMAT = 1
@@ -22,17 +21,8 @@ FORMAT = 1
 def atomic_save(obj, path) -> Path:
     """torch.save to a temp file in the same folder, then os.replace: a kill leaves the old file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    try:
-        with open(tmp, "xb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as file:
+        torch.save(obj, file)
     return path
 
 

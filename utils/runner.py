@@ -36,7 +36,7 @@ from utils.checkpoint import (
     rng_state,
     set_rng_state,
 )
-from utils.engine import evaluate, train_one_epoch
+from utils.engine import evaluate, resolve_device, train_one_epoch
 from utils.errors import UserError
 from utils.scores import load_scores, save_scores
 
@@ -237,18 +237,6 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _device(name: str | None) -> torch.device:
-    if name is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as err:
-        raise UserError(f"unknown --device {name!r}: {err}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"--device {name} asked for, but no CUDA GPU is visible; use --device cpu")
-    return device
-
-
 def lr_lambda(args, iters_per_epoch: int):
     """Learning-rate multiplier per iteration: optional linear warm-up, then step or cosine."""
     warmup = args.warmup_epochs * iters_per_epoch
@@ -382,7 +370,7 @@ def parse_args(stream: Stream, argv=None) -> tuple[argparse.Namespace, dict | No
         raise UserError(
             f"--data-root {args.data_root} is not a folder; point it at the extracted frames"
         )
-    if args.amp == "fp16" and _device(args.device).type != "cuda":
+    if args.amp == "fp16" and resolve_device(args.device).type != "cuda":
         raise UserError("--amp fp16 needs a CUDA device; use --amp bf16 or none")
     if not (args.resume or args.check_data):
         _refuse_to_overwrite(Path(args.record_dir) / "checkpoint.pth.tar")
@@ -437,7 +425,7 @@ def _datasets(stream: Stream, args, parts: dict, options: dict) -> dict:
 
 def main(stream: Stream, argv=None) -> int:
     args, ckpt = parse_args(stream, argv)
-    device = _device(args.device)
+    device = resolve_device(args.device)
     _seed_everything(args.seed)
 
     splits_dir = args.splits_dir or default_splits_dir(args.dataset, args.data_root)

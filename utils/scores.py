@@ -8,9 +8,7 @@ strings, numbers and numpy arrays: a crafted file cannot run code.
 
 import codecs
 import io
-import os
 import pickle
-import secrets
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from dataloader.splits import load_split, video_key
+from utils.atomic import atomic_write
 from utils.errors import UserError
 
 NPZ_KEYS = ("videos", "labels", "classes", "scores", "stream", "split", "epoch")
@@ -56,26 +55,17 @@ def save_scores(path, *, videos, labels, classes, scores, stream, split, epoch) 
             f"scores {scores.shape} must be [videos, classes] = [{len(videos)}, {len(classes)}] "
             f"and labels {labels.shape} [videos]"
         )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    try:
-        with open(tmp, "xb") as f:  # not mkstemp: that would leave the file readable by us only
-            np.savez(
-                f,
-                videos=videos,
-                labels=labels,
-                classes=classes,
-                scores=scores,
-                stream=np.asarray(str(stream)),
-                split=np.asarray(int(split), dtype=np.int64),
-                epoch=np.asarray(int(epoch), dtype=np.int64),
-            )
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as file:
+        np.savez(
+            file,
+            videos=videos,
+            labels=labels,
+            classes=classes,
+            scores=scores,
+            stream=np.asarray(str(stream)),
+            split=np.asarray(int(split), dtype=np.int64),
+            epoch=np.asarray(int(epoch), dtype=np.int64),
+        )
     return path
 
 
