@@ -288,17 +288,22 @@ def _loader(dataset, args, device, *, train: bool, seed: int) -> DataLoader:
     )
 
 
-def _evaluate_test(model, loader, classes, stream, args, device, epoch, records=None) -> dict:
-    """Evaluate on the test split; write video_scores.npz and (with ``records``) a test.csv row."""
-    scores, metrics = evaluate(
+def _evaluate(model, loader, args, device, desc: str):
+    """utils.engine.evaluate with the run's test-time options."""
+    return evaluate(
         model,
         loader,
         device,
         softmax_average=args.softmax_average,
         chunk=args.eval_chunk,
         amp=args.amp,
-        desc=f"epoch {epoch} test",
+        desc=desc,
     )
+
+
+def _evaluate_test(model, loader, classes, stream, args, device, epoch, records=None) -> dict:
+    """Evaluate on the test split; write video_scores.npz and (with ``records``) a test.csv row."""
+    scores, metrics = _evaluate(model, loader, args, device, f"epoch {epoch} test")
     path = save_scores(
         Path(args.record_dir) / "video_scores.npz",
         videos=loader.dataset.names,
@@ -548,15 +553,7 @@ def main(stream: Stream, argv=None) -> int:
             )
             is_best = False
             if val_loader is not None:
-                _, val = evaluate(
-                    model,
-                    val_loader,
-                    device,
-                    softmax_average=args.softmax_average,
-                    chunk=args.eval_chunk,
-                    amp=args.amp,
-                    desc=f"epoch {epoch} val",
-                )
+                _, val = _evaluate(model, val_loader, args, device, f"epoch {epoch} val")
                 records.log("val", epoch, val)
                 is_best = val["top1"] > best_val
                 best_val = max(best_val, val["top1"])
