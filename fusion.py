@@ -9,13 +9,13 @@ the numbers. Without --out nothing but --json is written.
 """
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
 from scipy.special import log_softmax, logsumexp
 
 from dataloader.splits import DATASETS, video_key
+from utils.atomic import write_json
 from utils.errors import UserError, run_cli
 from utils.metrics import accuracy_report
 from utils.reports import write_reports
@@ -186,8 +186,7 @@ def main(argv=None) -> dict:
         for path in reports:
             print(f"wrote {path}")
     if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+        write_json(args.json, results)
         print(f"wrote {args.json}")
     return results
 

@@ -22,11 +22,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import av
 import cv2
 import numpy as np
 
-from dataloader.extraction import PRESETS, decode_video, find_videos, make_tvl1, to_gray
+from dataloader.extraction import (
+    PRESETS,
+    decode_video,
+    find_videos,
+    make_tvl1,
+    to_gray,
+    write_video,
+)
 from utils.errors import UserError, run_cli
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -64,18 +70,6 @@ def synthetic_frames(num_frames, width, height, seed=0):
         truth[py : py + patch_size, px : px + patch_size] = SQUARE_STEP
         flows.append(truth)
     return frames, np.stack(flows[:-1])
-
-
-def write_video(path: Path, frames, fps=25) -> None:
-    """RGB frames -> an MPEG-4 file, the codec of the UCF101 clips."""
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("mpeg4", rate=fps)
-        stream.width, stream.height = frames[0].shape[1], frames[0].shape[0]
-        stream.pix_fmt = "yuv420p"
-        stream.bit_rate = 8_000_000
-        for frame in frames:
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
-        container.mux(stream.encode())
 
 
 def time_flow(grays, preset):
@@ -165,7 +159,7 @@ def main(argv=None) -> int:
     frames, truth = synthetic_frames(num_frames, width, args.short_side)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "synthetic.avi"
-        write_video(path, frames)
+        write_video(path, frames, bit_rate=8_000_000)
         grays = [to_gray(f) for f in decode_video(path, args.short_side).frames]
     flows, speeds = measure(grays)
     name = f"synthetic: texture moving {BACKGROUND_STEP}, square {SQUARE_STEP} px/frame"

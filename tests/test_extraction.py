@@ -6,7 +6,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import av
 import cv2
 import numpy as np
 import pytest
@@ -17,6 +16,7 @@ from dataloader.extraction import (
     flow_to_uint8,
     resized_size,
     uint8_to_flow,
+    write_video,
 )
 from tools import extract_frames_flow as tool
 from utils.errors import UserError
@@ -40,19 +40,6 @@ def _moving_frames(dx, num_frames=FRAMES):
     return [np.repeat(c[..., None], 3, axis=2) for c in crops]
 
 
-def _write_video(path, frames, fps=25):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("mpeg4", rate=fps)
-        stream.width, stream.height = frames[0].shape[1], frames[0].shape[0]
-        stream.pix_fmt = "yuv420p"
-        stream.bit_rate = 4_000_000
-        for frame in frames:
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
-        container.mux(stream.encode())
-    return path
-
-
 def _run(videos, out, *extra):
     argv = ["--videos", str(videos), "--out", str(out), "--workers", "1", "--short-side", "48"]
     return tool.main(argv + list(extra))
@@ -71,9 +58,9 @@ def extracted(tmp_path_factory):
     """Three tiny videos (right, left, still) extracted once with the CLI."""
     base = tmp_path_factory.mktemp("extract")
     videos = base / "videos"
-    _write_video(videos / "ClassA" / "right.avi", _moving_frames(STEP))
-    _write_video(videos / "ClassA" / "left.mp4", _moving_frames(-STEP))
-    _write_video(videos / "ClassB" / "deeper" / "still.mkv", _moving_frames(0))
+    write_video(videos / "ClassA" / "right.avi", _moving_frames(STEP))
+    write_video(videos / "ClassA" / "left.mp4", _moving_frames(-STEP))
+    write_video(videos / "ClassB" / "deeper" / "still.mkv", _moving_frames(0))
     assert _run(videos, base / "out") == 0
     return videos, base / "out"
 
@@ -143,8 +130,8 @@ def test_compute_flow_in_memory():
 
 def test_rerun_skips_finished_videos_and_redoes_interrupted_ones(tmp_path, capsys):
     videos, out = tmp_path / "videos", tmp_path / "out"
-    _write_video(videos / "a.avi", _moving_frames(STEP))
-    _write_video(videos / "b.avi", _moving_frames(-STEP))
+    write_video(videos / "a.avi", _moving_frames(STEP))
+    write_video(videos / "b.avi", _moving_frames(-STEP))
     assert _run(videos, out) == 0
     a_frame = out / "jpegs_256" / "a" / "frame000001.jpg"
     a_mtime = a_frame.stat().st_mtime_ns
@@ -171,7 +158,7 @@ def test_rerun_skips_finished_videos_and_redoes_interrupted_ones(tmp_path, capsy
 
 def test_interrupt_leaves_no_half_video_and_rerun_completes(tmp_path, monkeypatch):
     videos, out = tmp_path / "videos", tmp_path / "out"
-    _write_video(videos / "clip.avi", _moving_frames(STEP))
+    write_video(videos / "clip.avi", _moving_frames(STEP))
     real_make_tvl1 = tool.make_tvl1
 
     def interrupted_after_two_pairs(preset):
@@ -197,8 +184,8 @@ def test_interrupt_leaves_no_half_video_and_rerun_completes(tmp_path, monkeypatc
 
 def test_corrupt_video_is_reported_and_others_go_on(tmp_path):
     videos, out = tmp_path / "videos", tmp_path / "out"
-    _write_video(videos / "good" / "ok.avi", _moving_frames(STEP))
-    _write_video(videos / "good" / "ok2.MP4", _moving_frames(0, 3))
+    write_video(videos / "good" / "ok.avi", _moving_frames(STEP))
+    write_video(videos / "good" / "ok2.MP4", _moving_frames(0, 3))
     (videos / "bad").mkdir()
     (videos / "bad" / "broken.avi").write_bytes(b"RIFF" + os.urandom(2000))
     cmd = [sys.executable, "tools/extract_frames_flow.py", "--videos", str(videos)]
@@ -215,7 +202,7 @@ def test_corrupt_video_is_reported_and_others_go_on(tmp_path):
 
 def test_folders_not_written_by_the_tool_are_never_replaced(tmp_path):
     videos, out = tmp_path / "videos", tmp_path / "out"
-    _write_video(videos / "clip.avi", _moving_frames(STEP, 3))
+    write_video(videos / "clip.avi", _moving_frames(STEP, 3))
     downloaded = out / "jpegs_256" / "clip"
     downloaded.mkdir(parents=True)
     (downloaded / "frame000001.jpg").write_bytes(b"theirs")
@@ -238,15 +225,15 @@ def test_bad_video_folders_are_user_errors(tmp_path, setup, message):
         videos.mkdir()
         (videos / "notes.txt").write_text("not a video")
     if setup == "duplicate":
-        _write_video(videos / "A" / "clip.avi", _moving_frames(0, 2))
-        _write_video(videos / "B" / "clip.mp4", _moving_frames(0, 2))
+        write_video(videos / "A" / "clip.avi", _moving_frames(0, 2))
+        write_video(videos / "B" / "clip.mp4", _moving_frames(0, 2))
     with pytest.raises(UserError, match=message):
         _run(videos, tmp_path / "out")
 
 
 def test_rerun_with_other_options_is_refused(tmp_path):
     videos, out = tmp_path / "videos", tmp_path / "out"
-    _write_video(videos / "clip.avi", _moving_frames(0, 2))
+    write_video(videos / "clip.avi", _moving_frames(0, 2))
     assert _run(videos, out) == 0
     with pytest.raises(UserError, match="--bound 20.0 \\(now 10.0\\)"):
         _run(videos, out, "--bound", "10")

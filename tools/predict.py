@@ -41,6 +41,7 @@ from dataloader.sampling import num_stack_starts, stack_indices, uniform_indices
 from dataloader.transforms import flow_clip, rgb_clip, test_crops
 from fusion import fuse
 from network import build_model
+from utils.atomic import write_json
 from utils.checkpoint import load_checkpoint
 from utils.engine import evaluate, resolve_device
 from utils.errors import UserError, run_cli
@@ -379,8 +380,7 @@ def main(argv=None) -> dict:
         text = f"{classes[best]} {100 * final[best]:.1f}%"
         print(f"wrote {write_gif(args.gif, shown, text, video.fps or 25.0)}")
     if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        write_json(args.json, result)
         print(f"wrote {args.json}")
     return result
 

@@ -31,10 +31,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import av
 import cv2
 import numpy as np
 
+from dataloader.extraction import write_video
 from utils.errors import UserError, run_cli
 
 # (class name, colour, vertical direction: +1 = down in image coordinates)
@@ -152,19 +152,6 @@ def render_clip(scene: Scene, colour: str, direction: int, rng: np.random.Genera
     return frames
 
 
-def write_video(path: Path, frames: np.ndarray, fps: int = 25) -> None:
-    """MPEG-4 Part 2 in AVI, the codec and container of the UCF101 clips."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("mpeg4", rate=fps)
-        stream.height, stream.width = frames.shape[1:3]
-        stream.pix_fmt = "yuv420p"
-        stream.bit_rate = 2_000_000
-        for frame in frames:
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
-        container.mux(stream.encode())
-
-
 def generate(
     out: str | Path,
     train_per_class: int = 10,
@@ -197,7 +184,7 @@ def generate(
             name = f"v_{cls}_g{i + 1:02d}_c01"
             path = videos_dir / cls / f"{name}.avi"
             noise = np.random.default_rng([seed, i, label])
-            write_video(path, render_clip(scene, colour, direction, noise), fps)
+            write_video(path, render_clip(scene, colour, direction, noise), fps, bit_rate=2_000_000)
             clips.append(Clip(path, name, label, i >= test_per_class, scene.num_frames))
 
     classes = [cls for cls, _, _ in CLASSES]

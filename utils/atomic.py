@@ -1,5 +1,6 @@
 """Files that must survive a kill: write a temp file beside the target, then rename it."""
 
+import json
 import os
 import secrets
 from contextlib import contextmanager
@@ -25,3 +26,10 @@ def atomic_write(path):
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def write_json(path, data) -> Path:
+    """Indented JSON, written atomically; the parent folder is created."""
+    with atomic_write(path) as file:
+        file.write((json.dumps(data, indent=2) + "\n").encode("utf-8"))
+    return Path(path)
