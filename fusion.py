@@ -22,23 +22,31 @@ from utils.reports import write_reports
 from utils.scores import ScoreFile, load_scores, save_scores
 
 
-def get_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--spatial", required=True, type=Path, help="spatial stream score file")
-    parser.add_argument("--motion", required=True, type=Path, help="motion stream score file")
+def add_fusion_arguments(parser: argparse.ArgumentParser) -> None:
+    """--weights and --softmax, shared with tools/predict.py so both fuse the same way."""
     parser.add_argument(
         "--weights",
         nargs=2,
         type=float,
         default=(1.0, 1.0),
         metavar=("WS", "WM"),
-        help="weights of the spatial and motion scores in the average (default: 1 1)",
+        help="weights of the spatial and motion scores in the average",
     )
     parser.add_argument(
         "--softmax",
         action="store_true",
         help="turn each stream's scores into probabilities before averaging",
     )
+
+
+def get_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--spatial", required=True, type=Path, help="spatial stream score file")
+    parser.add_argument("--motion", required=True, type=Path, help="motion stream score file")
+    add_fusion_arguments(parser)
     parser.add_argument(
         "--out",
         type=Path,

@@ -39,7 +39,7 @@ from dataloader.extraction import (
 )
 from dataloader.sampling import num_stack_starts, stack_indices, uniform_indices
 from dataloader.transforms import flow_clip, rgb_clip, test_crops
-from fusion import fuse
+from fusion import add_fusion_arguments, fuse
 from network import build_model
 from utils.atomic import write_json
 from utils.checkpoint import load_checkpoint
@@ -245,17 +245,7 @@ def get_args(argv=None) -> argparse.Namespace:
     )
     parser.add_argument("--motion", type=Path, help="motion-stream checkpoint (checkpoint.pth.tar)")
     parser.add_argument("--top", type=int, default=5, help="how many classes to list per stream")
-    parser.add_argument(
-        "--weights",
-        nargs=2,
-        type=float,
-        default=(1.0, 1.0),
-        metavar=("WS", "WM"),
-        help="fusion weights of the spatial and motion scores, as in fusion.py",
-    )
-    parser.add_argument(
-        "--softmax", action="store_true", help="fuse probabilities instead of scores, as fusion.py"
-    )
+    add_fusion_arguments(parser)
     parser.add_argument("--gif", type=Path, help="also write an animated GIF with the fused top-1")
     parser.add_argument("--json", type=Path, help="also write the probabilities here as JSON")
     extraction = parser.add_argument_group(
