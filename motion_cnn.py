@@ -1,16 +1,13 @@
-"""Train or evaluate the motion stream: a ResNet on stacks of TV-L1 flow (see utils/runner.py).
+"""Train or evaluate the motion stream: a ResNet on stacks of 10 TV-L1 flow frames (x and y).
 
-Defaults follow TSN's flow recipe (tsn-pytorch README): lr 0.001, steps at epochs 190 and 300,
-340 epochs, dropout 0.7; stacks of 10 flow frames (20 channels) as in the two-stream paper.
+    python motion_cnn.py --data-root data/ucf101 [--resume CKPT [--evaluate]] [--help]
+
+The stream is a spec (engine/streams.py); options, training and evaluation are the engine's.
 """
 
-from dataloader import MotionDataset
+from engine.run import main
+from engine.streams import MOTION
 from utils.errors import run_cli
-from utils.runner import Stream, main
-
-MOTION = Stream(
-    "motion", MotionDataset, dropout=0.7, lr=0.001, epochs=340, lr_steps=(190, 300), stack_length=10
-)
 
 if __name__ == "__main__":
     run_cli(lambda argv: main(MOTION, argv))

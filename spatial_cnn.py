@@ -1,14 +1,13 @@
-"""Train or evaluate the spatial stream: a ResNet on single RGB frames (see utils/runner.py).
+"""Train or evaluate the spatial stream: a ResNet on single RGB frames.
 
-Defaults follow TSN's RGB recipe (tsn-pytorch README): lr 0.001, steps at epochs 30 and 60,
-80 epochs, dropout 0.8.
+    python spatial_cnn.py --data-root data/ucf101 [--resume CKPT [--evaluate]] [--help]
+
+The stream is a spec (engine/streams.py); options, training and evaluation are the engine's.
 """
 
-from dataloader import SpatialDataset
+from engine.run import main
+from engine.streams import SPATIAL
 from utils.errors import run_cli
-from utils.runner import Stream, main
-
-SPATIAL = Stream("spatial", SpatialDataset, dropout=0.8, lr=0.001, epochs=80, lr_steps=(30, 60))
 
 if __name__ == "__main__":
     run_cli(lambda argv: main(SPATIAL, argv))

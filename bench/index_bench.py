@@ -14,8 +14,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dataloader import Layout, Video  # noqa: E402
 from dataloader.frame_index import index_videos  # noqa: E402
+from dataloader.layout import Layout  # noqa: E402
+from dataloader.splits import Video  # noqa: E402
 from utils.errors import run_cli  # noqa: E402
 
 

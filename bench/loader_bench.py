@@ -18,8 +18,13 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 from torchvision.transforms import functional as F  # noqa: E402
 
-from dataloader import Layout, MotionDataset, SpatialDataset, Video, worker_init  # noqa: E402
-from dataloader.layout import add_layout_arguments, frame_path  # noqa: E402
+from dataloader.datasets import MotionDataset, SpatialDataset, worker_init  # noqa: E402
+from dataloader.layout import (  # noqa: E402
+    Layout,  # noqa: E402
+    add_layout_arguments,
+    frame_path,
+)
+from dataloader.splits import Video  # noqa: E402
 from utils.errors import run_cli  # noqa: E402
 
 

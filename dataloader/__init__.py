@@ -1,18 +1,5 @@
-"""Data layer: official splits, frames on disk, TSN sampling and the two streams' datasets."""
+"""Data layer: official splits, frames on disk, sampling, sample builders and the dataset.
 
-from dataloader.datasets import MotionDataset, SpatialDataset, worker_init
-from dataloader.layout import Layout, add_layout_arguments
-from dataloader.splits import Split, Video, default_splits_dir, holdout_groups, load_split
-
-__all__ = [
-    "Layout",
-    "MotionDataset",
-    "SpatialDataset",
-    "Split",
-    "Video",
-    "add_layout_arguments",
-    "default_splits_dir",
-    "holdout_groups",
-    "load_split",
-    "worker_init",
-]
+Import from the modules themselves (``dataloader.splits``, ``dataloader.datasets``, ...): this
+package imports nothing, so a light module (the splits) does not pull in torch and OpenCV.
+"""

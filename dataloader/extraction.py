@@ -19,15 +19,49 @@ skipped) with 4 scales, 3 warps, looser stopping and fewer iterations, then upsa
 bench/flow_bench.py measures its speed and agreement with ``quality``.
 """
 
+import json
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import av
 import cv2
 import numpy as np
 
-VIDEO_EXTENSIONS = (".avi", ".mp4", ".mkv", ".webm")
+from utils.video_names import VIDEO_EXTENSIONS
+
+# The extraction tool's record of how a data root's frames were made: ``<root>/index.json``
+# holds {"settings": ExtractionSettings as a dict, "videos": {...}}.
+INDEX_NAME = "index.json"
+
+
+@dataclass(frozen=True)
+class ExtractionSettings:
+    """How frames and flow were extracted; the defaults are the extraction tool's."""
+
+    short_side: int = 256  # resize so the short side has this many pixels; 0 keeps the size
+    bound: float = 20.0  # flow clipped to +-bound pixels before mapping to 0..255
+    preset: str = "fast"  # TV-L1 preset (PRESETS)
+    max_frames: int | None = None  # keep only the first N frames of each video
+    jpeg_quality: int = 95  # JPEG quality of RGB and flow frames
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ExtractionSettings":
+        """Settings from a dict, keys it lacks at their defaults, unknown keys ignored."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def read_index_settings(root) -> ExtractionSettings | None:
+    """The settings recorded in ``<root>/index.json``; None when absent or unreadable."""
+    path = Path(root) / INDEX_NAME
+    try:
+        return ExtractionSettings.from_dict(json.loads(path.read_text())["settings"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 @dataclass(frozen=True)

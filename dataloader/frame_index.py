@@ -4,6 +4,7 @@ Counting 13,320 videos x 3 folders by listing them takes seconds on a cold disk;
 each folder's count with its modification time, so a second start only stats the folders.
 """
 
+import contextlib
 import hashlib
 import json
 import os
@@ -11,8 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dataloader.layout import Layout, pattern_regex
-from dataloader.splits import Video, video_key
+from dataloader.splits import Video
+from utils.atomic import write_json
 from utils.errors import UserError
+from utils.video_names import video_key
 
 CACHE_NAME = ".frame_index.json"
 _CACHE_VERSION = 2
@@ -78,13 +81,8 @@ class FrameCounter:
     def save(self) -> None:
         if not (self.cache_path and self.dirty):
             return
-        try:
-            self.cache_path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.cache_path.with_name(self.cache_path.name + f".tmp{os.getpid()}")
-            tmp.write_text(json.dumps({"version": _CACHE_VERSION, "tables": self.tables}))
-            os.replace(tmp, self.cache_path)
-        except OSError:
-            pass  # a cache we cannot write only costs time on the next start
+        with contextlib.suppress(OSError):  # a cache we cannot write only costs time next start
+            write_json(self.cache_path, {"version": _CACHE_VERSION, "tables": self.tables}, None)
         self.dirty = False
 
 

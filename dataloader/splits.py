@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from utils.errors import UserError
+from utils.video_names import video_key  # noqa: F401  (the names' rule; re-exported)
 
 DATASETS = ("ucf101", "hmdb51")
 _UCF_GROUP = re.compile(r"_g(\d+)_c\d+$")
@@ -28,20 +29,6 @@ class Split:
     classes: list[str]
     train: list[Video] = field(default_factory=list)
     test: list[Video] = field(default_factory=list)
-
-
-def video_key(name: str) -> str:
-    """A spelling-insensitive key for a video name.
-
-    Matches ``v_HandStandPushups_g01_c01`` with ``v_HandstandPushups_g01_c01``, with the
-    reference implementation's ``HandstandPushups_g01_c01`` and with ``x/v_Name.avi``.
-    """
-    stem = name.replace("\\", "/").rsplit("/", 1)[-1]
-    if stem.lower().endswith((".avi", ".mp4", ".mkv", ".webm")):
-        stem = stem.rsplit(".", 1)[0]
-    if stem.startswith("v_"):
-        stem = stem[2:]
-    return stem.lower()
 
 
 def _read_lines(path: Path, what: str) -> list[str]:

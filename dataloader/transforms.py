@@ -3,7 +3,7 @@
 Samples stay uint8 all the way to the network: a crop is a view, each frame is resized straight
 into its slot of the sample's final buffer, and batches travel (and are pinned and copied to the
 GPU) at a quarter of the float32 size. The network's first step converts to float and
-normalises with ``input_statistics`` (see network.StreamNet), on the GPU when there is one.
+normalises with the stream's statistics (see network.recognizer), on the GPU when there is one.
 """
 
 from dataclasses import dataclass
@@ -12,11 +12,6 @@ import cv2
 import numpy as np
 import torch
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-# Flow JPEGs store 128 + flow * 128 / bound: centre on 128 and scale to about [-1, 1].
-FLOW_MEAN = 128.0
-FLOW_STD = 128.0
 # Test crops cover 224/256 of the short side, as "resize to 256, centre-crop 224".
 TEST_CROP_FRACTION = 224 / 256
 TSN_SCALES = (1.0, 0.875, 0.75, 0.66)
@@ -118,17 +113,6 @@ def flow_to_tensor(stacks: np.ndarray, flipped) -> torch.Tensor:
         for x in stacks[n, 0::2]:
             cv2.LUT(x, _NEGATE_FLOW, dst=x)
     return torch.from_numpy(stacks)
-
-
-def input_statistics(in_channels: int) -> tuple[list[float], list[float]]:
-    """Per-channel mean and std, on the 0..255 scale, of a stream's uint8 input.
-
-    3 channels are RGB (ImageNet statistics); any other count is a flow stack (centred on 128
-    and scaled to about [-1, 1]).
-    """
-    if in_channels == 3:
-        return [m * 255 for m in IMAGENET_MEAN], [s * 255 for s in IMAGENET_STD]
-    return [FLOW_MEAN] * in_channels, [FLOW_STD] * in_channels
 
 
 def rgb_clip(frames: dict, idx: np.ndarray, crops: list[Crop], size: int) -> torch.Tensor:

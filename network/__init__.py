@@ -1,5 +1,5 @@
-"""Networks of the two streams."""
+"""Networks: backbones, consensus heads, the recognizer that joins them, input statistics.
 
-from network.resnet import ARCHS, StreamNet, build_model
-
-__all__ = ["ARCHS", "StreamNet", "build_model"]
+Import from the modules themselves; this package imports nothing, so naming an architecture
+list (``network.backbones.ARCHS``) does not import torch.
+"""

@@ -5,7 +5,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from dataloader import Layout, Video
+from dataloader.layout import Layout
+from dataloader.splits import Video
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -81,3 +82,15 @@ def write_coded_video(root, name, num_frames, layout=Layout(), size=(40, 32)):
             img = np.full((h, w, channels), value(i), np.uint8)
             cv2.imwrite(str(folder / (pattern % (i + 1))), img)
     return Video(name, 0)
+
+
+def single_thread():
+    """Two OpenMP threads on a busy 2-core machine are many times slower than one: run a test
+    module on one, and give the old setting back after it. Use as
+    ``one_thread = pytest.fixture(autouse=True, scope="module")(single_thread)``."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from dataloader import SpatialDataset, Video
-from motion_cnn import MOTION
-from spatial_cnn import SPATIAL
-from tests.helpers import write_frame_dataset
+from dataloader.datasets import SpatialDataset
+from dataloader.splits import Video
+from engine.run import main
+from engine.streams import MOTION, SPATIAL
+from tests.helpers import single_thread, write_frame_dataset
 from utils.errors import UserError, one_line
-from utils.runner import main
 
 FAST = [
     "--arch", "resnet18", "--pretrained", "none", "--crop-size", "32", "--num-segments", "2",
@@ -31,8 +31,10 @@ def damaged_root(tmp_path):
     return root
 
 
+one_thread = pytest.fixture(autouse=True, scope="module")(single_thread)
+
+
 def run(stream, root, tmp_path, *extra):
-    torch.set_num_threads(1)
     return main(
         stream, ["--data-root", str(root), "--record-dir", str(tmp_path / "rec"), *FAST, *extra]
     )

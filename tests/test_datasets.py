@@ -7,9 +7,10 @@ import pytest
 import torch
 
 import dataloader.frame_index as frame_index
-from dataloader import Layout, MotionDataset, SpatialDataset, Video, load_split
-from dataloader.datasets import DataError
+from dataloader.datasets import DataError, MotionDataset, SpatialDataset
+from dataloader.layout import Layout
 from dataloader.sampling import uniform_indices
+from dataloader.splits import Video, load_split
 from tests.helpers import write_coded_video
 from utils.errors import UserError
 
@@ -29,10 +30,12 @@ def test_spatial_test_frames_are_uniform(tmp_path):
     video = write_coded_video(tmp_path, "v_A_g01_c01", 30)
     data = SpatialDataset(tmp_path, [video], train=False, crop_size=16)
     clips, label = data[0]
-    assert clips.shape == (19, 3, 16, 16) and label == 0
-    assert rgb_frame_ids(clips) == uniform_indices(30, 19).tolist()
+    assert clips.shape == (1, 19, 3, 16, 16) and label == 0  # [crops, frames, C, H, W]
+    assert rgb_frame_ids(clips[0]) == uniform_indices(30, 19).tolist()
     ten = SpatialDataset(tmp_path, [video], train=False, crop_size=16, ten_crop=True)[0][0]
-    assert ten.shape == (190, 3, 16, 16)
+    assert ten.shape == (10, 19, 3, 16, 16)
+    for crop in ten:  # every crop is one sequence of the same frames, in time order
+        assert rgb_frame_ids(crop) == uniform_indices(30, 19).tolist()
 
 
 def test_spatial_training_reads_one_frame_per_segment(tmp_path):
@@ -53,8 +56,8 @@ def test_motion_stacks_put_first_flow_frame_first(tmp_path):
     video = write_coded_video(tmp_path, "v_A_g01_c01", 31)  # 30 flow frames
     data = MotionDataset(tmp_path, [video], train=False, crop_size=16, stack_length=10)
     clips, _ = data[0]
-    assert clips.shape == (19, 20, 16, 16) and data.in_channels == 20
-    levels = flow_values(clips)
+    assert clips.shape == (1, 19, 20, 16, 16) and data.in_channels == 20
+    levels = flow_values(clips[0])
     starts = uniform_indices(21, 19)
     for s, start in enumerate(starts.tolist()):
         frames = range(start, start + 10)
@@ -87,11 +90,12 @@ def test_short_videos_repeat_their_last_frames(tmp_path):
     video = write_coded_video(tmp_path, "v_A_g01_c01", 4)  # 3 flow frames < stack length
     for train in (True, False):
         clips, _ = MotionDataset(tmp_path, [video], train=train, crop_size=8)[0]
+        clips = clips if train else clips[0]  # test samples are [crops, frames, ...]
         assert clips.shape[1:] == (20, 8, 8)
         x = (flow_values(clips)[0, 0::2] - 128).abs()  # training may mirror (negate x)
         assert torch.allclose(x, torch.tensor([124.0, 116, 108] + [108] * 7), atol=2)
         rgb, _ = SpatialDataset(tmp_path, [video], train=train, crop_size=8)[0]
-        assert rgb.shape[0] == (3 if train else 19)
+        assert rgb.shape[:-3] == ((3,) if train else (1, 19))
 
 
 def test_missing_videos_are_named_and_counted(tmp_path):
@@ -123,7 +127,7 @@ def test_mmaction_layout(tmp_path):
     rgb = SpatialDataset(tmp_path, [video], train=False, crop_size=8, layout=layout)
     flow = MotionDataset(tmp_path, [video], train=False, crop_size=8, layout=layout)
     assert rgb.items[0].num_frames == 12 and flow.items[0].num_frames == 11
-    assert rgb_frame_ids(rgb[0][0]) == uniform_indices(12, 19).tolist()
+    assert rgb_frame_ids(rgb[0][0][0]) == uniform_indices(12, 19).tolist()
     with pytest.raises(UserError, match="%06d"):
         Layout(rgb_pattern="frame.jpg")
 

@@ -12,11 +12,13 @@ import pytest
 from PIL import Image
 
 import fusion
+from engine.fusion import fuse
+from engine.fusion import load_score_file as load_scores
 from tests.test_scores import reference_preds, write_splits
 from utils.errors import UserError
 from utils.metrics import accuracy_report
 from utils.reports import write_reports
-from utils.scores import ScoreFile, load_scores, save_scores
+from utils.scores import ScoreFile, save_scores
 
 ROOT = Path(__file__).resolve().parents[1]
 CLASSES = ["A", "B", "C"]
@@ -107,7 +109,7 @@ def test_weights_and_softmax(pair):
     write_npz(motion, sharp)
     assert fusion.main(base)["fused"]["top1"] == 100.0
     assert fusion.main([*base, "--softmax"])["fused"]["top1"] == pytest.approx(100 * 5 / 6)
-    fused = fusion.fuse(big, sharp, (1.0, 3.0), use_softmax=True)
+    fused = fuse([big, sharp], (1.0, 3.0), use_softmax=True)
     expected = (np.exp(big) / np.exp(big).sum(1, keepdims=True)) + 3 * (
         np.exp(sharp) / np.exp(sharp).sum(1, keepdims=True)
     )
@@ -143,14 +145,16 @@ def test_reference_pickle_with_npz(pair, tmp_path):
 def test_class_count_mismatch(pair, tmp_path):
     spatial, _ = pair
     other = write_npz(tmp_path / "m.npz", np.zeros((6, 4), np.float32), classes=[*CLASSES, "D"])
-    with pytest.raises(UserError, match=r"class counts differ: .* has 3 classes, .*m\.npz has 4"):
+    with pytest.raises(
+        UserError, match=r"video_scores\.npz and .*m\.npz have different classes \(3 vs 4 classes\)"
+    ):
         fusion.main(["--spatial", str(spatial), "--motion", str(other)])
 
 
 def test_class_name_mismatch(pair, tmp_path):
     spatial, _ = pair
     other = write_npz(tmp_path / "m.npz", MOTION, classes=["A", "C", "B"])
-    with pytest.raises(UserError, match=r"class names differ at index 1: 'B' in .*, 'C' in"):
+    with pytest.raises(UserError, match=r"have different classes \(class 2: 'B' vs 'C'\)"):
         fusion.main(["--spatial", str(spatial), "--motion", str(other)])
 
 
@@ -227,7 +231,7 @@ def test_reports_content(tmp_path):
     )
     score = ScoreFile(
         ["v_a1", "v_b1", "v_b2", "v_c1", "v_c2"], np.array([0, 1, 1, 2, 2]), CLASSES,
-        scores, "fused", 1, -1,
+        scores, "fused", 1, -1, kind="probabilities",
     )  # fmt: skip
     paths = write_reports(score, tmp_path / "r", prefix="x_")
     assert [p.name for p in paths] == [
@@ -244,7 +248,7 @@ def test_reports_content(tmp_path):
         ]
     with open(paths[2], newline="") as f:
         rows = list(csv.DictReader(f))
-    # most confident mistake first; the rows already are probabilities so they are kept as such
+    # most confident mistake first; the file says its rows are probabilities: kept as such
     assert [(r["video"], r["true_class"], r["predicted_class"]) for r in rows] == [
         ("v_c2", "C", "B"),
         ("v_b2", "B", "A"),

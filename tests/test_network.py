@@ -4,7 +4,7 @@ import torchvision
 from torch import nn
 from torchvision.models._api import WeightsEnum
 
-from network import build_model
+from network.recognizer import build_model, model_from_checkpoint
 from utils.errors import UserError
 
 
@@ -20,16 +20,16 @@ def resnet18_file(tmp_path_factory):
 
 def test_output_shape_channels_and_new_classifier():
     model = build_model("resnet18", num_classes=7, in_channels=20, dropout=0.7)
-    assert model.base.conv1.weight.shape == (64, 20, 7, 7)
-    assert model.fc.out_features == 7
-    assert model.dropout.p == 0.7
-    assert model(torch.randn(2, 20, 32, 32)).shape == (2, 7)
+    assert model.backbone.conv1.weight.shape == (64, 20, 7, 7)
+    assert model.head.fc.out_features == 7
+    assert model.head.dropout.p == 0.7
+    assert model(torch.randn(2, 3, 20, 32, 32)).shape == (2, 7)  # [videos, segments, C, H, W]
 
 
 def test_local_weights_rgb_are_loaded_unchanged(resnet18_file):
     path, state = resnet18_file
     model = build_model("resnet18", num_classes=5, in_channels=3, pretrained=str(path))
-    loaded = model.base.state_dict()
+    loaded = model.backbone.state_dict()
     for key, value in state.items():
         if not key.startswith("fc."):
             assert torch.equal(loaded[key], value), key
@@ -40,8 +40,8 @@ def test_cross_modality_averaging_for_flow(resnet18_file):
     model = build_model("resnet18", num_classes=5, in_channels=20, pretrained=str(path))
     rgb = state["conv1.weight"]  # [64, 3, 7, 7]
     expected = rgb.mean(dim=1, keepdim=True).repeat(1, 20, 1, 1)
-    assert torch.equal(model.base.conv1.weight.data, expected)
-    assert torch.equal(model.base.layer1[0].conv1.weight, state["layer1.0.conv1.weight"])
+    assert torch.equal(model.backbone.conv1.weight.data, expected)
+    assert torch.equal(model.backbone.layer1[0].conv1.weight, state["layer1.0.conv1.weight"])
 
 
 def test_imagenet_goes_through_torchvision_weights_api(monkeypatch, resnet18_file):
@@ -55,7 +55,7 @@ def test_imagenet_goes_through_torchvision_weights_api(monkeypatch, resnet18_fil
     monkeypatch.setattr(WeightsEnum, "get_state_dict", fake_get_state_dict)
     model = build_model("resnet18", num_classes=4, in_channels=3, pretrained="imagenet")
     assert asked == [torchvision.models.ResNet18_Weights.DEFAULT]
-    assert torch.equal(model.base.conv1.weight, state["conv1.weight"])
+    assert torch.equal(model.backbone.conv1.weight, state["conv1.weight"])
 
 
 def test_imagenet_download_failure_is_a_user_error(monkeypatch):
@@ -78,7 +78,7 @@ def test_bad_weights_and_arch_are_user_errors(tmp_path, resnet18_file):
 
 
 def _bns(model):
-    return [m for m in model.base.modules() if isinstance(m, nn.BatchNorm2d)]
+    return [m for m in model.backbone.modules() if isinstance(m, nn.BatchNorm2d)]
 
 
 def test_partial_bn_freezes_all_but_first_bn_and_survives_train():
@@ -91,7 +91,7 @@ def test_partial_bn_freezes_all_but_first_bn_and_survives_train():
     assert not any(bn.training for bn in bns[1:])
     assert not any(bn.weight.requires_grad or bn.bias.requires_grad for bn in bns[1:])
     before = [bn.running_mean.clone() for bn in bns]
-    model(torch.randn(4, 3, 32, 32) + 1.0)
+    model(torch.randn(4, 1, 3, 32, 32) + 1.0)
     assert not torch.equal(bns[0].running_mean, before[0])
     assert all(torch.equal(bn.running_mean, b) for bn, b in zip(bns[1:], before[1:], strict=True))
 
@@ -100,3 +100,37 @@ def test_no_partial_bn_trains_every_bn():
     model = build_model("resnet18", num_classes=3, partial_bn=False)
     model.train()
     assert all(bn.training and bn.weight.requires_grad for bn in _bns(model))
+
+
+def test_avg_consensus_is_the_mean_of_the_snippets_logits_and_ignores_order():
+    torch.manual_seed(0)
+    model = build_model("resnet18", num_classes=4, dropout=0.0, partial_bn=False).eval()
+    x = torch.randint(0, 256, (2, 3, 3, 32, 32), dtype=torch.uint8)
+    with torch.no_grad():
+        video = model(x)
+        snippets = model(x.flatten(0, 1)[:, None]).view(2, 3, 4)
+        reversed_order = model(x.flip(1))
+        chunked = model(x, chunk=2)
+        soft = model(x, probabilities=True)
+    torch.testing.assert_close(video, snippets.mean(1), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(reversed_order, video, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(chunked, video, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(soft, snippets.softmax(-1).mean(1), rtol=1e-5, atol=1e-6)
+
+
+def test_model_from_checkpoint_reads_the_format_before_the_recognizer():
+    """A checkpoint of the StreamNet days (base.*, fc.*, 4-D statistics) still evaluates."""
+    torch.manual_seed(0)
+    model = build_model("resnet18", num_classes=3, in_channels=20, dropout=0.0).eval()
+    old = {}
+    for key, value in model.state_dict().items():
+        if key in ("mean", "std"):
+            old[key] = value.view(1, -1, 1, 1)
+        else:
+            old[key.replace("backbone.", "base.").replace("head.fc.", "fc.")] = value
+    ckpt = {"format": 1, "stream": "motion", "arch": "resnet18", "classes": ["a", "b", "c"]}
+    ckpt.update(in_channels=20, args={"dropout": 0.0, "partial_bn": True}, model=old)
+    rebuilt = model_from_checkpoint(ckpt).eval()
+    x = torch.randint(0, 256, (1, 2, 20, 32, 32), dtype=torch.uint8)
+    with torch.no_grad():
+        torch.testing.assert_close(rebuilt(x), model(x))

@@ -8,12 +8,12 @@ import torch
 from PIL import Image
 from scipy.special import softmax
 
-from motion_cnn import MOTION
-from spatial_cnn import SPATIAL
+from engine.inference import extraction_settings, load_stream
+from engine.run import main as train_main
+from engine.streams import MOTION, SPATIAL
 from tools import extract_frames_flow, predict
 from tools.synthetic_actions import generate
 from utils.errors import UserError
-from utils.runner import main as train_main
 
 HEIGHT = 48
 
@@ -120,24 +120,23 @@ def test_predict_refuses_bad_input(trained, tmp_path):
     renamed["classes"] = [*renamed["classes"][:-1], "SomethingElse"]
     other = tmp_path / "other.pth.tar"
     torch.save(renamed, other)
-    with pytest.raises(UserError, match="different class names .*class 4"):
+    with pytest.raises(UserError, match="different classes .*class 4"):
         _predict(trained, "--spatial", trained["spatial"], "--motion", other)
 
 
 def test_extraction_settings_come_from_the_training_data_root(trained):
-    stream = predict.load_stream(trained["spatial"], "spatial", torch.device("cpu"))
+    stream = load_stream(trained["spatial"], "spatial", torch.device("cpu"))
     index = trained["base"] / "frames" / "index.json"
-    args = predict.get_args([str(trained["video"]), "--spatial", str(trained["spatial"])])
-    settings, source = predict.extraction_settings(stream, args)
-    assert settings["short_side"] == HEIGHT and settings["preset"] == "fast"
+    settings, source = extraction_settings(stream, {})
+    assert settings.short_side == HEIGHT and settings.preset == "fast"
     assert source == str(index)
 
-    args = predict.get_args([str(trained["video"]), "--short-side", "64", "--bound", "5"])
-    settings, source = predict.extraction_settings(stream, args)
-    assert (settings["short_side"], settings["bound"]) == (64, 5.0)
+    given = {"short_side": 64, "bound": 5.0, "preset": None}
+    settings, source = extraction_settings(stream, given)
+    assert (settings.short_side, settings.bound) == (64, 5.0)
     assert source == f"{index} and command line"
 
     stream.args = {**stream.args, "data_root": str(trained["base"] / "moved")}
-    settings, source = predict.extraction_settings(stream, args)
-    assert settings["short_side"] == 64 and settings["jpeg_quality"] == 95
+    settings, source = extraction_settings(stream, given)
+    assert settings.short_side == 64 and settings.jpeg_quality == 95
     assert source == "extraction defaults and command line"

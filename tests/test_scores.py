@@ -5,9 +5,10 @@ import pickle
 import numpy as np
 import pytest
 
+from engine.fusion import load_score_file as load_scores
 from utils.errors import UserError
 from utils.metrics import accuracy_report
-from utils.scores import load_scores, save_scores
+from utils.scores import save_scores
 
 CLASSES = ["ApplyEyeMakeup", "HandstandPushups", "YoYo"]
 TEST_VIDEOS = [  # (split-file name, label) as testlist01 spells them

@@ -13,13 +13,15 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from dataloader import load_split
-from motion_cnn import MOTION
-from network import build_model
-from spatial_cnn import SPATIAL
-from utils.engine import evaluate, train_one_epoch
+from dataloader.splits import load_split
+from engine.loops import evaluate, train_one_epoch
+from engine.run import main
+from engine.streams import MOTION, SPATIAL
+from engine.trainer import lr_lambda
+from network.heads import SegmentConsensus
+from network.recognizer import Recognizer, build_model
+from tests.helpers import single_thread
 from utils.errors import UserError, run_cli
-from utils.runner import lr_lambda, main
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,13 +33,7 @@ FAST = [
 ]  # fmt: skip
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Two OpenMP threads on a busy 2-core machine are many times slower than one."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+one_thread = pytest.fixture(autouse=True, scope="module")(single_thread)
 
 
 def _weights(path) -> dict:
@@ -54,34 +50,45 @@ def _assert_same_weights(a: dict, b: dict) -> None:
 
 
 class Blobs(Dataset):
-    """Videos of K snippets whose mean brightness says the class."""
+    """Videos of K snippets whose mean brightness says the class.
 
-    def __init__(self, n=12, frames=2, channels=3, size=16, classes=3, seed=0):
+    Items are [K, C, H, W] (a training sample) or, with ``test``, [1, K, C, H, W] (one crop).
+    """
+
+    def __init__(self, n=12, frames=2, channels=3, size=16, classes=3, seed=0, test=False):
         g = torch.Generator().manual_seed(seed)
         self.labels = [i % classes for i in range(n)]
         self.items = [
             torch.randn(frames, channels, size, size, generator=g) * 0.5 + (label - 1)
             for label in self.labels
         ]
+        self.test = test
 
     def __len__(self):
         return len(self.items)
 
     def __getitem__(self, i):
-        return self.items[i], self.labels[i]
+        return (self.items[i][None] if self.test else self.items[i]), self.labels[i]
 
 
-class Spy(nn.Module):
-    """A linear model on the mean of each image, recording the batch shapes it sees."""
+class SpyBackbone(nn.Module):
+    """The mean of each image as its features, recording the batch shapes it sees."""
 
-    def __init__(self, channels=3, classes=3):
+    def __init__(self):
         super().__init__()
-        self.fc = nn.Linear(channels, classes)
         self.shapes = []
 
     def forward(self, x):
         self.shapes.append(tuple(x.shape))
-        return self.fc(x.mean(dim=(2, 3)))
+        return x.mean(dim=(2, 3))
+
+
+def Spy(channels=3, classes=3):  # noqa: N802
+    """A recognizer whose backbone is SpyBackbone: a linear model on the images' means."""
+    config = dict(arch="spy", num_classes=classes, in_channels=channels, dropout=0.0)
+    config.update(partial_bn=False, consensus="avg")
+    head = SegmentConsensus(channels, classes, 0.0)
+    return Recognizer(SpyBackbone(), head, [0.0] * channels, [1.0] * channels, config)
 
 
 def _sgd(model, lr=0.05):
@@ -107,26 +114,25 @@ def test_segments_go_through_in_one_pass_and_are_averaged_before_the_loss():
     data = Blobs(n=4, frames=3)
     model = Spy()
     expected = nn.functional.cross_entropy(
-        torch.stack([model.fc(x.mean(dim=(2, 3))).mean(0) for x in data.items]),
+        torch.stack([model.head.fc(x.mean(dim=(2, 3))).mean(0) for x in data.items]),
         torch.tensor(data.labels),
     ).item()
     optimizer, scheduler = _sgd(model, lr=0.0)
-    model.shapes.clear()
     loader = DataLoader(data, batch_size=4)
     stats = train_one_epoch(
         model, nn.CrossEntropyLoss(), optimizer, scheduler, loader, torch.device("cpu"), 1
     )
-    assert model.shapes == [(12, 3, 16, 16)]
+    assert model.backbone.shapes == [(12, 3, 16, 16)]  # [B*K, C, H, W]: one pass
     assert stats["loss"] == pytest.approx(expected, rel=1e-6)
 
 
 def test_evaluate_scores_are_mean_logits_or_mean_softmax_in_any_chunking():
-    data = Blobs(n=5, frames=7)
+    data = Blobs(n=5, frames=7, test=True)
     model = Spy()
     loader = DataLoader(data, batch_size=1)
     cpu = torch.device("cpu")
     with torch.no_grad():
-        logits = [model(x) for x in data.items]
+        logits = [model.head.fc(x.mean(dim=(2, 3))) for x in data.items]  # per frame
     scores, metrics = evaluate(model, loader, cpu)
     assert scores.dtype == np.float32 and scores.shape == (5, 3)
     np.testing.assert_allclose(scores, torch.stack([x.mean(0) for x in logits]), rtol=1e-6)
@@ -140,19 +146,17 @@ def test_evaluate_scores_are_mean_logits_or_mean_softmax_in_any_chunking():
 
 
 def test_non_finite_loss_stops_training_with_a_clear_error():
-    class Broken(Spy):
-        def forward(self, x):
-            return super().forward(x) * float("nan")
-
-    model = Broken()
+    model = Spy()
+    with torch.no_grad():
+        model.head.fc.bias.fill_(float("nan"))
     optimizer, scheduler = _sgd(model)
-    before = model.fc.weight.detach().clone()
+    before = model.head.fc.weight.detach().clone()
     loader = DataLoader(Blobs(n=4), batch_size=2)
     with pytest.raises(UserError, match=r"epoch 7, step 1.*lower --lr"):
         train_one_epoch(
             model, nn.CrossEntropyLoss(), optimizer, scheduler, loader, torch.device("cpu"), 7
         )
-    assert torch.equal(model.fc.weight, before)
+    assert torch.equal(model.head.fc.weight, before)
 
 
 def _factors(**options):
@@ -306,7 +310,7 @@ def motion_record(frame_root, tmp_path_factory):
 def test_motion_stream_trains_on_flow_stacks(motion_record):
     ckpt = torch.load(motion_record / "checkpoint.pth.tar", weights_only=True)
     assert ckpt["stream"] == "motion" and ckpt["in_channels"] == 8
-    assert ckpt["model"]["base.conv1.weight"].shape[1] == 8
+    assert ckpt["model"]["backbone.conv1.weight"].shape[1] == 8
     with np.load(motion_record / "video_scores.npz") as f:
         assert str(f["stream"]) == "motion" and f["scores"].shape == (6, 3)
 

@@ -3,18 +3,16 @@ import pytest
 import torch
 
 from dataloader.transforms import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
     TSN_SCALES,
     Crop,
     center_crop,
     crop_resize,
     flow_to_tensor,
-    input_statistics,
     multiscale_crop,
     rgb_to_tensor,
     ten_crops,
 )
+from network.statistics import IMAGENET_MEAN, IMAGENET_STD, flow_statistics, rgb_statistics
 
 
 def test_multiscale_crop_stays_inside_with_tsn_scales_and_flips():
@@ -53,14 +51,14 @@ def test_samples_stay_uint8_and_the_statistics_normalise_them():
     images = np.full((2, 4, 4, 3), (255, 128, 0), np.uint8)
     x = rgb_to_tensor(images)
     assert x.shape == (2, 3, 4, 4) and x.dtype == torch.uint8 and x.is_contiguous()
-    mean, std = input_statistics(3)
+    mean, std = rgb_statistics(3)
     normalised = (x[0, :, 0, 0].float() - torch.tensor(mean)) / torch.tensor(std)
     expected = [
         (v / 255 - m) / s
         for v, m, s in zip((255, 128, 0), IMAGENET_MEAN, IMAGENET_STD, strict=True)
     ]
     assert torch.allclose(normalised, torch.tensor(expected), atol=1e-5)
-    assert input_statistics(20) == ([128.0] * 20, [128.0] * 20)
+    assert flow_statistics(20) == ([128.0] * 20, [128.0] * 20)
 
 
 def test_mirroring_a_flow_stack_negates_x_flow_only():

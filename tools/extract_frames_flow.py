@@ -25,7 +25,6 @@ import shutil
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -34,8 +33,10 @@ import cv2
 from tqdm import tqdm
 
 from dataloader.extraction import (
+    INDEX_NAME,
     PRESETS,
     DecodeError,
+    ExtractionSettings,
     find_videos,
     flow_to_uint8,
     iter_frames,
@@ -44,28 +45,12 @@ from dataloader.extraction import (
     video_fps,
 )
 from dataloader.layout import Layout
+from utils.atomic import write_text
 from utils.errors import UserError, run_cli
 
 STATE_DIR = ".extract"
-INDEX_NAME = "index.json"
 FAILED_NAME = "failed.txt"
-
-
-@dataclass(frozen=True)
-class Settings:
-    """What the frames in one ROOT were made with; a rerun must use the same."""
-
-    short_side: int
-    bound: float
-    preset: str
-    max_frames: int | None
-    jpeg_quality: int
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+DEFAULTS = ExtractionSettings()
 
 
 def _imwrite(path: Path, image, quality: int) -> None:
@@ -73,7 +58,7 @@ def _imwrite(path: Path, image, quality: int) -> None:
         raise OSError(f"cannot write {path}")
 
 
-def extract_video(path: Path, name: str, root: Path, settings: Settings) -> dict:
+def extract_video(path: Path, name: str, root: Path, settings: ExtractionSettings) -> dict:
     """Write one video's RGB and flow folders under ``root``; return its index entry.
 
     Everything goes to ROOT/.extract/tmp/<name> first; the three folders are moved into the
@@ -132,7 +117,7 @@ def extract_video(path: Path, name: str, root: Path, settings: Settings) -> dict
             final.parent.mkdir(parents=True, exist_ok=True)
             os.replace(work, final)
         done.parent.mkdir(parents=True, exist_ok=True)
-        _write_text_atomic(done, json.dumps(entry))
+        write_text(done, json.dumps(entry))
         moving.unlink()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -146,15 +131,15 @@ def _is_done(root: Path, name: str) -> bool:
     return marker.is_file() and all((root / d / name).is_dir() for d in dirs)
 
 
-def _check_settings(root: Path, settings: Settings) -> None:
+def _check_settings(root: Path, settings: ExtractionSettings) -> None:
     """Refuse to mix frames made with different options in one ROOT."""
     path = root / STATE_DIR / "settings.json"
     if path.is_file():
         old = json.loads(path.read_text())
-        if old != asdict(settings):
+        if old != settings.as_dict():
             diff = ", ".join(
                 f"--{k.replace('_', '-')} {old.get(k)} (now {v})"
-                for k, v in asdict(settings).items()
+                for k, v in settings.as_dict().items()
                 if old.get(k) != v
             )
             raise UserError(
@@ -162,7 +147,7 @@ def _check_settings(root: Path, settings: Settings) -> None:
             )
     else:
         path.parent.mkdir(parents=True, exist_ok=True)
-        _write_text_atomic(path, json.dumps(asdict(settings)))
+        write_text(path, json.dumps(settings.as_dict()))
 
 
 def _collect(videos_dir: Path) -> dict[str, Path]:
@@ -186,7 +171,7 @@ def _collect(videos_dir: Path) -> dict[str, Path]:
     return by_name
 
 
-def _write_index(root: Path, settings: Settings, sources: dict[str, str]) -> int:
+def _write_index(root: Path, settings: ExtractionSettings, sources: dict[str, str]) -> int:
     """ROOT/index.json from the markers of all finished videos (this run's and earlier ones)."""
     videos = {}
     for marker in sorted((root / STATE_DIR / "done").glob("*.json")):
@@ -197,11 +182,11 @@ def _write_index(root: Path, settings: Settings, sources: dict[str, str]) -> int
                 entry["source"] = sources[name]
             videos[name] = entry
     index = {
-        "settings": asdict(settings),
+        "settings": settings.as_dict(),
         "flow": "flow file i is the motion from frame i to frame i+1; N frames, N-1 flow frames",
         "videos": videos,
     }
-    _write_text_atomic(root / INDEX_NAME, json.dumps(index, indent=1))
+    write_text(root / INDEX_NAME, json.dumps(index, indent=1))
     return len(videos)
 
 
@@ -224,28 +209,34 @@ def parse_args(argv):
     parser.add_argument(
         "--short-side",
         type=int,
-        default=256,
+        default=DEFAULTS.short_side,
         help="resize so the short side has this many pixels (aspect kept); 0 keeps the size "
         "(default: %(default)s)",
     )
     parser.add_argument(
         "--bound",
         type=float,
-        default=20.0,
+        default=DEFAULTS.bound,
         help="flow is clipped to +-bound pixels before mapping to 0..255 (default: %(default)s)",
     )
     parser.add_argument(
         "--preset",
         choices=sorted(PRESETS),
-        default="fast",
+        default=DEFAULTS.preset,
         help="TV-L1 settings: quality = OpenCV's defaults; fast = 10-20x faster, correlation ~0.94 "
         "with quality on real clips (bench/flow_bench.py) (default: %(default)s)",
     )
     parser.add_argument(
-        "--max-frames", type=int, default=None, help="keep only the first N frames of each video"
+        "--max-frames",
+        type=int,
+        default=DEFAULTS.max_frames,
+        help="keep only the first N frames of each video",
     )
     parser.add_argument(
-        "--jpeg-quality", type=int, default=95, help="JPEG quality of RGB and flow frames"
+        "--jpeg-quality",
+        type=int,
+        default=DEFAULTS.jpeg_quality,
+        help="JPEG quality of RGB and flow frames",
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks of failed videos")
     args = parser.parse_args(argv)
@@ -292,7 +283,7 @@ def _run_jobs(todo, root, settings, workers, debug):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    settings = Settings(
+    settings = ExtractionSettings(
         args.short_side, args.bound, args.preset, args.max_frames, args.jpeg_quality
     )
     videos = _collect(args.videos)
@@ -327,7 +318,7 @@ def main(argv=None) -> int:
     failed_path = root / FAILED_NAME
     if failed:
         lines = "".join(f"{sources[n]}\t{failed[n]}\n" for n in sorted(failed))
-        _write_text_atomic(failed_path, lines)
+        write_text(failed_path, lines)
     elif failed_path.exists():
         failed_path.unlink()  # from an earlier run whose failures are now fixed or gone
 

@@ -1,4 +1,8 @@
-"""Files that must survive a kill: write a temp file beside the target, then rename it."""
+"""Files that must survive a kill: write a temp file beside the target, then rename it.
+
+The one atomic writer of the toolkit: checkpoints, score files, JSON and text outputs, the
+extraction index and the frame-count cache all go through ``atomic_write``.
+"""
 
 import json
 import os
@@ -28,8 +32,13 @@ def atomic_write(path):
         raise
 
 
-def write_json(path, data) -> Path:
-    """Indented JSON, written atomically; the parent folder is created."""
+def write_text(path, text: str) -> Path:
+    """UTF-8 text, written atomically; the parent folder is created."""
     with atomic_write(path) as file:
-        file.write((json.dumps(data, indent=2) + "\n").encode("utf-8"))
+        file.write(text.encode("utf-8"))
     return Path(path)
+
+
+def write_json(path, data, indent: int | None = 2) -> Path:
+    """JSON, written atomically; the parent folder is created."""
+    return write_text(path, json.dumps(data, indent=indent) + "\n")

@@ -2,8 +2,8 @@
 
 A checkpoint holds plain types only (state dicts, lists, dicts, strings, numbers, tensors), so
 ``torch.load(weights_only=True)`` reads it without unpickling code. It carries what evaluation
-needs to rebuild the model without extra flags: stream, arch, class names, input channels and
-the training arguments.
+needs to rebuild the model without extra flags: stream, the model's config, class names and the
+training arguments.
 """
 
 import random
@@ -15,7 +15,7 @@ import torch
 from utils.atomic import atomic_write
 from utils.errors import UserError
 
-FORMAT = 1
+FORMAT = 2  # 2: the model's own config (network.recognizer) is saved with it
 
 
 def atomic_save(obj, path) -> Path:
@@ -84,42 +84,3 @@ def load_checkpoint(path) -> dict:
             "to start from plain weights use --pretrained PATH"
         )
     return ckpt
-
-
-def check_compatible(
-    ckpt: dict,
-    path,
-    *,
-    stream: str,
-    arch: str,
-    classes: list[str],
-    in_channels: int,
-) -> None:
-    """Refuse a checkpoint of another stream, arch, class list or input size, saying which."""
-    if ckpt["stream"] != stream:
-        raise UserError(
-            f"{path} is a {ckpt['stream']}-stream checkpoint, this is the {stream} stream; "
-            f"use {ckpt['stream']}_cnn.py with it"
-        )
-    if ckpt["arch"] != arch:
-        raise UserError(
-            f"{path} was trained with --arch {ckpt['arch']}, not {arch}; "
-            f"leave --arch out or pass --arch {ckpt['arch']}"
-        )
-    theirs = list(ckpt["classes"])
-    if len(theirs) != len(classes):
-        raise UserError(
-            f"{path} has {len(theirs)} classes but the split has {len(classes)}; "
-            "check --dataset and --splits-dir (they must match the checkpoint's training data)"
-        )
-    if theirs != list(classes):
-        diff = next(i for i, (a, b) in enumerate(zip(theirs, classes, strict=True)) if a != b)
-        raise UserError(
-            f"{path} has other class names than the split (class {diff + 1}: "
-            f"{theirs[diff]!r} vs {classes[diff]!r}); check --dataset and --splits-dir"
-        )
-    if ckpt["in_channels"] != in_channels:
-        raise UserError(
-            f"{path} takes {ckpt['in_channels']} input channels, the data gives {in_channels}; "
-            "use the --stack-length it was trained with"
-        )

@@ -1,12 +1,16 @@
-"""Video-level accuracy figures, the same for a stream's evaluation and for fusion."""
+"""Video-level accuracy figures and probabilities, the same for evaluation, fusion and predict."""
 
 from typing import TYPE_CHECKING
 
 import numpy as np
+from scipy.special import softmax
 from sklearn.metrics import balanced_accuracy_score, top_k_accuracy_score
 
-if TYPE_CHECKING:  # not imported at run time: fusion.py needs no torch and starts 4 s sooner
+if TYPE_CHECKING:  # not imported at run time: fusion.py needs no torch and starts sooner
     import torch
+
+# What the rows of a score file hold; see utils.scores.
+SCORE_KINDS = ("logits", "probabilities", "log_probabilities")
 
 
 def topk_correct(logits: "torch.Tensor", labels: "torch.Tensor", ks=(1, 5)) -> list[int]:
@@ -15,6 +19,28 @@ def topk_correct(logits: "torch.Tensor", labels: "torch.Tensor", ks=(1, 5)) -> l
     top = logits.topk(maxk, dim=1).indices
     hits = top.eq(labels.view(-1, 1))
     return [int(hits[:, : min(k, maxk)].any(dim=1).sum()) for k in ks]
+
+
+def probabilities(scores: np.ndarray, kind: str | None = "logits") -> np.ndarray:
+    """Rows of class scores as float64 probabilities.
+
+    ``kind`` says what the rows hold (SCORE_KINDS): probabilities are kept, logits and
+    log-probabilities go through softmax (which is exp for the latter). ``None`` (a file that does
+    not say) keeps rows that already sum to 1 and applies softmax to the others.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    if kind is None:
+        is_prob = scores.size and (scores >= 0).all()
+        kind = (
+            "probabilities"
+            if is_prob and np.allclose(scores.sum(axis=-1), 1.0, atol=1e-3)
+            else "logits"
+        )
+    if kind not in SCORE_KINDS:
+        raise ValueError(f"unknown score kind {kind!r}; one of {', '.join(SCORE_KINDS)}")
+    if kind == "probabilities":
+        return scores
+    return softmax(scores, axis=-1)
 
 
 def accuracy_report(scores: np.ndarray, labels: np.ndarray) -> dict:

@@ -9,18 +9,10 @@ from pathlib import Path
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from scipy.special import softmax
 from sklearn.metrics import confusion_matrix
 
+from utils.metrics import probabilities
 from utils.scores import ScoreFile
-
-
-def probabilities(scores: np.ndarray) -> np.ndarray:
-    """Rows as probabilities: kept when they already are (fused with --softmax), else softmax."""
-    scores = np.asarray(scores, dtype=np.float64)
-    if scores.size and (scores >= 0).all() and np.allclose(scores.sum(axis=1), 1.0, atol=1e-3):
-        return scores
-    return softmax(scores, axis=1)
 
 
 def write_reports(score: ScoreFile, out_dir, prefix: str = "") -> list[Path]:
@@ -79,7 +71,7 @@ def _plot_confusion(path: Path, score: ScoreFile, counts: np.ndarray) -> Path:
 
 def _write_misclassified(path: Path, score: ScoreFile, predicted: np.ndarray) -> Path:
     """Most confident mistakes first: those are the ones worth looking at."""
-    probs = probabilities(score.scores)
+    probs = probabilities(score.scores, score.kind)
     rows = np.arange(len(score))
     wrong = rows[predicted != score.labels]
     wrong = wrong[np.argsort(-probs[wrong, predicted[wrong]], kind="stable")]

@@ -1,11 +1,10 @@
-"""The training engine both streams share: one training epoch and one video-level evaluation.
+"""One training epoch and one video-level evaluation, for any recognizer.
 
-Training follows TSN: the K snippets of each video go through the network as one [B*K, C, H, W]
-batch and their logits are averaged per video before the loss. Evaluation scores a video by the
-mean of its frames' (or stacks') logits, as the two-stream paper does.
+The model owns how a video's snippets become one score (network.recognizer): training batches
+are ``[B, K, ...]`` and go through it whole; a test video is ``[crops, N, ...]``, one sequence of
+N snippets per crop, and its score is the mean over crops of the model's output.
 """
 
-import contextlib
 import math
 import time
 
@@ -14,36 +13,9 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from engine.device import autocast
 from utils.errors import UserError
 from utils.metrics import accuracy_report, topk_correct
-
-
-def resolve_device(name: str | None) -> torch.device:
-    """--device, or CUDA when there is a GPU; a clear error for an unusable one."""
-    if name is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as err:
-        raise UserError(f"unknown --device {name!r}: {err}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"--device {name} asked for, but no CUDA GPU is visible; use --device cpu")
-    return device
-
-
-def autocast(device: torch.device, amp: str):
-    """Mixed precision context: 'bf16' or 'fp16' autocast, or nothing for 'none'."""
-    if amp == "none":
-        return contextlib.nullcontext()
-    dtype = torch.bfloat16 if amp == "bf16" else torch.float16
-    return torch.autocast(device_type=device.type, dtype=dtype)
-
-
-def _to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
-    x = x.to(device, non_blocking=True)
-    if device.type == "cuda":
-        x = x.contiguous(memory_format=torch.channels_last)
-    return x
 
 
 def train_one_epoch(
@@ -61,20 +33,20 @@ def train_one_epoch(
 ) -> dict:
     """Train for one pass over ``loader``; step the scheduler every iteration.
 
-    Batches are ([B, K, C, H, W], [B]). Returns the epoch's mean loss, video top-1/top-5 (%),
-    the learning rate of the last step and the seconds taken. A non-finite loss raises UserError before the
-    step that would spread it into the weights.
+    Returns the epoch's mean loss, video top-1/top-5 (%), the learning rate of the last step and
+    the seconds taken. A non-finite loss raises UserError before the step that would spread it
+    into the weights.
     """
     model.train()
     start = time.perf_counter()
     loss_sum, seen, correct1, correct5 = 0.0, 0, 0, 0
     progress = tqdm(loader, desc=f"epoch {epoch} train", leave=False, dynamic_ncols=True)
     for step, (clips, labels) in enumerate(progress, start=1):
-        batch, segments = clips.shape[:2]
-        clips = _to_device(clips.flatten(0, 1), device)
+        batch = clips.shape[0]
+        clips = clips.to(device, non_blocking=True)
         labels = labels.to(device, non_blocking=True)
         with autocast(device, amp):
-            logits = model(clips).view(batch, segments, -1).mean(dim=1)
+            logits = model(clips)
             loss = criterion(logits.float(), labels)
         loss_value = loss.item()
         if not math.isfinite(loss_value):
@@ -95,7 +67,7 @@ def train_one_epoch(
             scaler.update()
         else:
             optimizer.step()
-        lr = _lr(optimizer)  # the rate this step used; the scheduler now moves on
+        lr = float(optimizer.param_groups[0]["lr"])  # the rate this step used
         scheduler.step()
 
         top1, top5 = topk_correct(logits.detach(), labels, (1, 5))
@@ -116,8 +88,24 @@ def train_one_epoch(
     }
 
 
-def _lr(optimizer: torch.optim.Optimizer) -> float:
-    return float(optimizer.param_groups[0]["lr"])
+@torch.inference_mode()
+def video_score(
+    model: nn.Module,
+    clips: torch.Tensor,
+    device: torch.device,
+    *,
+    softmax_average: bool = False,
+    chunk: int = 0,
+    amp: str = "none",
+) -> torch.Tensor:
+    """One test video ``[crops, N, ...]`` -> its [classes] score on the CPU (mean over crops).
+
+    ``chunk`` bounds how many snippets go through the backbone at once (0: all);
+    ``softmax_average`` averages probabilities instead of logits.
+    """
+    with autocast(device, amp):
+        out = model(clips.to(device, non_blocking=True), chunk=chunk, probabilities=softmax_average)
+    return out.float().mean(dim=0).cpu()
 
 
 @torch.inference_mode()
@@ -130,26 +118,23 @@ def evaluate(
     chunk: int = 0,
     amp: str = "none",
     desc: str = "test",
+    progress: bool = True,
 ) -> tuple[np.ndarray, dict]:
-    """Score every video of ``loader`` (batch_size=1: items are ([N, C, H, W], label)).
+    """Score every video of ``loader`` (batches of one test video, ``[1, crops, N, ...]``).
 
-    A video's N frames or stacks go through the network in chunks of ``chunk`` (0: all at
-    once); its score is the mean of their logits, or of their softmax with ``softmax_average``.
     Returns the float32 [videos, classes] scores and the loss, top-1, top-5 and mean class
     accuracy (%) with the seconds taken.
     """
     model.eval()
     start = time.perf_counter()
     scores, labels = [], []
-    for clips, label in tqdm(loader, desc=desc, leave=False, dynamic_ncols=True):
-        clips = clips.squeeze(0) if clips.dim() == 5 else clips
-        parts = clips.split(chunk) if chunk > 0 else (clips,)
-        outputs = []
-        for part in parts:
-            with autocast(device, amp):
-                out = model(_to_device(part, device)).float()
-            outputs.append(out.softmax(dim=1) if softmax_average else out)
-        scores.append(torch.cat(outputs).mean(dim=0).cpu())
+    for clips, label in tqdm(
+        loader, desc=desc, leave=False, dynamic_ncols=True, disable=not progress
+    ):
+        score = video_score(
+            model, clips[0], device, softmax_average=softmax_average, chunk=chunk, amp=amp
+        )
+        scores.append(score)
         labels.append(int(label))
     if not scores:
         raise UserError("the evaluation set is empty; check the split files")

@@ -1,7 +1,7 @@
-"""torchvision ResNets for either stream: any number of input channels, a new dropout + classifier.
+"""Backbones: torchvision ResNets for any number of input channels, returning pooled features.
 
-The recipe is TSN's (Wang et al., 2016): ImageNet weights, the first conv of a flow network made by
-cross-modality averaging, dropout before the new classifier, and partial BN.
+The recipe is TSN's (Wang et al., 2016): ImageNet weights, and the first conv of a flow network
+made by cross-modality averaging. The classifier belongs to the head (network.heads).
 """
 
 from pathlib import Path
@@ -10,61 +10,8 @@ import torch
 from torch import nn
 from torchvision.models import get_model, get_model_weights
 
-from dataloader.transforms import input_statistics
+from network.archs import ARCHS
 from utils.errors import UserError
-
-ARCHS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
-
-
-class StreamNet(nn.Module):
-    """Input normalisation, a ResNet trunk, dropout and a linear classifier; optional partial BN.
-
-    The model takes the data layer's uint8 frames and normalises them itself (mean and std are
-    buffers, saved with the weights), so batches travel small and predict.py needs no statistics.
-
-    Partial BN (TSN): in training, every BatchNorm layer but the first keeps its ImageNet
-    statistics and scale/shift frozen. With small video batches the statistics would otherwise
-    drift away from the ones the pretrained weights were learnt with.
-    """
-
-    def __init__(
-        self,
-        base: nn.Module,
-        num_classes: int,
-        dropout: float,
-        partial_bn: bool,
-        in_channels: int = 3,
-    ):
-        super().__init__()
-        mean, std = input_statistics(in_channels)
-        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1))
-        self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1))
-        features = base.fc.in_features
-        base.fc = nn.Identity()
-        self.base = base
-        self.dropout = nn.Dropout(dropout)
-        self.fc = nn.Linear(features, num_classes)
-        self.partial_bn = partial_bn
-        if partial_bn:
-            for bn in self._frozen_bns():
-                bn.weight.requires_grad_(False)
-                bn.bias.requires_grad_(False)
-
-    def _frozen_bns(self) -> list[nn.Module]:
-        return [m for m in self.base.modules() if isinstance(m, nn.BatchNorm2d)][1:]
-
-    def train(self, mode: bool = True):
-        """Like nn.Module.train, but partial BN keeps all BN layers but the first in eval mode."""
-        super().train(mode)
-        if mode and self.partial_bn:
-            for bn in self._frozen_bns():
-                bn.eval()
-        return self
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``x``: the data layer's uint8 (or 0..255 float) frames; normalised here, on the device."""
-        x = (x.float() - self.mean) / self.std
-        return self.fc(self.dropout(self.base(x)))
 
 
 def _load_state_dict_file(path: Path) -> dict:
@@ -91,20 +38,14 @@ def _adapt_conv1(weight: torch.Tensor, in_channels: int) -> torch.Tensor:
     return mean.expand(-1, in_channels, -1, -1).contiguous()
 
 
-def build_model(
-    arch: str = "resnet101",
-    num_classes: int = 101,
-    in_channels: int = 3,
-    dropout: float = 0.8,
-    pretrained: str = "none",
-    partial_bn: bool = True,
-) -> StreamNet:
-    """Build a StreamNet.
+def build_backbone(
+    arch: str = "resnet101", in_channels: int = 3, pretrained: str = "none"
+) -> tuple[nn.Module, int]:
+    """A ResNet trunk without its classifier, and the size of its pooled features.
 
     ``pretrained``: 'imagenet' (torchvision's default ImageNet weights, downloaded once into the
     torch hub cache), 'none' (random initialisation) or the path of a torchvision state-dict file
-    for ``arch``. The pretrained classifier is dropped; a 3-channel conv1 is adapted to
-    ``in_channels`` by cross-modality averaging.
+    for ``arch``. A 3-channel conv1 is adapted to ``in_channels`` by cross-modality averaging.
     """
     if arch not in ARCHS:
         raise UserError(f"unknown --arch {arch!r}; choose one of {', '.join(ARCHS)}")
@@ -144,4 +85,6 @@ def build_model(
                 f"{len(missing)} missing keys (e.g. {missing[:2]}), "
                 f"{len(unexpected)} unexpected keys (e.g. {unexpected[:2]})"
             )
-    return StreamNet(base, num_classes, dropout, partial_bn, in_channels)
+    features = base.fc.in_features
+    base.fc = nn.Identity()
+    return base, features

@@ -1,0 +1,109 @@
+"""What one item of a stream is: which frames a video gives, cropped how, stacked in what shape.
+
+A sample builder reads frames through a ``read(i)`` function, so the same code serves the
+datasets (frames from JPEG files) and tools/predict.py (frames decoded and turned into flow in
+memory): a prediction sees exactly what evaluation sees. Shapes (uint8):
+
+- training: ``[K, C, S, S]``, one snippet per TSN segment, all with the same random crop;
+- test: ``[crops, N, C, S, S]``, N uniformly spaced snippets under each of 1 (centre) or 10
+  crops; the model scores every crop's sequence and the crops' scores are averaged.
+"""
+
+import numpy as np
+import torch
+
+from dataloader.sampling import num_stack_starts, segment_indices, stack_indices, uniform_indices
+from dataloader.transforms import Crop, flow_clip, multiscale_crop, rgb_clip, test_crops
+from utils.errors import UserError
+
+SAMPLE_OPTIONS = ("num_segments", "test_frames", "crop_size", "ten_crop")
+STACK_LENGTH = 10  # flow frames per motion sample, as in the two-stream paper
+
+
+class Samples:
+    """Positions and crops shared by every stream; subclasses say what a position reads."""
+
+    modality = ""  # which frame folders a video needs: "rgb" or "flow" (dataloader.layout)
+    in_channels = 0
+
+    def __init__(
+        self,
+        *,
+        num_segments: int = 3,
+        test_frames: int = 19,
+        crop_size: int = 224,
+        ten_crop: bool = False,
+    ):
+        if num_segments < 1 or test_frames < 1 or crop_size < 1:
+            raise UserError("--num-segments, --test-frames and --crop-size must be at least 1")
+        self.num_segments = num_segments
+        self.test_frames = test_frames
+        self.crop_size = crop_size
+        self.ten_crop = ten_crop
+
+    def positions(self, length: int, train: bool) -> np.ndarray:
+        """Sampled positions out of ``length`` candidates: TSN segments or uniform test points."""
+        if train:
+            return segment_indices(length, self.num_segments)
+        return uniform_indices(length, self.test_frames)
+
+    def crops(self, width: int, height: int, train: bool) -> list[Crop]:
+        """One crop for every frame of the sample (training), centre or ten crops (test)."""
+        if train:
+            return [multiscale_crop(width, height)]
+        return test_crops(width, height, self.ten_crop)
+
+    def __call__(self, read, num_frames: int, train: bool) -> torch.Tensor:
+        """The sample of a video of ``num_frames`` frames whose frame ``i`` is ``read(i)``."""
+        clips, num_crops = self.build(read, num_frames, train)
+        if train:
+            return clips
+        return clips.view(num_crops, -1, *clips.shape[1:])
+
+    def build(self, read, num_frames: int, train: bool) -> tuple[torch.Tensor, int]:
+        """[crops * N, C, S, S] uint8 snippets, crop-major, and the number of crops."""
+        raise NotImplementedError
+
+
+class RgbSamples(Samples):
+    """The spatial stream: single RGB frames; ``read(i)`` gives an [H, W, 3] RGB image."""
+
+    modality = "rgb"
+    in_channels = 3
+
+    def build(self, read, num_frames, train):
+        idx = self.positions(num_frames, train)
+        frames = {i: read(i) for i in np.unique(idx).tolist()}
+        height, width = frames[int(idx[0])].shape[:2]
+        crops = self.crops(width, height, train)
+        return rgb_clip(frames, idx, crops, self.crop_size), len(crops)
+
+
+class FlowSamples(Samples):
+    """The motion stream: stacks of ``stack_length`` consecutive flow frames, x and y interleaved.
+
+    ``read(i)`` gives flow frame i as (x, y) gray images. Channel 2j is the x-flow and 2j+1 the
+    y-flow of the stack's j-th flow frame. A video with fewer flow frames than ``stack_length``
+    repeats its last flow frame to fill the stack.
+    """
+
+    modality = "flow"
+
+    def __init__(self, *, stack_length: int = STACK_LENGTH, **options):
+        if stack_length < 1:
+            raise UserError("--stack-length must be at least 1")
+        super().__init__(**options)
+        self.stack_length = stack_length
+
+    @property
+    def in_channels(self) -> int:
+        return 2 * self.stack_length
+
+    def build(self, read, num_frames, train):
+        length = self.stack_length
+        starts = self.positions(num_stack_starts(num_frames, length), train)
+        idx = stack_indices(starts, length, num_frames)
+        flows = {i: read(i) for i in np.unique(idx).tolist()}
+        height, width = flows[int(idx[0, 0])][0].shape
+        crops = self.crops(width, height, train)
+        return flow_clip(flows, idx, crops, self.crop_size), len(crops)

@@ -1,0 +1,245 @@
+"""The command line every stream shares: build the parser from a spec, parse, merge a checkpoint.
+
+It only parses and checks options; engine.run builds and runs what they describe.
+"""
+
+import argparse
+import os
+from pathlib import Path
+
+from dataloader.layout import add_layout_arguments
+from dataloader.splits import DATASETS
+from engine.streams import StreamSpec
+from network.archs import ARCHS, CONSENSUS
+from utils.errors import UserError
+
+# Options that describe this invocation, not the model: never taken over from a checkpoint.
+RUN_LOCAL = {
+    "resume",
+    "evaluate",
+    "debug",
+    "device",
+    "workers",
+    "amp",
+    "eval_chunk",
+    "check_data",
+}
+# Hyper-parameters a spec may set; these are the defaults of a spec that does not.
+DEFAULTS = dict(dropout=0.8, lr=0.001, epochs=80, lr_steps=[30, 60], batch_size=32)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose errors are one line on stderr (a UserError) instead of usage + message."""
+
+    def error(self, message):
+        raise UserError(f"{message} (see {self.prog} --help)")
+
+
+class _Help(argparse.ArgumentDefaultsHelpFormatter):
+    """Show defaults, except None ones and where the help already says what the default is."""
+
+    def _get_help_string(self, action):
+        if action.default is None or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
+def build_parser(spec: StreamSpec) -> argparse.ArgumentParser:
+    d = {**DEFAULTS, **spec.defaults}
+    p = _Parser(
+        prog=f"{spec.name}_cnn.py",
+        description=f"Train or evaluate the {spec.name} stream: {spec.description}.",
+        formatter_class=_Help,
+    )
+    data = p.add_argument_group("data")
+    data.add_argument(
+        "--data-root", help="folder with the extracted frames (jpegs_256/, tvl1_flow/)"
+    )
+    data.add_argument("--dataset", default="ucf101", choices=DATASETS, help="which benchmark")
+    data.add_argument("--split", type=int, default=1, choices=(1, 2, 3), help="official split")
+    data.add_argument(
+        "--splits-dir",
+        help="folder of the official split files (default: ucfTrainTestlist/ or "
+        "testTrainMulti_7030_splits/ under --data-root)",
+    )
+    data.add_argument("--num-segments", type=int, default=3, help="TSN segments per training video")
+    data.add_argument("--test-frames", type=int, default=19, help="frames (stacks) per test video")
+    data.add_argument("--crop-size", type=int, default=224, help="network input size in pixels")
+    data.add_argument("--ten-crop", action="store_true", help="test on 10 crops of every frame")
+    if spec.add_arguments is not None:
+        spec.add_arguments(data)
+    data.add_argument(
+        "--val-groups",
+        type=int,
+        default=0,
+        help="hold out this many whole UCF101 groups (gXX) of the training list as a validation "
+        "set, evaluated every epoch; keeps model_best.pth.tar by it (0: no validation set)",
+    )
+    data.add_argument(
+        "--check-data",
+        action="store_true",
+        help="scan every frame of the split's videos, report all problems and exit",
+    )
+    data.add_argument(
+        "--skip-bad-videos",
+        action="store_true",
+        help="scan the videos first and leave unreadable ones out (listed in "
+        "<record-dir>/skipped_videos.txt) instead of stopping at the first bad frame",
+    )
+    add_layout_arguments(p)
+
+    model = p.add_argument_group("model")
+    model.add_argument("--arch", default="resnet101", choices=ARCHS, help="torchvision ResNet")
+    model.add_argument(
+        "--pretrained",
+        default="imagenet",
+        help="'imagenet' (torchvision weights), 'none' (from scratch) or a state-dict file",
+    )
+    model.add_argument("--dropout", type=float, default=d["dropout"], help="before the classifier")
+    model.add_argument(
+        "--consensus",
+        default="avg",
+        choices=CONSENSUS,
+        help="how the segments' scores make the video's: TSN's average, or the maximum",
+    )
+    model.add_argument(
+        "--partial-bn",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="freeze all BatchNorm layers but the first (TSN; meant for pretrained weights)",
+    )
+
+    train = p.add_argument_group("training")
+    train.add_argument("--epochs", type=int, default=d["epochs"], help="training epochs")
+    train.add_argument("--batch-size", type=int, default=d["batch_size"], help="videos per batch")
+    train.add_argument("--lr", type=float, default=d["lr"], help="initial learning rate")
+    train.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
+    train.add_argument(
+        "--weight-decay", type=float, default=5e-4, help="L2 on weights (none on BN and biases)"
+    )
+    train.add_argument(
+        "--lr-schedule", default="step", choices=("step", "cosine"), help="learning-rate schedule"
+    )
+    train.add_argument(
+        "--lr-steps",
+        type=int,
+        nargs="*",
+        default=list(d["lr_steps"]),
+        help="step schedule: epochs after which the learning rate is multiplied by --lr-gamma",
+    )
+    train.add_argument("--lr-gamma", type=float, default=0.1, help="step schedule factor")
+    train.add_argument(
+        "--warmup-epochs", type=float, default=0.0, help="linear learning-rate warm-up"
+    )
+    train.add_argument(
+        "--clip-grad", type=float, default=40.0, help="max gradient norm (0: no clipping)"
+    )
+    train.add_argument(
+        "--eval-every",
+        type=int,
+        default=0,
+        help="also evaluate on the test split every N epochs (0: only after the last epoch)",
+    )
+    train.add_argument("--seed", type=int, default=0, help="random seed (CPU runs are exact)")
+
+    run = p.add_argument_group("run")
+    run.add_argument(
+        "--record-dir",
+        default=str(Path("record") / spec.name),
+        help="where checkpoints, CSV/TensorBoard records and video_scores.npz go",
+    )
+    run.add_argument(
+        "--resume",
+        metavar="CHECKPOINT",
+        help="continue training from a checkpoint; options left out take its values",
+    )
+    run.add_argument(
+        "--evaluate",
+        action="store_true",
+        help="only evaluate the --resume checkpoint on the test split and write its scores",
+    )
+    run.add_argument(
+        "--softmax-average",
+        action="store_true",
+        help="score a video by the mean softmax of its frames instead of the mean logits",
+    )
+    run.add_argument(
+        "--eval-chunk",
+        type=int,
+        default=0,
+        help="frames per forward pass at test, to bound memory with --ten-crop (0: whole video)",
+    )
+    run.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
+    run.add_argument(
+        "--amp",
+        default="none",
+        choices=("none", "bf16", "fp16"),
+        help="mixed precision (autocast); fp16 needs CUDA",
+    )
+    run.add_argument(
+        "--workers", type=int, default=min(8, os.cpu_count() or 1), help="data loading processes"
+    )
+    run.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    return p
+
+
+def _given_options(parser: argparse.ArgumentParser, argv, args) -> set[str]:
+    """The options on the command line (as opposed to defaults): parse again over a sentinel."""
+    unset = object()
+    ns = parser.parse_args(argv, argparse.Namespace(**dict.fromkeys(vars(args), unset)))
+    return {k for k, v in vars(ns).items() if v is not unset}
+
+
+def plain(args: argparse.Namespace) -> dict:
+    """The arguments as plain types, for a checkpoint read with weights_only=True."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in vars(args).items()}
+
+
+def _refuse_to_overwrite(path: Path) -> None:
+    """A new run must not silently replace the checkpoint of an earlier one."""
+    if path.exists():
+        raise UserError(
+            f"{path} exists from an earlier run: continue it with --resume {path}, "
+            "or choose another --record-dir (or delete it)"
+        )
+
+
+def parse_args(spec: StreamSpec, argv=None) -> tuple[argparse.Namespace, dict | None]:
+    """Parse and check the options; with --resume also read the checkpoint.
+
+    Options left off the command line take the values the checkpoint was trained with (except
+    RUN_LOCAL ones), so ``--resume CKPT`` alone continues a run and ``--evaluate --resume CKPT``
+    evaluates it as trained.
+    """
+    parser = build_parser(spec)
+    args = parser.parse_args(argv)
+    given = _given_options(parser, argv, args)
+    if args.evaluate and not args.resume:
+        raise UserError("--evaluate needs --resume CHECKPOINT (the model to evaluate)")
+    ckpt = None
+    if args.resume:
+        from utils.checkpoint import load_checkpoint
+
+        ckpt = load_checkpoint(args.resume)
+        if ckpt["stream"] != spec.name:
+            raise UserError(
+                f"{args.resume} is a {ckpt['stream']}-stream checkpoint, this is the "
+                f"{spec.name} stream; use {ckpt['stream']}_cnn.py with it"
+            )
+        for key, value in ckpt.get("args", {}).items():
+            if key not in given and key not in RUN_LOCAL and hasattr(args, key):
+                setattr(args, key, value)
+    for name in ("epochs", "batch_size", "num_segments", "test_frames", "crop_size"):
+        if getattr(args, name) < 1:
+            raise UserError(f"--{name.replace('_', '-')} must be at least 1")
+    if args.lr <= 0 or args.workers < 0 or args.eval_every < 0 or args.val_groups < 0:
+        raise UserError("--lr must be positive; --workers, --eval-every, --val-groups at least 0")
+    if args.data_root is None:
+        raise UserError("give --data-root, the folder that holds the extracted frames")
+    if not Path(args.data_root).is_dir():
+        raise UserError(
+            f"--data-root {args.data_root} is not a folder; point it at the extracted frames"
+        )
+    if not (args.resume or args.check_data):
+        _refuse_to_overwrite(Path(args.record_dir) / "checkpoint.pth.tar")
+    return args, ckpt

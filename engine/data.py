@@ -1,0 +1,95 @@
+"""A run's data: the split's datasets for a stream, checked or cleaned if asked, and loaders."""
+
+import argparse
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+from dataloader.checks import find_problems, write_problems
+from dataloader.datasets import FrameDataset, worker_init
+from dataloader.layout import Layout
+from dataloader.splits import Split, default_splits_dir, holdout_groups, load_split
+from engine.streams import StreamSpec
+from utils.errors import UserError
+
+
+def load_run_split(args: argparse.Namespace) -> Split:
+    splits_dir = args.splits_dir or default_splits_dir(args.dataset, args.data_root)
+    return load_split(args.dataset, splits_dir, args.split)
+
+
+def build_datasets(spec: StreamSpec, args: argparse.Namespace, split: Split) -> dict:
+    """{"test", and unless --evaluate "train" (and "val"): FrameDataset} of the run.
+
+    All sets are built before any training, so a video missing on disk stops the run at once.
+    --check-data scans every frame of every video and reports all problems at once;
+    --skip-bad-videos scans the same way, then leaves the bad videos out of the run and lists
+    them in <record-dir>/skipped_videos.txt.
+    """
+    train_videos, val_videos = split.train, []
+    if args.val_groups and not args.evaluate:
+        train_videos, val_videos = holdout_groups(split.train, args.val_groups, args.seed)
+    parts = {"test": split.test}
+    if not args.evaluate:
+        parts.update(train=train_videos, val=val_videos)
+    samples = spec.samples(args)
+    layout = Layout.from_args(args)
+    strict = not (args.check_data or args.skip_bad_videos)
+    sets = {
+        name: FrameDataset(
+            args.data_root, videos, name == "train", samples, layout=layout, strict=strict
+        )
+        for name, videos in parts.items()
+        if videos
+    }
+    if strict:
+        return sets
+    problems = {}
+    for data in sets.values():
+        problems.update(find_problems(data, args.workers))
+    if args.check_data:
+        for name, found in sorted(problems.items()):
+            for line in found:
+                print(f"{name}: {line}")
+        total = sum(len(data.items) + len(data.missing) for data in sets.values())
+        if problems:
+            raise UserError(
+                f"{len(problems)} of {total} videos have problems (listed above); re-extract "
+                "them, or train with --skip-bad-videos to leave them out"
+            )
+        print(f"all {total} videos are readable")
+        return sets
+    if problems:
+        record_dir = Path(args.record_dir)
+        record_dir.mkdir(parents=True, exist_ok=True)
+        write_problems(problems, record_dir / "skipped_videos.txt")
+        for data in sets.values():
+            data.drop(problems)
+        print(
+            f"skipping {len(problems)} bad videos, listed in {record_dir / 'skipped_videos.txt'}",
+            flush=True,
+        )
+    empty = [name for name, data in sets.items() if len(data) == 0]
+    if empty:
+        raise UserError(f"no readable videos left in the {empty[0]} set; see skipped_videos.txt")
+    return sets
+
+
+def make_loader(dataset, args, device, *, train: bool, seed: int) -> DataLoader:
+    """Training: shuffled batches of videos. Evaluation: one video (all its snippets) per item.
+
+    Each loader has its own seeded generator: it fixes the shuffle order and the workers'
+    seeds, and evaluation never draws from the training's random streams.
+    """
+    generator = torch.Generator()
+    generator.manual_seed(seed)
+    return DataLoader(
+        dataset,
+        batch_size=args.batch_size if train else 1,
+        shuffle=train,
+        num_workers=args.workers,
+        pin_memory=device.type == "cuda",
+        worker_init_fn=worker_init,
+        generator=generator,
+    )

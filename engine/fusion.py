@@ -1,0 +1,166 @@
+"""Late fusion: read score files of any streams, line their videos up, average their scores.
+
+Used by fusion.py (score files on disk) and tools/predict.py (scores of one video in memory), so
+both fuse the same way.
+"""
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+from scipy.special import log_softmax, logsumexp
+
+from utils.classes import class_difference
+from utils.errors import UserError
+from utils.reference_scores import label_reference_scores, read_reference_pickle
+from utils.scores import ScoreFile, is_npz, load_npz
+from utils.tables import format_table
+from utils.video_names import video_key
+
+
+def add_fusion_arguments(parser: argparse.ArgumentParser) -> None:
+    """--weights and --softmax, shared with tools/predict.py so both fuse the same way."""
+    parser.add_argument(
+        "--weights",
+        nargs=2,
+        type=float,
+        default=(1.0, 1.0),
+        metavar=("WS", "WM"),
+        help="weights of the spatial and motion scores in the average",
+    )
+    parser.add_argument(
+        "--softmax",
+        action="store_true",
+        help="turn each stream's scores into probabilities before averaging",
+    )
+
+
+def load_score_file(path, *, splits_dir=None, split=None, dataset="ucf101") -> ScoreFile:
+    """A ``video_scores.npz``, or a reference-implementation pickle labelled from split files.
+
+    ``splits_dir`` and ``split`` are needed only for a pickle: its keys must be videos of that
+    split's test list, whose labels and class names it lacks.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"score file not found: {path}")
+    if is_npz(path):
+        return load_npz(path)
+    preds = read_reference_pickle(path)
+    if splits_dir is None or split is None:
+        raise UserError(
+            f"{path} is a reference-implementation pickle without labels: pass --splits-dir DIR "
+            f"--split N (the {dataset} split files it was evaluated on) so labels can be read"
+        )
+    from dataloader.splits import load_split  # only pickles need the split parser
+
+    spec = load_split(dataset, splits_dir, split)
+    score = label_reference_scores(
+        path,
+        preds,
+        [(v.name, v.label) for v in spec.test],
+        spec.classes,
+        f"{dataset} split {split} in {splits_dir}",
+    )
+    score.split = int(split)
+    return score
+
+
+def check_classes(files: list[ScoreFile]) -> None:
+    """Every file must have the first one's classes (utils.classes: letter case aside)."""
+    first = files[0]
+    for other in files[1:]:
+        difference = class_difference(first.classes, other.classes)
+        if difference is not None:
+            raise UserError(
+                f"{first.path} and {other.path} have different classes ({difference}); "
+                "fuse score files of streams trained on one dataset and classInd order"
+            )
+
+
+def _examples(names: list[str]) -> str:
+    return f" (e.g. {', '.join(names[:3])})" if names else ""
+
+
+def match_videos(files: list[ScoreFile], allow_partial: bool) -> list[np.ndarray]:
+    """Row indices into each file of the videos all share, in the first file's order."""
+    first = files[0]
+    keys = [video_key(v) for v in first.videos]
+    shared = set(keys)
+    for other in files[1:]:
+        rows = {video_key(v) for v in other.videos}
+        only_first = [v for v, k in zip(first.videos, keys, strict=True) if k not in rows]
+        only_other = [v for v in other.videos if video_key(v) not in set(keys)]
+        if only_first or only_other:
+            both = len(first) - len(only_first)
+            detail = (
+                f"{len(only_first)} of {first.path}'s {len(first)} videos are missing from "
+                f"{other.path}{_examples(only_first)}, {len(only_other)} of its {len(other)} "
+                f"are missing from {first.path}{_examples(only_other)}"
+            )
+            if not both:
+                raise UserError(f"the score files share no video: {detail}")
+            if not allow_partial:
+                raise UserError(
+                    f"video sets differ: {detail}; pass --allow-partial to fuse the {both} in both"
+                )
+            print(f"note: --allow-partial: fusing the {both} videos in both files; {detail}")
+        shared &= rows
+    first_rows = np.asarray([i for i, k in enumerate(keys) if k in shared], dtype=np.int64)
+    result = [first_rows]
+    for other in files[1:]:
+        index = {video_key(v): i for i, v in enumerate(other.videos)}
+        rows = np.asarray([index[keys[i]] for i in first_rows], dtype=np.int64)
+        differ = np.flatnonzero(first.labels[first_rows] != other.labels[rows])
+        if len(differ):
+            names = [first.videos[first_rows[k]] for k in differ[:3]]
+            raise UserError(
+                f"labels differ for {len(differ)} videos (e.g. {', '.join(names)}) between "
+                f"{first.path} and {other.path}; were they evaluated on different split files?"
+            )
+        result.append(rows)
+    return result
+
+
+def log_probabilities(scores: np.ndarray, kind: str | None = "logits") -> np.ndarray:
+    """Rows as log-probabilities, in float64, from what a score file holds (SCORE_KINDS)."""
+    scores = np.asarray(scores, dtype=np.float64)
+    if kind == "probabilities":
+        with np.errstate(divide="ignore"):
+            return np.log(scores)
+    return log_softmax(scores, axis=-1)
+
+
+def fuse(
+    scores: list[np.ndarray], weights, use_softmax: bool, kinds: list | None = None
+) -> np.ndarray:
+    """Weighted average of the streams' scores, or with use_softmax of their probabilities.
+
+    The average of probabilities is returned as its logarithm, computed in log space: softmax
+    of the reference's sharp scores (sums of 19 logits) underflows to exact zeros, even in
+    float64, and those ties would change top-5. Softmax of the result gives the probabilities.
+    """
+    weights = np.asarray(weights, dtype=np.float64)
+    if len(weights) != len(scores):
+        raise UserError(f"{len(weights)} weights given for {len(scores)} streams; give one each")
+    if (weights < 0).any() or weights.sum() <= 0:
+        shown = " ".join(f"{w:g}" for w in weights)
+        raise UserError(f"--weights must be non-negative with a positive sum, got {shown}")
+    kinds = kinds or ["logits"] * len(scores)
+    if not use_softmax:
+        total = sum(
+            w * np.asarray(s, dtype=np.float64) for w, s in zip(weights, scores, strict=True)
+        )
+        return total / weights.sum()
+    logs = np.stack([log_probabilities(s, k) for s, k in zip(scores, kinds, strict=True)])
+    shape = (-1,) + (1,) * (logs.ndim - 1)
+    return logsumexp(logs, axis=0, b=weights.reshape(shape)) - np.log(weights.sum())
+
+
+def format_results(results: dict) -> str:
+    """The accuracy table: one row per stream and the fusion, all on the same videos."""
+    rows = [
+        [name, f"{r['top1']:.2f}", f"{r['top5']:.2f}", f"{r['mean_class']:.2f}", r["videos"]]
+        for name, r in results.items()
+    ]
+    return format_table(["stream", "top-1", "top-5", "mean class", "videos"], rows, {1, 2, 3, 4})

@@ -1,0 +1,146 @@
+"""Inference on a video held in memory, with the same code evaluation uses.
+
+A checkpoint is rebuilt as its stream's recognizer (network.recognizer.model_from_checkpoint)
+and its test-time sample builder (the stream spec, with the options it was trained with). The
+video's frames, and the flow the sampled stacks need, are computed in memory with the
+extraction code and go through the same JPEG round trip as extracted frames: a prediction sees
+exactly what evaluation of the same video sees.
+"""
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from dataloader.datasets import decode_jpeg
+from dataloader.extraction import (
+    INDEX_NAME,
+    ExtractionSettings,
+    flow_to_uint8,
+    make_tvl1,
+    read_index_settings,
+    to_gray,
+)
+from engine.cli import build_parser
+from engine.loops import video_score
+from engine.streams import STREAMS
+from network.recognizer import model_from_checkpoint
+from utils.checkpoint import load_checkpoint
+from utils.errors import UserError
+from utils.metrics import probabilities
+
+
+@dataclass
+class StreamModel:
+    """A trained stream rebuilt from its checkpoint, with the options it was trained with."""
+
+    name: str  # the stream spec's name
+    path: Path
+    model: torch.nn.Module
+    classes: list[str]
+    arch: str
+    epoch: int
+    args: dict  # every option of the stream's command line: the checkpoint's, else defaults
+
+    def samples(self):
+        """The stream's test-time sample builder, as the test split's dataset builds it."""
+        return STREAMS[self.name].samples(argparse.Namespace(**self.args))
+
+    def scores(self, clips: torch.Tensor, device: torch.device) -> np.ndarray:
+        """A test sample's [classes] scores, exactly as evaluation computes them."""
+        score = video_score(
+            self.model,
+            clips,
+            device,
+            softmax_average=bool(self.args["softmax_average"]),
+            chunk=self.args["eval_chunk"],
+        )
+        return score.numpy()
+
+    def probabilities(self, scores: np.ndarray) -> np.ndarray:
+        kind = "probabilities" if self.args["softmax_average"] else "logits"
+        return probabilities(scores, kind)
+
+
+def load_stream(path, stream: str, device: torch.device) -> StreamModel:
+    """Rebuild the network a checkpoint was trained with and load its weights (weights_only)."""
+    path = Path(path)
+    ckpt = load_checkpoint(path)
+    if ckpt["stream"] != stream:
+        raise UserError(
+            f"{path} is a {ckpt['stream']}-stream checkpoint; pass it as --{ckpt['stream']}"
+        )
+    if stream not in STREAMS:
+        raise UserError(f"{path} is of an unknown stream {stream!r}")
+    args = vars(build_parser(STREAMS[stream]).parse_args([]))  # options it may predate
+    args.update(ckpt.get("args", {}))
+    model = model_from_checkpoint(ckpt, path).to(device).eval()
+    return StreamModel(
+        stream, path, model, list(ckpt["classes"]), ckpt["arch"], int(ckpt["epoch"]), args
+    )
+
+
+def jpeg_round_trip(image: np.ndarray, quality: int) -> np.ndarray:
+    """What an image becomes once stored as JPEG by the extraction tool and read back by the
+    data layer (RGB [H, W, 3] or gray [H, W]); quality 0 leaves it as it is."""
+    if not quality:
+        return image
+    color = image.ndim == 3
+    ok, data = cv2.imencode(
+        ".jpg", image[..., ::-1] if color else image, [cv2.IMWRITE_JPEG_QUALITY, quality]
+    )
+    if not ok:
+        raise UserError("cannot JPEG-encode a frame; try --jpeg-quality 0")
+    return decode_jpeg(data, color)
+
+
+def memory_reader(frames: np.ndarray, modality: str, settings: ExtractionSettings):
+    """``read(i)`` over [N, H, W, 3] RGB frames in memory, as the dataset reads files.
+
+    ``rgb``: frame i. ``flow``: flow frame i, TV-L1 from frame i to i+1 as the extraction tool
+    computes it, as (x, y) uint8 images; only the flow frames a sample asks for are computed.
+    Returns the reader and the number of frames (flow: N - 1).
+    """
+    quality = settings.jpeg_quality
+    if modality == "rgb":
+        return (lambda i: jpeg_round_trip(frames[i], quality)), len(frames)
+    if modality != "flow":
+        raise ValueError(f"no in-memory reader for modality {modality!r}")
+    if len(frames) < 2:
+        raise UserError("the video has a single frame: a flow stream needs two")
+    tvl1 = make_tvl1(settings.preset)
+
+    def read(i):
+        f = tvl1(to_gray(frames[i]), to_gray(frames[i + 1]))
+        return tuple(
+            jpeg_round_trip(flow_to_uint8(f[..., c], settings.bound), quality) for c in (0, 1)
+        )
+
+    return read, len(frames) - 1
+
+
+def test_sample(stream: StreamModel, frames: np.ndarray, settings: ExtractionSettings):
+    """The stream's test sample of a video in memory ``[crops, N, C, S, S]``."""
+    samples = stream.samples()
+    read, count = memory_reader(frames, samples.modality, settings)
+    return samples(read, count, train=False)
+
+
+def extraction_settings(stream: StreamModel, given: dict) -> tuple[ExtractionSettings, str]:
+    """How this stream's training frames were extracted, and where that was read.
+
+    Options ``given`` on the command line (not None) win; then the settings in ``index.json``
+    of the data root the checkpoint was trained on; then the extraction tool's defaults.
+    """
+    root = stream.args.get("data_root")
+    saved = read_index_settings(root) if root else None
+    source = str(Path(root) / INDEX_NAME) if saved else "extraction defaults"
+    settings = (saved or ExtractionSettings()).as_dict()
+    given = {k: v for k, v in given.items() if k in settings and v is not None}
+    if given:
+        settings.update(given)
+        source = "command line" if len(given) == len(settings) else f"{source} and command line"
+    return ExtractionSettings(**settings), source

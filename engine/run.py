@@ -1,0 +1,86 @@
+"""One stream's run from its parsed options: data, model, then evaluate or train.
+
+python spatial_cnn.py ...   ->   engine.run.main(SPATIAL, argv)
+"""
+
+import random
+
+import numpy as np
+import torch
+
+from engine.cli import parse_args
+from engine.data import build_datasets, load_run_split, make_loader
+from engine.device import resolve_device
+from engine.streams import StreamSpec
+from engine.trainer import Trainer, check_compatible, test_and_save, write_reports
+from network.recognizer import build_recognizer, model_state
+from utils.errors import UserError
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def model_config(args, num_classes: int, in_channels: int) -> dict:
+    """The recognizer's config from the options (network.recognizer.CONFIG_KEYS)."""
+    return {
+        "arch": args.arch,
+        "num_classes": num_classes,
+        "in_channels": in_channels,
+        "dropout": args.dropout,
+        "partial_bn": args.partial_bn,
+        "consensus": args.consensus,
+    }
+
+
+def main(spec: StreamSpec, argv=None) -> int:
+    args, ckpt = parse_args(spec, argv)
+    device = resolve_device(args.device)
+    if args.amp == "fp16" and device.type != "cuda":
+        raise UserError("--amp fp16 needs a CUDA device; use --amp bf16 or none")
+    seed_everything(args.seed)
+
+    split = load_run_split(args)
+    sets = build_datasets(spec, args, split)
+    if args.check_data:
+        return 0
+    test_set = sets["test"]
+    config = model_config(args, len(split.classes), test_set.in_channels)
+    if ckpt:
+        check_compatible(ckpt, args.resume, spec, config, split.classes)
+    mean, std = spec.statistics(config["in_channels"])
+    pretrained = "none" if ckpt else args.pretrained  # a checkpoint brings its own weights
+    model = build_recognizer(config, mean, std, pretrained)
+    if ckpt:
+        model.load_state_dict(model_state(ckpt))
+    model.to(device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+
+    test_loader = make_loader(test_set, args, device, train=False, seed=args.seed)
+    if args.evaluate:
+        test_and_save(model, test_loader, spec, args, device, split.classes, ckpt["epoch"])
+        write_reports(args.record_dir)
+        return 0
+
+    loaders = {"test": test_loader}
+    for name in ("train", "val"):
+        if name in sets:
+            loaders[name] = make_loader(
+                sets[name], args, device, train=name == "train", seed=args.seed
+            )
+    trainer = Trainer(spec, args, model, device, split.classes, loaders)
+    if ckpt:
+        trainer.restore(ckpt, args.resume)
+        ckpt = None  # free the saved tensors
+    n_val = len(sets["val"]) if "val" in sets else 0
+    print(
+        f"{spec.name} stream: {args.arch}, {len(split.classes)} classes, {len(sets['train'])} "
+        f"training / {n_val} validation / {len(test_set)} test videos, device {device}, "
+        f"epochs {trainer.epoch + 1}..{args.epochs}",
+        flush=True,
+    )
+    trainer.fit()
+    return 0

@@ -1,0 +1,85 @@
+"""Stream specs: everything that makes a stream a stream, as data.
+
+A stream is its name, how its samples are built from the parsed options (which frames, which
+channels), its input statistics, its extra options, its default hyper-parameters and the model
+settings a checkpoint must share with a resumed run. The command line, trainer, inference and
+fusion are the same for all; adding a stream is one spec here and one thin script.
+
+This module imports no torch or OpenCV (the builders import them when called), so a script can
+parse its options before the heavy imports.
+"""
+
+import argparse
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    name: str  # also the checkpoint's and score file's stream tag, and the record folder
+    description: str
+    samples: Callable  # (args) -> dataloader.samples.Samples
+    statistics: Callable  # (in_channels) -> (mean, std) on the 0..255 scale
+    defaults: dict = field(default_factory=dict)  # default hyper-parameters (see engine.cli)
+    add_arguments: Callable | None = None  # (argparse group) -> None: the stream's own options
+    # Model settings a checkpoint must share with the run that resumes or evaluates it.
+    resume_match: tuple[str, ...] = ("arch", "in_channels")
+
+
+def sample_options(args: argparse.Namespace) -> dict:
+    """The options every stream's sample builder takes (dataloader.samples.Samples)."""
+    from dataloader.samples import SAMPLE_OPTIONS
+
+    return {k: getattr(args, k) for k in SAMPLE_OPTIONS}
+
+
+def _rgb_samples(args):
+    from dataloader.samples import RgbSamples
+
+    return RgbSamples(**sample_options(args))
+
+
+def _flow_samples(args):
+    from dataloader.samples import FlowSamples
+
+    return FlowSamples(stack_length=args.stack_length, **sample_options(args))
+
+
+def _rgb_statistics(in_channels):
+    from network.statistics import rgb_statistics
+
+    return rgb_statistics(in_channels)
+
+
+def _flow_statistics(in_channels):
+    from network.statistics import flow_statistics
+
+    return flow_statistics(in_channels)
+
+
+def _flow_arguments(group) -> None:
+    from dataloader.samples import STACK_LENGTH
+
+    group.add_argument(
+        "--stack-length", type=int, default=STACK_LENGTH, help="flow frames per stack"
+    )
+
+
+# Defaults follow TSN's recipes (tsn-pytorch README): lr 0.001, dropout 0.8 (RGB) / 0.7 (flow),
+# steps at epochs 30/60 of 80 (RGB) and 190/300 of 340 (flow).
+SPATIAL = StreamSpec(
+    name="spatial",
+    description="a ResNet on single RGB frames",
+    samples=_rgb_samples,
+    statistics=_rgb_statistics,
+    defaults=dict(dropout=0.8, lr=0.001, epochs=80, lr_steps=[30, 60]),
+)
+MOTION = StreamSpec(
+    name="motion",
+    description="a ResNet on stacks of TV-L1 optical flow",
+    samples=_flow_samples,
+    statistics=_flow_statistics,
+    defaults=dict(dropout=0.7, lr=0.001, epochs=340, lr_steps=[190, 300]),
+    add_arguments=_flow_arguments,
+)
+STREAMS = {spec.name: spec for spec in (SPATIAL, MOTION)}

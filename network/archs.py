@@ -1,0 +1,4 @@
+"""The architectures the command line offers; a plain list, importable without torch."""
+
+ARCHS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
+CONSENSUS = ("avg", "max")

@@ -1,0 +1,157 @@
+"""The recognizer: input normalisation, a backbone per snippet, a consensus head per video.
+
+It takes a batch of videos, each K snippets, ``[B, K, C, H, W]`` uint8 (or 0..255 float), and
+returns ``[B, classes]``: the engine never flattens or averages segments itself, so a head that
+reads the snippets in order (a recurrent one) or a 3D backbone fits without touching it.
+
+The model normalises its own input (mean and std are buffers, saved with the weights), so batches
+travel small and a checkpoint is evaluated with the statistics it was trained with. Its
+``config`` (plain types) is saved in checkpoints; ``model_from_checkpoint`` rebuilds it.
+
+Partial BN (TSN): in training, every BatchNorm layer of the backbone but the first keeps its
+statistics and scale/shift frozen. With small video batches the statistics would otherwise
+drift away from the ones the pretrained weights were learnt with.
+"""
+
+import torch
+from torch import nn
+
+from network.backbones import build_backbone
+from network.heads import build_head
+from utils.errors import UserError
+
+# The config a recognizer is built from, and so what a checkpoint must hold to rebuild it.
+CONFIG_KEYS = ("arch", "num_classes", "in_channels", "dropout", "partial_bn", "consensus")
+
+
+class Recognizer(nn.Module):
+    def __init__(self, backbone: nn.Module, head: nn.Module, mean, std, config: dict):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32))
+        self.backbone = backbone
+        self.head = head
+        self.config = dict(config)
+        self.partial_bn = bool(config.get("partial_bn", False))
+        if self.partial_bn:
+            for bn in self._frozen_bns():
+                bn.weight.requires_grad_(False)
+                bn.bias.requires_grad_(False)
+
+    def _frozen_bns(self) -> list[nn.Module]:
+        bns = [m for m in self.backbone.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        return bns[1:]
+
+    def train(self, mode: bool = True):
+        """Like nn.Module.train, but partial BN keeps all BN layers but the first in eval mode."""
+        super().train(mode)
+        if mode and self.partial_bn:
+            for bn in self._frozen_bns():
+                bn.eval()
+        return self
+
+    def normalise(self, x: torch.Tensor) -> torch.Tensor:
+        """[N, C, ...] uint8 snippets -> normalised float, channels-last on CUDA."""
+        shape = (1, -1) + (1,) * (x.dim() - 2)
+        x = (x.float() - self.mean.view(shape)) / self.std.view(shape)
+        if x.is_cuda and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        elif x.is_cuda and x.dim() == 5:
+            x = x.contiguous(memory_format=torch.channels_last_3d)
+        return x
+
+    def features(self, snippets: torch.Tensor, chunk: int = 0) -> torch.Tensor:
+        """[N, C, ...] snippets -> [N, D] pooled features, ``chunk`` snippets per pass (0: all)."""
+        parts = snippets.split(chunk) if chunk > 0 else (snippets,)
+        return torch.cat([self.backbone(self.normalise(part)) for part in parts])
+
+    def forward(self, x: torch.Tensor, chunk: int = 0, probabilities: bool = False) -> torch.Tensor:
+        """[B, K, C, ...] -> [B, classes]; ``probabilities``: combine snippets' softmax."""
+        batch, segments = x.shape[:2]
+        features = self.features(x.flatten(0, 1), chunk)
+        return self.head(features.view(batch, segments, -1), probabilities=probabilities)
+
+
+def build_recognizer(config: dict, mean, std, pretrained: str = "none") -> Recognizer:
+    """A recognizer from its ``config`` (CONFIG_KEYS) and input statistics (0..255 scale)."""
+    missing = [k for k in CONFIG_KEYS if k not in config]
+    if missing:
+        raise ValueError(f"model config lacks {', '.join(missing)}")
+    if len(mean) != config["in_channels"] or len(std) != config["in_channels"]:
+        raise ValueError(f"statistics for {len(mean)} channels, not {config['in_channels']}")
+    backbone, features = build_backbone(config["arch"], config["in_channels"], pretrained)
+    head = build_head(config["consensus"], features, config["num_classes"], config["dropout"])
+    return Recognizer(backbone, head, mean, std, config)
+
+
+def _upgrade_format_1(ckpt: dict) -> tuple[dict, dict]:
+    """Config and state dict of a checkpoint written before the recognizer (StreamNet)."""
+    args = ckpt.get("args", {})
+    config = {
+        "arch": ckpt["arch"],
+        "num_classes": len(ckpt["classes"]),
+        "in_channels": ckpt["in_channels"],
+        "dropout": args.get("dropout", 0.0),
+        "partial_bn": args.get("partial_bn", False),
+        "consensus": "avg",
+    }
+    state = {}
+    for key, value in ckpt["model"].items():
+        if key in ("mean", "std"):
+            value = value.reshape(-1)
+        elif key.startswith("base."):
+            key = "backbone." + key.removeprefix("base.")
+        elif key.startswith("fc."):
+            key = "head." + key
+        state[key] = value
+    return config, state
+
+
+def model_config(ckpt: dict) -> dict:
+    """The recognizer config a checkpoint was trained with (any checkpoint format)."""
+    return ckpt["model_config"] if "model_config" in ckpt else _upgrade_format_1(ckpt)[0]
+
+
+def model_state(ckpt: dict) -> dict:
+    """The recognizer's state dict in a checkpoint (any checkpoint format)."""
+    return ckpt["model"] if "model_config" in ckpt else _upgrade_format_1(ckpt)[1]
+
+
+def model_from_checkpoint(ckpt: dict, path="checkpoint") -> Recognizer:
+    """Rebuild the network a checkpoint was trained with and load its weights."""
+    config, state = model_config(ckpt), model_state(ckpt)
+    channels = config["in_channels"]
+    model = build_recognizer(config, [0.0] * channels, [1.0] * channels)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        detail = " ".join(str(err).split())[:200]
+        raise UserError(f"{path}: weights do not fit {config['arch']}: {detail}") from err
+    return model
+
+
+def build_model(
+    arch: str = "resnet101",
+    num_classes: int = 101,
+    in_channels: int = 3,
+    dropout: float = 0.8,
+    pretrained: str = "none",
+    partial_bn: bool = True,
+    consensus: str = "avg",
+) -> Recognizer:
+    """A recognizer for RGB (3 channels) or flow stacks (any other count), with their statistics.
+
+    The short form for scripts and notebooks; the engine builds from a stream spec instead.
+    """
+    from network.statistics import flow_statistics, rgb_statistics
+
+    stats = rgb_statistics(3) if in_channels == 3 else flow_statistics(in_channels)
+    config = {
+        "arch": arch,
+        "num_classes": num_classes,
+        "in_channels": in_channels,
+        "dropout": dropout,
+        "partial_bn": partial_bn,
+        "consensus": consensus,
+    }
+    return build_recognizer(config, *stats, pretrained=pretrained)
