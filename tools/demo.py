@@ -25,6 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from utils.atomic import write_json
 from utils.errors import UserError, run_cli
 
 REPO = Path(__file__).resolve().parents[1]
@@ -214,7 +215,7 @@ def main(argv=None) -> dict:
     accuracy = json.loads(fusion_json.read_text())
     predicted = json.loads(prediction_json.read_text())
     summary = {"accuracy": accuracy, "prediction": predicted, "seconds": timings, "total": total}
-    (out / "demo.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    write_json(out / "demo.json", summary)
     print("\n=== summary")
     for title, seconds in timings.items():
         print(f"{seconds:7.1f} s  {title}")

@@ -19,7 +19,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
-from scipy.special import softmax
 
 from dataloader.extraction import PRESETS, DecodeError, decode_video, resize_short_side
 from engine.device import resolve_device
@@ -28,6 +27,7 @@ from engine.inference import extraction_settings, load_stream, test_sample
 from utils.atomic import write_json
 from utils.classes import check_same_classes
 from utils.errors import UserError, run_cli
+from utils.metrics import probabilities
 from utils.tables import format_table
 
 EXTRACTION_OPTIONS = ("short_side", "bound", "preset", "max_frames", "jpeg_quality")
@@ -173,7 +173,9 @@ def main(argv=None) -> dict:
             "probabilities" if s.args["softmax_average"] else "logits" for s in streams.values()
         ]
         fused = fuse([s[None] for s in scores.values()], args.weights, args.softmax, kinds)
-        columns["fused"] = softmax(fused[0])
+        columns["fused"] = probabilities(
+            fused[0], "log_probabilities" if args.softmax else "logits"
+        )
     print(top_table(columns, classes, args.top))
 
     final = columns["fused" if "fused" in columns else next(iter(columns))]
