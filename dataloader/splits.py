@@ -1,7 +1,14 @@
-"""The official UCF101 and HMDB51 train/test splits, as (video name, label) lists.
+"""Train/test splits as (video name, label) lists: UCF101, HMDB51 and your own (``custom``).
 
 Video names are the file stems of the split files (``v_ApplyEyeMakeup_g08_c01``,
-``April_09_brush_hair_u_nm_np1_ba_goo_0``); labels are 0-based indices into ``Split.classes``.
+``April_09_brush_hair_u_nm_np1_ba_goo_0``); labels are 0-based indices into ``Split.classes``,
+always found through the class *name*, so a trimmed class list cannot give a wrong label.
+
+``custom``: a folder with ``classes.txt`` (one class name per line, in label order) and
+``train.txt`` / ``test.txt`` (optionally ``val.txt``), one ``<video> <class name>`` per line,
+where ``<video>`` is the frame folder name under the data root (folders and extension are
+ignored). mmaction2's annotation lists (``<video> <label>``, rawframes ``<dir> <frames> <label>``)
+are read too; without ``classes.txt`` their classes are named by their numbers.
 """
 
 import random
@@ -12,7 +19,12 @@ from pathlib import Path
 from utils.errors import UserError
 from utils.video_names import video_key  # noqa: F401  (the names' rule; re-exported)
 
-DATASETS = ("ucf101", "hmdb51")
+DATASETS = ("ucf101", "hmdb51", "custom")
+SPLIT_FOLDERS = {
+    "ucf101": "ucfTrainTestlist",
+    "hmdb51": "testTrainMulti_7030_splits",
+    "custom": "splits",
+}
 _UCF_GROUP = re.compile(r"_g(\d+)_c\d+$")
 
 
@@ -29,6 +41,7 @@ class Split:
     classes: list[str]
     train: list[Video] = field(default_factory=list)
     test: list[Video] = field(default_factory=list)
+    val: list[Video] = field(default_factory=list)  # custom splits may name a validation set
 
 
 def _read_lines(path: Path, what: str) -> list[str]:
@@ -46,11 +59,16 @@ def _check_split(split: int) -> None:
 
 
 def load_ucf101(splits_dir: str | Path, split: int = 1) -> Split:
-    """Read classInd.txt, trainlistNN.txt and testlistNN.txt (Windows or Unix line endings)."""
+    """Read classInd.txt, trainlistNN.txt and testlistNN.txt (Windows or Unix line endings).
+
+    A line's label is its class folder's (``Class/v_Name.avi``); a class id after it must name
+    the same class in classInd.txt. Lines of classes that classInd.txt lacks are an error.
+    """
     _check_split(split)
     splits_dir = Path(splits_dir)
+    index_file = splits_dir / "classInd.txt"
     classes: dict[int, str] = {}
-    for line in _read_lines(splits_dir / "classInd.txt", "UCF101 class index"):
+    for line in _read_lines(index_file, "UCF101 class index"):
         index, name = line.split(maxsplit=1)
         classes[int(index)] = name
     names = [classes[i] for i in sorted(classes)]
@@ -58,18 +76,33 @@ def load_ucf101(splits_dir: str | Path, split: int = 1) -> Split:
 
     def parse(filename: str) -> list[Video]:
         videos = []
-        for line in _read_lines(splits_dir / filename, f"UCF101 split {split}"):
+        where = splits_dir / filename
+        for line in _read_lines(where, f"UCF101 split {split}"):
             parts = line.split()
             path = parts[0].replace("\\", "/")
             class_name, _, file = path.rpartition("/")
-            if len(parts) > 1:
-                label = int(parts[1]) - 1
-            elif class_name.lower() in by_name:
-                label = by_name[class_name.lower()]
-            else:
+            label = by_name.get(class_name.lower()) if class_name else None
+            if class_name and label is None:
                 raise UserError(
-                    f"{splits_dir / filename}: unknown class {class_name!r} in {line!r}"
+                    f"{where}: class {class_name!r} of {line!r} is not in {index_file}; "
+                    "add it there or remove the line"
                 )
+            if len(parts) > 1:
+                number = int(parts[1]) if parts[1].isdigit() else None
+                named = classes.get(number)
+                if named is None:
+                    raise UserError(
+                        f"{where}: class id {parts[1]} of {line!r} is not in {index_file} "
+                        f"({len(classes)} classes); add it there or remove the line"
+                    )
+                if label is not None and label != by_name[named.lower()]:
+                    raise UserError(
+                        f"{where}: {line!r} is in folder {class_name!r} but class id "
+                        f"{number} is {named!r} in {index_file}; make them agree"
+                    )
+                label = by_name[named.lower()]
+            elif label is None:
+                raise UserError(f"{where}: no class folder or class id in {line!r}")
             videos.append(Video(Path(file).stem, label))
         return videos
 
@@ -104,18 +137,101 @@ def load_hmdb51(splits_dir: str | Path, split: int = 1) -> Split:
     return result
 
 
+def _is_number(text: str) -> bool:
+    return text.isdigit()
+
+
+def load_custom(splits_dir: str | Path) -> Split:
+    """Read a custom split folder (see the module docstring)."""
+    splits_dir = Path(splits_dir)
+    classes_file = splits_dir / "classes.txt"
+    names = _read_lines(classes_file, "class names") if classes_file.is_file() else []
+    if len({n.lower() for n in names}) != len(names):
+        raise UserError(f"{classes_file} lists a class twice (letter case aside); list each once")
+    by_name = {name.lower(): i for i, name in enumerate(names)}
+    numbered = not names  # mmaction lists without classes.txt: classes are their numbers
+    parts = {}
+    for part in ("train", "test", "val"):
+        path = splits_dir / f"{part}.txt"
+        if part == "val" and not path.is_file():
+            parts[part] = []
+            continue
+        videos = []
+        for line in _read_lines(path, f"{part} list of a custom split"):
+            tokens = line.split()
+            rest = line.split(maxsplit=1)[1].strip() if len(tokens) > 1 else ""
+            if len(tokens) < 2:
+                raise UserError(f"{path}: {line!r} needs '<video> <class name>'")
+            if rest.lower() in by_name:
+                label = by_name[rest.lower()]
+            elif _is_number(tokens[-1]) and (len(tokens) == 2 or _is_number(tokens[1])):
+                label = int(tokens[-1])  # mmaction: <video> <label> or <dir> <frames> <label>
+                if numbered:
+                    names.extend(str(i) for i in range(len(names), label + 1))
+                elif label >= len(names):
+                    raise UserError(
+                        f"{path}: label {label} of {line!r} is beyond the {len(names)} classes "
+                        f"of {classes_file}"
+                    )
+            else:
+                raise UserError(
+                    f"{path}: class {rest!r} of {line!r} is not in {classes_file}; "
+                    "add it there or fix the line"
+                )
+            video = tokens[0].replace("\\", "/").rsplit("/", 1)[-1]
+            videos.append(Video(Path(video).stem if "." in video else video, label))
+        parts[part] = videos
+    return Split("custom", 1, names, parts["train"], parts["test"], parts["val"])
+
+
 def load_split(dataset: str, splits_dir: str | Path, split: int = 1) -> Split:
     if dataset == "ucf101":
         return load_ucf101(splits_dir, split)
     if dataset == "hmdb51":
         return load_hmdb51(splits_dir, split)
+    if dataset == "custom":
+        return load_custom(splits_dir)
     raise UserError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
 
 
 def default_splits_dir(dataset: str, data_root: str | Path) -> Path:
-    """Where the official split folder sits under a data root, as the archives unpack."""
-    name = "ucfTrainTestlist" if dataset == "ucf101" else "testTrainMulti_7030_splits"
-    return Path(data_root) / name
+    """Where the split folder is: under the data root, else beside it (as the README's layout
+    unpacks the official archives: data/ucfTrainTestlist next to data/ucf101)."""
+    name = SPLIT_FOLDERS[dataset]
+    inside = Path(data_root) / name
+    beside = Path(data_root).resolve().parent / name
+    return beside if not inside.is_dir() and beside.is_dir() else inside
+
+
+def write_custom_split(
+    videos: dict[str, list[str]], out_dir, test_fraction: float, seed: int = 0
+) -> dict[str, int]:
+    """Write classes.txt, train.txt and test.txt for ``{class: [video names]}``.
+
+    Deterministic: videos that share a UCF101-style group (``_gXX_``) stay together, others are
+    split file by file; a hash of (seed, class, group) picks the test groups, so adding videos
+    never moves existing ones. Returns the counts per part.
+    """
+    import hashlib
+
+    if not 0 < test_fraction < 1:
+        raise UserError(f"--test-fraction must be between 0 and 1, got {test_fraction}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    classes = sorted(videos)
+    lines = {"train": [], "test": []}
+    for cls in classes:
+        for name in sorted(videos[cls]):
+            group = ucf101_group(name)
+            key = f"{seed}|{cls}|{group if group is not None else name}"
+            draw = int(hashlib.sha1(key.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+            lines["test" if draw < test_fraction else "train"].append(f"{name} {cls}\n")
+    from utils.atomic import write_text
+
+    write_text(out_dir / "classes.txt", "".join(f"{c}\n" for c in classes))
+    for part, rows in lines.items():
+        write_text(out_dir / f"{part}.txt", "".join(rows))
+    return {part: len(rows) for part, rows in lines.items()}
 
 
 def ucf101_group(name: str) -> int | None:

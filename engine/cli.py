@@ -55,12 +55,19 @@ def build_parser(spec: StreamSpec) -> argparse.ArgumentParser:
     data.add_argument(
         "--data-root", help="folder with the extracted frames (jpegs_256/, tvl1_flow/)"
     )
-    data.add_argument("--dataset", default="ucf101", choices=DATASETS, help="which benchmark")
-    data.add_argument("--split", type=int, default=1, choices=(1, 2, 3), help="official split")
+    data.add_argument(
+        "--dataset",
+        default="ucf101",
+        choices=DATASETS,
+        help="which benchmark, or 'custom': your own classes.txt, train.txt, test.txt (README)",
+    )
+    data.add_argument(
+        "--split", type=int, default=1, choices=(1, 2, 3), help="official split (not for custom)"
+    )
     data.add_argument(
         "--splits-dir",
-        help="folder of the official split files (default: ucfTrainTestlist/ or "
-        "testTrainMulti_7030_splits/ under --data-root)",
+        help="folder of the split files (default: ucfTrainTestlist/, testTrainMulti_7030_splits/ "
+        "or splits/, under --data-root or beside it)",
     )
     data.add_argument("--num-segments", type=int, default=3, help="TSN segments per training video")
     data.add_argument("--test-frames", type=int, default=19, help="frames (stacks) per test video")

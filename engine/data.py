@@ -27,10 +27,12 @@ def build_datasets(spec: StreamSpec, args: argparse.Namespace, split: Split) -> 
     --skip-bad-videos scans the same way, then leaves the bad videos out of the run and lists
     them in <record-dir>/skipped_videos.txt.
     """
-    train_videos, val_videos = split.train, []
+    train_videos, val_videos = split.train, split.val
     if args.val_groups and not args.evaluate:
         train_videos, val_videos = holdout_groups(split.train, args.val_groups, args.seed)
     parts = {"test": split.test}
+    if not split.test:
+        raise UserError(f"the {args.dataset} split has no test videos; check --splits-dir")
     if not args.evaluate:
         parts.update(train=train_videos, val=val_videos)
     samples = spec.samples(args)

@@ -45,6 +45,7 @@ from dataloader.extraction import (
     video_fps,
 )
 from dataloader.layout import Layout
+from dataloader.splits import SPLIT_FOLDERS, write_custom_split
 from utils.atomic import write_text
 from utils.errors import UserError, run_cli
 
@@ -171,6 +172,24 @@ def _collect(videos_dir: Path) -> dict[str, Path]:
     return by_name
 
 
+def _write_split(videos_dir: Path, videos: dict[str, Path], out: Path, fraction: float) -> None:
+    """A custom split of the videos by their class folder (the first folder under --videos)."""
+    by_class: dict[str, list[str]] = {}
+    for name, path in videos.items():
+        parts = path.relative_to(videos_dir).parts
+        if len(parts) < 2:
+            raise UserError(
+                f"{path} is not in a class folder; --test-fraction needs --videos laid out as "
+                "<class>/<video>"
+            )
+        by_class.setdefault(parts[0], []).append(name)
+    counts = write_custom_split(by_class, out, fraction)
+    print(
+        f"wrote {out}/classes.txt, train.txt, test.txt: {len(by_class)} classes, "
+        f"{counts['train']} training and {counts['test']} test videos"
+    )
+
+
 def _write_index(root: Path, settings: ExtractionSettings, sources: dict[str, str]) -> int:
     """ROOT/index.json from the markers of all finished videos (this run's and earlier ones)."""
     videos = {}
@@ -238,6 +257,14 @@ def parse_args(argv):
         default=DEFAULTS.jpeg_quality,
         help="JPEG quality of RGB and flow frames",
     )
+    parser.add_argument(
+        "--test-fraction",
+        type=float,
+        help="also write a custom split for a --videos tree laid out as <class>/<video>: "
+        "<out>/splits/{classes,train,test}.txt, this fraction of each class's videos in test; "
+        "UCF101-style groups (_gXX_) stay together, other videos are split file by file, "
+        "deterministically (train with --dataset custom)",
+    )
     parser.add_argument("--debug", action="store_true", help="show tracebacks of failed videos")
     args = parser.parse_args(argv)
     if args.workers < 1:
@@ -250,6 +277,8 @@ def parse_args(argv):
         raise UserError(f"--bound must be positive, got {args.bound}")
     if args.max_frames is not None and args.max_frames < 1:
         raise UserError(f"--max-frames must be at least 1, got {args.max_frames}")
+    if args.test_fraction is not None and not 0 < args.test_fraction < 1:
+        raise UserError(f"--test-fraction must be between 0 and 1, got {args.test_fraction}")
     if not 1 <= args.jpeg_quality <= 100:
         raise UserError(f"--jpeg-quality must be in 1..100, got {args.jpeg_quality}")
     return args
@@ -315,6 +344,8 @@ def main(argv=None) -> int:
     elapsed = time.perf_counter() - start
 
     listed = _write_index(root, settings, sources)
+    if args.test_fraction is not None:
+        _write_split(args.videos, videos, root / SPLIT_FOLDERS["custom"], args.test_fraction)
     failed_path = root / FAILED_NAME
     if failed:
         lines = "".join(f"{sources[n]}\t{failed[n]}\n" for n in sorted(failed))
