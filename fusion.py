@@ -15,6 +15,7 @@ from dataloader.splits import DATASETS
 from engine.fusion import (
     add_fusion_arguments,
     check_classes,
+    check_streams,
     format_results,
     fuse,
     load_score_file,
@@ -56,6 +57,11 @@ def get_args(argv=None) -> argparse.Namespace:
     parser.add_argument(
         "--dataset", default="ucf101", choices=DATASETS, help="dataset of --splits-dir"
     )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="fuse files whose stored stream differs from their option (e.g. two spatial runs)",
+    )
     parser.add_argument("--debug", action="store_true", help="show tracebacks instead of one line")
     return parser.parse_args(argv)
 
@@ -67,6 +73,7 @@ def main(argv=None) -> dict:
         name: load_score_file(getattr(args, name), **splits) for name in ("spatial", "motion")
     }
     files = list(streams.values())
+    check_streams(streams, args.force)
     check_classes(files)
     rows = match_videos(files, args.allow_partial)
     first = files[0]
@@ -78,7 +85,7 @@ def main(argv=None) -> dict:
     how = "softmax probabilities (the fused file holds their log)" if args.softmax else "scores"
     weights = ", ".join(f"{name} {w:g}" for name, w in zip(streams, args.weights, strict=True))
     print(f"fused {how} with weights {weights}")
-    print(format_results(results))
+    print(format_results(results, streams))
     if args.out is not None:
         from utils.reports import write_reports  # late: matplotlib takes seconds to import
 

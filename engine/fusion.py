@@ -66,6 +66,23 @@ def load_score_file(path, *, splits_dir=None, split=None, dataset="ucf101") -> S
     return score
 
 
+def check_streams(files: dict[str, ScoreFile], force: bool) -> None:
+    """Each file must hold the stream its option names (refused unless ``force``), and the
+    files should come from comparable evaluations (a note when split, epoch or test differ)."""
+    for name, score in files.items():
+        if score.stream not in (name, "unknown") and not force:
+            raise UserError(
+                f"{score.path} holds {score.stream}-stream scores, not {name}; give it as "
+                f"--{score.stream} (or pass --force to fuse it as {name} anyway)"
+            )
+    paths = list(files.values())
+    for what in ("split", "epoch", "test_mode"):
+        values = {getattr(f, what) for f in paths if getattr(f, what) not in (-1, "")}
+        if len(values) > 1:
+            shown = ", ".join(f"{n} {getattr(f, what)}" for n, f in files.items())
+            print(f"warning: the score files differ in {what.replace('_', ' ')}: {shown}")
+
+
 def check_classes(files: list[ScoreFile]) -> None:
     """Every file must have the first one's classes (utils.classes: letter case aside)."""
     first = files[0]
@@ -157,10 +174,16 @@ def fuse(
     return logsumexp(logs, axis=0, b=weights.reshape(shape)) - np.log(weights.sum())
 
 
-def format_results(results: dict) -> str:
-    """The accuracy table: one row per stream and the fusion, all on the same videos."""
-    rows = [
-        [name, f"{r['top1']:.2f}", f"{r['top5']:.2f}", f"{r['mean_class']:.2f}", r["videos"]]
-        for name, r in results.items()
-    ]
-    return format_table(["stream", "top-1", "top-5", "mean class", "videos"], rows, {1, 2, 3, 4})
+def format_results(results: dict, files: dict[str, ScoreFile] | None = None) -> str:
+    """The accuracy table: one row per stream and the fusion, all on the same videos, with
+    each stream's epoch and test mode."""
+    files = files or {}
+    rows = []
+    for name, r in results.items():
+        score = files.get(name)
+        epoch = score.epoch if score is not None and score.epoch >= 0 else ""
+        mode = score.test_mode if score is not None else ""
+        row = [f"{r['top1']:.2f}", f"{r['top5']:.2f}", f"{r['mean_class']:.2f}", r["videos"]]
+        rows.append([name, *row, epoch, mode])
+    header = ["stream", "top-1", "top-5", "mean class", "videos", "epoch", "test"]
+    return format_table(header, rows, {1, 2, 3, 4, 5})

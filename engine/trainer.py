@@ -89,6 +89,12 @@ def check_compatible(ckpt: dict, path, spec: StreamSpec, config: dict, classes) 
             )
 
 
+def test_mode(args) -> str:
+    """How a test video was sampled, as score files and fusion's table say it."""
+    crops = "10 crops" if args.ten_crop else "centre crop"
+    return f"{args.test_frames} snippets, {crops}"
+
+
 def test_and_save(model, loader, spec: StreamSpec, args, device, classes, epoch, records=None):
     """Evaluate on the test split; write video_scores.npz and (with ``records``) a test.csv row."""
     scores, metrics = evaluate(
@@ -110,6 +116,7 @@ def test_and_save(model, loader, spec: StreamSpec, args, device, classes, epoch,
         split=args.split,
         epoch=epoch,
         kind="probabilities" if args.softmax_average else "logits",
+        test_mode=test_mode(args),
     )
     if records is not None:
         records.log("test", epoch, metrics)

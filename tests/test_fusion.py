@@ -34,7 +34,14 @@ MOTION = np.array(
 
 
 def write_npz(
-    path, scores=SPATIAL, videos=VIDEOS, labels=LABELS, classes=CLASSES, stream="spatial"
+    path,
+    scores=SPATIAL,
+    videos=VIDEOS,
+    labels=LABELS,
+    classes=CLASSES,
+    stream="spatial",
+    epoch=5,
+    test_mode="19 snippets, centre crop",
 ):
     return save_scores(
         path,
@@ -44,7 +51,8 @@ def write_npz(
         scores=scores,
         stream=stream,
         split=1,
-        epoch=5,
+        epoch=epoch,
+        test_mode=test_mode,
     )
 
 
@@ -68,9 +76,9 @@ def test_fusion_table_json_and_outputs(pair, tmp_path, capsys):
     printed = capsys.readouterr().out
     table = [line.split() for line in printed.splitlines()[1:5]]
     assert table == [
-        ["stream", "top-1", "top-5", "mean", "class", "videos"],
-        ["spatial", "66.67", "100.00", "66.67", "6"],
-        ["motion", "83.33", "100.00", "83.33", "6"],
+        ["stream", "top-1", "top-5", "mean", "class", "videos", "epoch", "test"],
+        ["spatial", "66.67", "100.00", "66.67", "6", "5", "19", "snippets,", "centre", "crop"],
+        ["motion", "83.33", "100.00", "83.33", "6", "5", "19", "snippets,", "centre", "crop"],
         ["fused", "100.00", "100.00", "100.00", "6"],
     ]
     for name in ["fused.npz", "fused_per_class_accuracy.csv", "fused_confusion_matrix.png"]:
@@ -106,7 +114,7 @@ def test_weights_and_softmax(pair):
     big, sharp = SPATIAL.copy(), MOTION.copy()
     big[2], sharp[2] = [0, 10, 9], [3, 0, 0]
     write_npz(spatial, big)
-    write_npz(motion, sharp)
+    write_npz(motion, sharp, stream="motion")
     assert fusion.main(base)["fused"]["top1"] == 100.0
     assert fusion.main([*base, "--softmax"])["fused"]["top1"] == pytest.approx(100 * 5 / 6)
     fused = fuse([big, sharp], (1.0, 3.0), use_softmax=True)
@@ -144,7 +152,9 @@ def test_reference_pickle_with_npz(pair, tmp_path):
 
 def test_class_count_mismatch(pair, tmp_path):
     spatial, _ = pair
-    other = write_npz(tmp_path / "m.npz", np.zeros((6, 4), np.float32), classes=[*CLASSES, "D"])
+    other = write_npz(
+        tmp_path / "m.npz", np.zeros((6, 4), np.float32), classes=[*CLASSES, "D"], stream="motion"
+    )
     with pytest.raises(
         UserError, match=r"video_scores\.npz and .*m\.npz have different classes \(3 vs 4 classes\)"
     ):
@@ -153,7 +163,7 @@ def test_class_count_mismatch(pair, tmp_path):
 
 def test_class_name_mismatch(pair, tmp_path):
     spatial, _ = pair
-    other = write_npz(tmp_path / "m.npz", MOTION, classes=["A", "C", "B"])
+    other = write_npz(tmp_path / "m.npz", MOTION, classes=["A", "C", "B"], stream="motion")
     with pytest.raises(UserError, match=r"have different classes \(class 2: 'B' vs 'C'\)"):
         fusion.main(["--spatial", str(spatial), "--motion", str(other)])
 
@@ -161,7 +171,7 @@ def test_class_name_mismatch(pair, tmp_path):
 def test_partial_overlap(pair, tmp_path, capsys):
     spatial, _ = pair
     videos = [*VIDEOS[:4], "v_D_g01_c01", "v_D_g02_c01"]  # C's two videos missing, two extra
-    motion = write_npz(tmp_path / "m.npz", MOTION, videos=videos)
+    motion = write_npz(tmp_path / "m.npz", MOTION, videos=videos, stream="motion")
     argv = ["--spatial", str(spatial), "--motion", str(motion)]
     with pytest.raises(UserError) as err:
         fusion.main(argv)
@@ -179,14 +189,16 @@ def test_partial_overlap(pair, tmp_path, capsys):
 
 def test_no_shared_videos(pair, tmp_path):
     spatial, _ = pair
-    motion = write_npz(tmp_path / "m.npz", MOTION, videos=[f"v_X_g0{i}_c01" for i in range(6)])
+    motion = write_npz(
+        tmp_path / "m.npz", MOTION, videos=[f"v_X_g0{i}_c01" for i in range(6)], stream="motion"
+    )
     with pytest.raises(UserError, match="share no video"):
         fusion.main(["--spatial", str(spatial), "--motion", str(motion), "--allow-partial"])
 
 
 def test_label_mismatch(pair, tmp_path):
     spatial, _ = pair
-    motion = write_npz(tmp_path / "m.npz", MOTION, labels=[0, 0, 1, 1, 2, 1])
+    motion = write_npz(tmp_path / "m.npz", MOTION, labels=[0, 0, 1, 1, 2, 1], stream="motion")
     with pytest.raises(UserError, match=r"labels differ for 1 videos \(e\.g\. v_C_g02_c01\)"):
         fusion.main(["--spatial", str(spatial), "--motion", str(motion)])
 
@@ -195,7 +207,7 @@ def test_nan_scores(pair, tmp_path):
     spatial, _ = pair
     bad = MOTION.copy()
     bad[3, 1] = np.nan
-    motion = write_npz(tmp_path / "m.npz", bad)
+    motion = write_npz(tmp_path / "m.npz", bad, stream="motion")
     with pytest.raises(UserError, match=r"m\.npz: 1 videos have NaN or infinite scores"):
         fusion.main(["--spatial", str(spatial), "--motion", str(motion)])
 
@@ -282,6 +294,7 @@ def reference(shared_data):
 def test_real_reference_fused_with_itself(reference, tmp_path, extra):
     pickled, splits = reference
     argv = ["--spatial", str(pickled), "--motion", str(pickled), "--splits-dir", str(splits)]
+    argv.append("--force")  # the spatial file given as motion too, on purpose
     results = fusion.main([*argv, "--split", "1", *extra, "--json", str(tmp_path / "r.json")])
     assert 65.0 < results["spatial"]["top1"] < 73.0
     assert results["spatial"]["videos"] == 3783
@@ -294,9 +307,36 @@ def test_real_reference_softmax_fusion_survives_float32(reference, tmp_path):
     pickled, splits = reference
     out = tmp_path / "fused.npz"
     argv = ["--spatial", str(pickled), "--motion", str(pickled), "--splits-dir", str(splits)]
-    results = fusion.main([*argv, "--split", "1", "--softmax", "--out", str(out)])
+    results = fusion.main([*argv, "--force", "--split", "1", "--softmax", "--out", str(out)])
     fused = load_scores(out)
     assert fused.videos[0] == "v_ApplyEyeMakeup_g01_c01"
     assert accuracy_report(fused.scores, fused.labels) == results["fused"]
     with open(tmp_path / "fused_per_class_accuracy.csv", newline="") as f:
         assert sum(int(row["videos"]) for row in csv.DictReader(f)) == 3783
+
+
+def test_a_file_given_as_the_wrong_stream_is_refused(pair, tmp_path, capsys):
+    spatial, motion = pair
+    with pytest.raises(
+        UserError, match=r"holds spatial-stream scores, not motion; give it as --spatial"
+    ):
+        fusion.main(["--spatial", str(spatial), "--motion", str(spatial)])  # the same file twice
+    with pytest.raises(UserError, match=r"holds motion-stream scores, not spatial"):
+        fusion.main(["--spatial", str(motion), "--motion", str(spatial)])  # swapped
+    results = fusion.main(["--spatial", str(spatial), "--motion", str(spatial), "--force"])
+    assert results["fused"] == results["spatial"]
+
+
+def test_files_from_different_epochs_or_test_modes_are_flagged(pair, tmp_path, capsys):
+    spatial, _ = pair
+    motion = write_npz(
+        tmp_path / "m.npz", MOTION, stream="motion", epoch=7, test_mode="19 snippets, 10 crops"
+    )
+    fusion.main(["--spatial", str(spatial), "--motion", str(motion)])
+    printed = capsys.readouterr().out
+    assert "warning: the score files differ in epoch: spatial 5, motion 7" in printed
+    assert (
+        "differ in test mode: spatial 19 snippets, centre crop, motion 19 snippets, 10 crops"
+        in printed
+    )
+    assert "10 crops" in printed.splitlines()[-2]  # the motion row of the table

@@ -34,13 +34,14 @@ class ScoreFile:
     epoch: int
     path: Path | None = None
     kind: str | None = "logits"  # SCORE_KINDS; None: not recorded
+    test_mode: str = ""  # how videos were sampled at test, e.g. "19 snippets x 10 crops"
 
     def __len__(self) -> int:
         return len(self.videos)
 
 
 def save_scores(
-    path, *, videos, labels, classes, scores, stream, split, epoch, kind="logits"
+    path, *, videos, labels, classes, scores, stream, split, epoch, kind="logits", test_mode=""
 ) -> Path:
     """Write ``video_scores.npz`` atomically (temp file + os.replace), so a kill leaves no half file."""
     path = Path(path)
@@ -70,6 +71,7 @@ def save_scores(
             split=np.asarray(int(split), dtype=np.int64),
             epoch=np.asarray(int(epoch), dtype=np.int64),
             kind=np.asarray(kind),
+            test_mode=np.asarray(str(test_mode)),
         )
     return path
 
@@ -93,6 +95,7 @@ def load_npz(path) -> ScoreFile:
                 )
             arrays = {k: data[k] for k in NPZ_KEYS}
             kind = str(data["kind"].item()) if "kind" in data.files else None
+            test_mode = str(data["test_mode"].item()) if "test_mode" in data.files else ""
     except (ValueError, OSError, zipfile.BadZipFile) as err:
         raise UserError(f"{path} is not a readable video_scores.npz ({err})") from None
     scores, labels = arrays["scores"], arrays["labels"]
@@ -134,6 +137,7 @@ def load_npz(path) -> ScoreFile:
         epoch=int(arrays["epoch"].item()),
         path=path,
         kind=kind,
+        test_mode=test_mode,
     )
     check_unique(score.videos, path)
     check_finite(score)
