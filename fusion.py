@@ -22,15 +22,15 @@ from engine.fusion import (
     match_videos,
 )
 from utils.atomic import write_json
+from utils.cli import Parser
 from utils.errors import run_cli
 from utils.metrics import accuracy_report
 from utils.scores import load_npz, save_scores
 
 
 def get_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         description=__doc__.split("\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--spatial", required=True, type=Path, help="spatial stream score file")
     parser.add_argument("--motion", required=True, type=Path, help="motion stream score file")

@@ -11,6 +11,7 @@ from dataloader.layout import add_layout_arguments
 from dataloader.splits import DATASETS
 from engine.streams import StreamSpec
 from network.archs import ARCHS, CONSENSUS
+from utils.cli import Parser
 from utils.errors import UserError
 
 # Options that describe this invocation, not the model: never taken over from a checkpoint.
@@ -28,28 +29,11 @@ RUN_LOCAL = {
 DEFAULTS = dict(dropout=0.8, lr=0.001, epochs=80, lr_steps=[30, 60], batch_size=32)
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse whose errors are one line on stderr (a UserError) instead of usage + message."""
-
-    def error(self, message):
-        raise UserError(f"{message} (see {self.prog} --help)")
-
-
-class _Help(argparse.ArgumentDefaultsHelpFormatter):
-    """Show defaults, except None ones and where the help already says what the default is."""
-
-    def _get_help_string(self, action):
-        if action.default is None or "default" in (action.help or ""):
-            return action.help
-        return super()._get_help_string(action)
-
-
 def build_parser(spec: StreamSpec) -> argparse.ArgumentParser:
     d = {**DEFAULTS, **spec.defaults}
-    p = _Parser(
+    p = Parser(
         prog=f"{spec.name}_cnn.py",
         description=f"Train or evaluate the {spec.name} stream: {spec.description}.",
-        formatter_class=_Help,
     )
     data = p.add_argument_group("data")
     data.add_argument(

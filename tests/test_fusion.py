@@ -280,6 +280,19 @@ def test_confusion_png_is_readable_for_101_classes(tmp_path):
     assert width >= 2000 and height >= 2000  # one class per ~20 px: names do not overlap
     with open(paths[0], newline="") as f:
         assert len(list(csv.reader(f))) == 102
+    assert paths[3].name == "confused_pairs.png" and Image.open(paths[3]).format == "PNG"
+
+
+def test_confusion_png_draws_only_the_classes_present(tmp_path):
+    classes = [f"Class{i:03d}" for i in range(101)]
+    labels = np.array([3, 3, 50, 50, 99, 99])
+    scores = np.zeros((6, 101), np.float32)
+    scores[np.arange(6), [3, 50, 50, 50, 99, 7]] = 1.0  # Class007 is predicted once, never true
+    score = ScoreFile([f"v_{i}" for i in range(6)], labels, classes, scores, "spatial", 1, 3)
+    paths = write_reports(score, tmp_path)
+    width, height = Image.open(paths[1]).size
+    assert width < 1200 and height < 1200  # 4 classes drawn, not 101
+    assert len(paths) == 3  # no pairs view for a handful of classes
 
 
 @pytest.fixture

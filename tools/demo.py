@@ -26,6 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from utils.atomic import write_json
+from utils.cli import Parser
 from utils.errors import UserError, run_cli
 
 REPO = Path(__file__).resolve().parents[1]
@@ -42,9 +43,8 @@ OUTPUTS = (
 
 
 def get_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         description=__doc__.split("\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--out", type=Path, default=Path("record/demo"), help="output folder")
     parser.add_argument("--seed", type=int, default=0, help="seed of the videos and the training")

@@ -18,7 +18,6 @@ skips the videos that have a marker. Folders in the layout that this tool did no
 download in the same ROOT) are never replaced: such a video is reported as failed.
 """
 
-import argparse
 import json
 import os
 import shutil
@@ -47,6 +46,7 @@ from dataloader.extraction import (
 from dataloader.layout import Layout
 from dataloader.splits import SPLIT_FOLDERS, write_custom_split
 from utils.atomic import write_text
+from utils.cli import Parser
 from utils.errors import UserError, run_cli
 
 STATE_DIR = ".extract"
@@ -214,7 +214,7 @@ def _init_worker(threads: int) -> None:
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = Parser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--videos", type=Path, required=True, help="folder of raw videos (searched at any depth)"
     )
@@ -229,27 +229,26 @@ def parse_args(argv):
         "--short-side",
         type=int,
         default=DEFAULTS.short_side,
-        help="resize so the short side has this many pixels (aspect kept); 0 keeps the size "
-        "(default: %(default)s)",
+        help="resize so the short side has this many pixels (aspect kept); 0 keeps the size",
     )
     parser.add_argument(
         "--bound",
         type=float,
         default=DEFAULTS.bound,
-        help="flow is clipped to +-bound pixels before mapping to 0..255 (default: %(default)s)",
+        help="flow is clipped to +-bound pixels before mapping to 0..255",
     )
     parser.add_argument(
         "--preset",
         choices=sorted(PRESETS),
         default=DEFAULTS.preset,
         help="TV-L1 settings: quality = OpenCV's defaults; fast = 10-20x faster, correlation ~0.94 "
-        "with quality on real clips (bench/flow_bench.py) (default: %(default)s)",
+        "with quality on real clips (bench/flow_bench.py)",
     )
     parser.add_argument(
         "--max-frames",
         type=int,
         default=DEFAULTS.max_frames,
-        help="keep only the first N frames of each video",
+        help="keep only the first N frames of each video (default: all)",
     )
     parser.add_argument(
         "--jpeg-quality",
@@ -325,9 +324,10 @@ def main(argv=None) -> int:
     todo.sort(key=lambda item: -item[1].stat().st_size)  # longest first: no straggler at the end
     skipped = len(videos) - len(todo)
     workers = min(args.workers, max(1, len(todo)))
+    plan = f"{len(todo)} to extract with {workers} worker(s)" if todo else "nothing to extract"
     print(
-        f"{len(videos)} videos under {args.videos}: {skipped} already done, {len(todo)} to extract "
-        f"with {workers} worker(s), preset {args.preset}"
+        f"{len(videos)} videos under {args.videos}: {skipped} already done, {plan}, "
+        f"preset {args.preset}"
     )
 
     failed: dict[str, str] = {}

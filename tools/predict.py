@@ -26,6 +26,7 @@ from engine.fusion import add_fusion_arguments, fuse
 from engine.inference import extraction_settings, load_stream, test_sample
 from utils.atomic import write_json
 from utils.classes import check_same_classes
+from utils.cli import Parser
 from utils.errors import UserError, run_cli
 from utils.metrics import probabilities
 from utils.tables import format_table
@@ -71,9 +72,8 @@ def write_gif(path: Path, frames: np.ndarray, text: str, fps: float) -> Path:
 
 
 def get_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         description=__doc__.split("\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument(
         "video", type=Path, help="the video file to classify (any format PyAV reads)"

@@ -23,7 +23,6 @@ Videos are MPEG-4 AVI files in UCF101's folder layout, ``OUT/videos/<Class>/v_<C
 with UCF101-style split files (classInd.txt, trainlist01.txt, testlist01.txt) in ``OUT/splits``.
 """
 
-import argparse
 import math
 import sys
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ import cv2
 import numpy as np
 
 from dataloader.extraction import write_video
+from utils.cli import Parser
 from utils.errors import UserError, run_cli
 
 # (class name, colour, vertical direction: +1 = down in image coordinates)
@@ -202,7 +202,7 @@ def generate(
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = Parser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", required=True, help="folder for videos/ and splits/")
     parser.add_argument("--train-per-class", type=int, default=10, help="training clips per class")
     parser.add_argument("--test-per-class", type=int, default=6, help="test clips per class")

@@ -28,6 +28,9 @@ def write_reports(score: ScoreFile, out_dir, prefix: str = "") -> list[Path]:
         _plot_confusion(out_dir / f"{prefix}confusion_matrix.png", score, counts),
         _write_misclassified(out_dir / f"{prefix}misclassified.csv", score, predicted),
     ]
+    present = np.flatnonzero(counts.sum(axis=0) + counts.sum(axis=1))
+    if len(present) > PAIRS_ABOVE:
+        paths.append(_plot_confused_pairs(out_dir / f"{prefix}confused_pairs.png", score, counts))
     return paths
 
 
@@ -42,29 +45,71 @@ def _write_per_class(path: Path, classes: list[str], counts: np.ndarray) -> Path
     return path
 
 
+def _figure(width: float, height: float):
+    fig = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
 def _plot_confusion(path: Path, score: ScoreFile, counts: np.ndarray) -> Path:
-    """Row-normalised (each true class sums to 1), sized so 101 class names stay legible."""
-    num_classes = len(score.classes)
+    """Row-normalised (each true class sums to 1), over the classes that occur (as truth or
+    prediction), each class a cell large enough for its name in a readable font."""
+    present = np.flatnonzero(counts.sum(axis=0) + counts.sum(axis=1))
+    if not len(present):
+        present = np.arange(len(score.classes))
+    counts = counts[np.ix_(present, present)]
+    names = [score.classes[i] for i in present]
+    n = len(names)
     with np.errstate(invalid="ignore", divide="ignore"):
         rates = np.nan_to_num(counts / counts.sum(axis=1, keepdims=True))
-    side = max(6.0, 0.16 * num_classes + 3.0)  # inches: ~19 for 101 classes
-    font = 10 if num_classes <= 20 else 5
-    fig = Figure(figsize=(side, side), layout="constrained")
-    FigureCanvasAgg(fig)
+    longest = max(len(name) for name in names)
+    font = 10 if n <= 20 else 8
+    cell = 0.5 if n <= 20 else 0.16  # inches; 8 pt text is ~0.11 in high
+    margin = 1.5 + longest * font / 72 * 0.6  # room for the rotated / left labels
+    fig = _figure(max(6.0, n * cell + margin + 1.5), max(6.0, n * cell + margin))
     ax = fig.add_subplot()
     image = ax.imshow(rates, cmap="Blues", vmin=0.0, vmax=1.0, interpolation="nearest")
-    ticks = np.arange(num_classes)
-    ax.set_xticks(ticks, score.classes, rotation=90, fontsize=font)
-    ax.set_yticks(ticks, score.classes, fontsize=font)
+    ticks = np.arange(n)
+    ax.set_xticks(ticks, names, rotation=90, fontsize=font)
+    ax.set_yticks(ticks, names, fontsize=font)
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
-    title = f"{score.stream} split {score.split}: {len(score)} videos, rows normalised"
-    ax.set_title(title)
-    if num_classes <= 20:
+    shown = f"{n} of {len(score.classes)} classes" if n < len(score.classes) else f"{n} classes"
+    ax.set_title(
+        f"{score.stream} split {score.split}: {len(score)} videos, {shown}, rows normalised"
+    )
+    if n <= 20:
         for i, j in zip(*np.nonzero(rates), strict=True):
             colour = "white" if rates[i, j] > 0.5 else "black"
             ax.text(j, i, f"{rates[i, j]:.2f}", ha="center", va="center", fontsize=8, color=colour)
     fig.colorbar(image, ax=ax, shrink=0.6, label="fraction of the true class")
+    fig.savefig(path, dpi=120)
+    return path
+
+
+PAIRS_ABOVE = 20  # classes present beyond which the most-confused pairs get a view of their own
+TOP_PAIRS = 20
+
+
+def _plot_confused_pairs(path: Path, score: ScoreFile, counts: np.ndarray) -> Path:
+    """The most-confused (true -> predicted) pairs as bars: a 101-class matrix hides them."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rates = np.nan_to_num(counts / counts.sum(axis=1, keepdims=True))
+    np.fill_diagonal(rates, 0.0)
+    order = np.argsort(-rates, axis=None, kind="stable")[:TOP_PAIRS]
+    pairs = [np.unravel_index(k, rates.shape) for k in order if rates.flat[k] > 0]
+    fig = _figure(9.0, 1.5 + 0.35 * max(len(pairs), 1))
+    ax = fig.add_subplot()
+    labels = [f"{score.classes[t]} -> {score.classes[p]}" for t, p in pairs]
+    values = [rates[t, p] for t, p in pairs]
+    ax.barh(np.arange(len(pairs)), values, color="tab:blue")
+    ax.set_yticks(np.arange(len(pairs)), labels, fontsize=10)
+    ax.invert_yaxis()
+    for y, (t, p) in enumerate(pairs):
+        ax.text(rates[t, p], y, f" {int(counts[t, p])} of {int(counts[t].sum())}", va="center")
+    ax.set_xlim(0, 1.15)  # room for the counts after the longest bar
+    ax.set_xlabel("fraction of the true class predicted as the other")
+    ax.set_title(f"{score.stream}: the {len(pairs)} most confused pairs (true -> predicted)")
     fig.savefig(path, dpi=120)
     return path
 

@@ -1,0 +1,43 @@
+"""argparse as every entry point here uses it: one-line errors, a guess for a mistyped option,
+and help that shows each default once."""
+
+import argparse
+import difflib
+import re
+
+from utils.errors import UserError
+
+_UNKNOWN = re.compile(r"unrecognized arguments: (.*)")
+
+
+class Parser(argparse.ArgumentParser):
+    """Errors are a UserError (one line on stderr, exit 2) instead of usage + message; an
+    unknown option gets the closest known one suggested."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message):
+        hint = ""
+        unknown = _UNKNOWN.search(message)
+        if unknown:
+            known = [s for a in self._actions for s in a.option_strings if s.startswith("--")]
+            for word in unknown.group(1).split():
+                close = difflib.get_close_matches(word.split("=")[0], known, n=1, cutoff=0.6)
+                if word.startswith("--") and close:
+                    hint = f"; did you mean {close[0]}?"
+                    break
+        raise UserError(f"{message}{hint} (see {self.prog} --help)")
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Show a default once: not for None or required options, nor where the help says it."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if action.default is None or action.required or "default" in text:
+            return text
+        if action.default is False and isinstance(action, argparse._StoreTrueAction):
+            return text
+        return super()._get_help_string(action)
