@@ -140,3 +140,22 @@ def test_extraction_settings_come_from_the_training_data_root(trained):
     settings, source = extraction_settings(stream, given)
     assert settings.short_side == 64 and settings.jpeg_quality == 95
     assert source == "extraction defaults and command line"
+
+
+def test_predict_many_videos_writes_one_csv_and_json(trained, tmp_path, capsys):
+    test_clips = sorted(c.path for c in trained["data"].clips if not c.train)
+    folder = test_clips[0].parent  # a folder of videos, plus one file named directly
+    csv_path, json_path = tmp_path / "many.csv", tmp_path / "many.json"
+    argv = [str(folder), str(test_clips[-1]), "--device", "cpu", "--top", "2"]
+    argv += ["--spatial", str(trained["spatial"]), "--motion", str(trained["motion"])]
+    results = predict.main([*argv, "--csv", str(csv_path), "--json", str(json_path)])
+    in_folder = sorted(p for p in folder.iterdir() if p.suffix == ".avi")
+    assert [r["video"] for r in results] == [str(p) for p in [*in_folder, test_clips[-1]]]
+    rows = csv_path.read_text().splitlines()
+    assert rows[0].startswith("video,spatial_class1,spatial_prob1,spatial_class2")
+    assert rows[0].endswith("fused_class2,fused_prob2") and len(rows) == len(results) + 1
+    assert json.loads(json_path.read_text())[0]["top1"] == results[0]["top1"]
+    single = predict.main([str(test_clips[-1]), *argv[2:]])
+    assert single["fused"] == pytest.approx(results[-1]["fused"])  # the same, one by one
+    with pytest.raises(UserError, match="--gif draws one video"):
+        predict.main([*argv, "--gif", str(tmp_path / "x.gif")])

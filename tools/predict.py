@@ -1,7 +1,8 @@
-"""Classify one raw video with trained stream checkpoints: top-k of spatial, motion and fused.
+"""Classify raw videos with trained stream checkpoints: top-k of spatial, motion and fused.
 
     python tools/predict.py clip.avi --spatial record/spatial/checkpoint.pth.tar \\
         --motion record/motion/checkpoint.pth.tar [--top 5] [--gif out.gif]
+    python tools/predict.py clips/ more.mp4 --spatial ... --motion ... --csv predictions.csv
 
 The video is decoded, resized and turned into TV-L1 flow in memory with the extraction tool's own
 code, with the settings the checkpoint's training frames were extracted with (read from
@@ -19,12 +20,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
+from tqdm import tqdm
 
-from dataloader.extraction import PRESETS, DecodeError, decode_video, resize_short_side
+from dataloader.extraction import (
+    PRESETS,
+    DecodeError,
+    decode_video,
+    find_videos,
+    resize_short_side,
+)
 from engine.device import resolve_device
 from engine.fusion import add_fusion_arguments, fuse
 from engine.inference import extraction_settings, load_stream, test_sample
-from utils.atomic import write_json
+from utils.atomic import write_json, write_text
 from utils.classes import check_same_classes
 from utils.cli import Parser
 from utils.errors import UserError, run_cli
@@ -76,7 +84,11 @@ def get_args(argv=None) -> argparse.Namespace:
         description=__doc__.split("\n")[0],
     )
     parser.add_argument(
-        "video", type=Path, help="the video file to classify (any format PyAV reads)"
+        "videos",
+        type=Path,
+        nargs="+",
+        metavar="VIDEO",
+        help="video files (any format PyAV reads) or folders of them; models are loaded once",
     )
     parser.add_argument(
         "--spatial", type=Path, help="spatial-stream checkpoint (checkpoint.pth.tar)"
@@ -85,7 +97,12 @@ def get_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--top", type=int, default=5, help="how many classes to list per stream")
     add_fusion_arguments(parser)
     parser.add_argument("--gif", type=Path, help="also write an animated GIF with the fused top-1")
-    parser.add_argument("--json", type=Path, help="also write the probabilities here as JSON")
+    parser.add_argument(
+        "--json", type=Path, help="also write the probabilities here as JSON (a list for many)"
+    )
+    parser.add_argument(
+        "--csv", type=Path, help="also write one row per video: top-k classes and probabilities"
+    )
     extraction = parser.add_argument_group(
         "extraction; default: the settings in index.json of the data root each checkpoint was "
         "trained on (written by tools/extract_frames_flow.py), else that tool's defaults"
@@ -118,14 +135,84 @@ def _describe(settings) -> str:
     return ", ".join(parts)
 
 
-def main(argv=None) -> dict:
+def _collect_videos(paths: list[Path]) -> list[Path]:
+    """The video files named, and those under the folders named (sorted), in order."""
+    videos = []
+    for path in paths:
+        if path.is_dir():
+            found = find_videos(path)
+            if not found:
+                raise UserError(f"no videos (.avi .mp4 .mkv .webm) under {path}; check the path")
+            videos.extend(found)
+        elif path.is_file():
+            videos.append(path)
+        else:
+            raise UserError(f"video not found: {path}; give the path of a video file or folder")
+    return videos
+
+
+def predict_video(path: Path, streams: dict, settings: dict, args, device, verbose: bool):
+    """Each stream's probabilities (and the fusion's) for one video, and its resized frames."""
+    max_frames = [s.max_frames for s, _ in settings.values() if s.max_frames]
+    try:
+        video = decode_video(path, None, min(max_frames) if max_frames else None)
+    except DecodeError as err:
+        raise UserError(f"cannot decode {path} ({err}); give a readable video file") from None
+    frames = {}  # short side -> resized frames, as the extraction tool resizes them
+    scores = {}
+    for name, stream in streams.items():
+        config, source = settings[name]
+        side = config.short_side or None
+        if side not in frames:
+            frames[side] = np.stack([resize_short_side(f, side) for f in video.frames])
+        clip = frames[side][: config.max_frames]
+        if len(clip) < 2 and stream.samples().modality == "flow":
+            raise UserError(f"{path} has a single frame: the {name} stream needs two")
+        scores[name] = stream.scores(test_sample(stream, clip, config), device)
+    columns = {name: streams[name].probabilities(s) for name, s in scores.items()}
+    if len(scores) == 2:
+        kinds = [
+            "probabilities" if s.args["softmax_average"] else "logits" for s in streams.values()
+        ]
+        fused = fuse([s[None] for s in scores.values()], args.weights, args.softmax, kinds)
+        kind = "log_probabilities" if args.softmax else "logits"
+        columns["fused"] = probabilities(fused[0], kind)
+    if verbose:
+        print(f"{path}: {len(video.frames)} frames of {video.width}x{video.height}")
+    return columns, next(iter(frames.values())), video.fps
+
+
+def write_csv(path: Path, rows: list[dict], columns: list[str], top: int) -> Path:
+    """One row per video: for each stream (and fused) its top-k classes and probabilities."""
+    header = ["video"] + [f"{c}_{what}{k}" for c in columns for k in range(1, top + 1)
+                          for what in ("class", "prob")]  # fmt: skip
+    lines = []
+    for row in rows:
+        cells = [row["video"]]
+        for column in columns:
+            for cls, prob in row["top"][column]:
+                cells += [cls, f"{prob:.4f}"]
+        lines.append(cells)
+    import csv
+    import io
+
+    text = io.StringIO()
+    writer = csv.writer(text)
+    writer.writerow(header)
+    writer.writerows(lines)
+    return write_text(path, text.getvalue())
+
+
+def main(argv=None) -> dict | list[dict]:
     args = get_args(argv)
     if args.spatial is None and args.motion is None:
         raise UserError("give --spatial CHECKPOINT, --motion CHECKPOINT or both")
     if args.top < 1:
         raise UserError(f"--top must be at least 1, got {args.top}")
-    if not args.video.is_file():
-        raise UserError(f"video not found: {args.video}; give the path of a video file")
+    videos = _collect_videos(args.videos)
+    single = len(videos) == 1 and args.videos[0].is_file()
+    if args.gif is not None and not single:
+        raise UserError("--gif draws one video; give one video file, or leave --gif out")
     device = resolve_device(args.device)
     streams = {
         name: load_stream(getattr(args, name), name, device)
@@ -137,62 +224,52 @@ def main(argv=None) -> dict:
         hint = "give checkpoints trained on the same dataset and split files"
         check_same_classes(a.classes, b.classes, a.path, b.path, hint)
     classes = next(iter(streams.values())).classes
-
-    start = time.perf_counter()
     given = {k: getattr(args, k) for k in EXTRACTION_OPTIONS}
     settings = {name: extraction_settings(stream, given) for name, stream in streams.items()}
-    max_frames = [s.max_frames for s, _ in settings.values() if s.max_frames]
-    try:
-        video = decode_video(args.video, None, min(max_frames) if max_frames else None)
-    except DecodeError as err:
-        raise UserError(f"cannot decode {args.video} ({err}); give a readable video file") from None
-    frames = {}  # short side -> resized frames, as the extraction tool resizes them
-    scores = {}
     for name, stream in streams.items():
         config, source = settings[name]
-        side = config.short_side or None
-        if side not in frames:
-            frames[side] = np.stack([resize_short_side(f, side) for f in video.frames])
-        clip = frames[side][: config.max_frames]
         print(
             f"{name}: {stream.path} ({stream.arch}, epoch {stream.epoch}); "
             f"{_describe(config)} ({source})"
         )
-        if len(clip) < 2 and stream.samples().modality == "flow":
-            raise UserError(f"{args.video} has a single frame: the {name} stream needs two")
-        scores[name] = stream.scores(test_sample(stream, clip, config), device)
-    shown = next(iter(frames.values()))
-    print(
-        f"{args.video}: {len(video.frames)} frames of {video.width}x{video.height}, "
-        f"scored in {time.perf_counter() - start:.1f} s"
-    )
 
-    columns = {name: streams[name].probabilities(s) for name, s in scores.items()}
-    if len(scores) == 2:
-        kinds = [
-            "probabilities" if s.args["softmax_average"] else "logits" for s in streams.values()
-        ]
-        fused = fuse([s[None] for s in scores.values()], args.weights, args.softmax, kinds)
-        columns["fused"] = probabilities(
-            fused[0], "log_probabilities" if args.softmax else "logits"
+    results = []
+    start = time.perf_counter()
+    top = min(args.top, len(classes))
+    for path in tqdm(videos, unit="video", disable=single, dynamic_ncols=True):
+        columns, shown, fps = predict_video(path, streams, settings, args, device, single)
+        final = columns["fused" if "fused" in columns else next(iter(columns))]
+        best = int(np.argmax(final))
+        ranked = {
+            name: [(classes[i], float(p[i])) for i in np.argsort(-p, kind="stable")[:top]]
+            for name, p in columns.items()
+        }
+        results.append(
+            {
+                "video": str(path),
+                "classes": classes,
+                "top1": classes[best],
+                "top": ranked,
+                **{name: [float(x) for x in p] for name, p in columns.items()},
+            }
         )
-    print(top_table(columns, classes, args.top))
-
-    final = columns["fused" if "fused" in columns else next(iter(columns))]
-    best = int(np.argmax(final))
-    result = {
-        "video": str(args.video),
-        "classes": classes,
-        "top1": classes[best],
-        **{name: [float(x) for x in p] for name, p in columns.items()},
-    }
-    if args.gif is not None:
-        text = f"{classes[best]} {100 * final[best]:.1f}%"
-        print(f"wrote {write_gif(args.gif, shown, text, video.fps or 25.0)}")
+        if single:
+            print(f"scored in {time.perf_counter() - start:.1f} s")
+            print(top_table(columns, classes, args.top))
+        else:
+            tqdm.write(f"{path}: {classes[best]} {100 * final[best]:.1f}%")
+        if args.gif is not None:
+            text = f"{classes[best]} {100 * final[best]:.1f}%"
+            print(f"wrote {write_gif(args.gif, shown, text, fps or 25.0)}")
+    if not single:
+        print(f"{len(videos)} videos in {time.perf_counter() - start:.1f} s")
+    output = results[0] if single else results
     if args.json is not None:
-        write_json(args.json, result)
+        write_json(args.json, output)
         print(f"wrote {args.json}")
-    return result
+    if args.csv is not None:
+        print(f"wrote {write_csv(args.csv, results, list(results[0]['top']), top)}")
+    return output
 
 
 if __name__ == "__main__":
