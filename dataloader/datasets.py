@@ -12,9 +12,10 @@ import cv2
 import numpy as np
 import torch
 
+from dataloader.defaults import SAMPLE_OPTIONS
 from dataloader.frame_index import IndexedVideo, index_videos
 from dataloader.layout import Layout, frame_path
-from dataloader.samples import SAMPLE_OPTIONS, FlowSamples, RgbSamples, Samples
+from dataloader.samples import FlowSamples, RgbSamples, Samples
 from dataloader.splits import Video
 from utils.errors import UserError
 

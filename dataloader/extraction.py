@@ -19,74 +19,22 @@ skipped) with 4 scales, 3 warps, looser stopping and fewer iterations, then upsa
 bench/flow_bench.py measures its speed and agreement with ``quality``.
 """
 
-import json
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import av
 import cv2
 import numpy as np
 
+from dataloader.extraction_settings import (  # noqa: F401  (the contract, re-exported)
+    INDEX_NAME,
+    PRESETS,
+    ExtractionSettings,
+    FlowPreset,
+    read_index_settings,
+)
 from utils.video_names import VIDEO_EXTENSIONS
-
-# The extraction tool's record of how a data root's frames were made: ``<root>/index.json``
-# holds {"settings": ExtractionSettings as a dict, "videos": {...}}.
-INDEX_NAME = "index.json"
-
-
-@dataclass(frozen=True)
-class ExtractionSettings:
-    """How frames and flow were extracted; the defaults are the extraction tool's."""
-
-    short_side: int = 256  # resize so the short side has this many pixels; 0 keeps the size
-    bound: float = 20.0  # flow clipped to +-bound pixels before mapping to 0..255
-    preset: str = "fast"  # TV-L1 preset (PRESETS)
-    max_frames: int | None = None  # keep only the first N frames of each video
-    jpeg_quality: int = 95  # JPEG quality of RGB and flow frames
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "ExtractionSettings":
-        """Settings from a dict, keys it lacks at their defaults, unknown keys ignored."""
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
-
-
-def read_index_settings(root) -> ExtractionSettings | None:
-    """The settings recorded in ``<root>/index.json``; None when absent or unreadable."""
-    path = Path(root) / INDEX_NAME
-    try:
-        return ExtractionSettings.from_dict(json.loads(path.read_text())["settings"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
-@dataclass(frozen=True)
-class FlowPreset:
-    """TV-L1 settings: ``scale`` resizes the frames flow is solved on (the flow is upsampled back);
-    ``tvl1`` holds keyword arguments of cv2.optflow.DualTVL1OpticalFlow_create."""
-
-    scale: float
-    tvl1: dict
-
-
-PRESETS = {
-    "quality": FlowPreset(scale=1.0, tvl1={}),
-    "fast": FlowPreset(
-        scale=0.6,
-        tvl1={
-            "nscales": 4,
-            "scaleStep": 0.7,
-            "warps": 3,
-            "epsilon": 0.03,
-            "innnerIterations": 10,  # sic: OpenCV's spelling
-            "outerIterations": 2,
-        },
-    ),
-}
 
 
 class DecodeError(Exception):

@@ -12,12 +12,10 @@ memory): a prediction sees exactly what evaluation sees. Shapes (uint8):
 import numpy as np
 import torch
 
+from dataloader.defaults import SAMPLE_OPTIONS, STACK_LENGTH  # noqa: F401  (re-exported)
 from dataloader.sampling import num_stack_starts, segment_indices, stack_indices, uniform_indices
 from dataloader.transforms import Crop, flow_clip, multiscale_crop, rgb_clip, test_crops
 from utils.errors import UserError
-
-SAMPLE_OPTIONS = ("num_segments", "test_frames", "crop_size", "ten_crop")
-STACK_LENGTH = 10  # flow frames per motion sample, as in the two-stream paper
 
 
 class Samples:

@@ -8,7 +8,6 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-from scipy.special import log_softmax, logsumexp
 
 from utils.classes import class_difference
 from utils.errors import UserError
@@ -141,6 +140,8 @@ def match_videos(files: list[ScoreFile], allow_partial: bool) -> list[np.ndarray
 
 def log_probabilities(scores: np.ndarray, kind: str | None = "logits") -> np.ndarray:
     """Rows as log-probabilities, in float64, from what a score file holds (SCORE_KINDS)."""
+    from scipy.special import log_softmax
+
     scores = np.asarray(scores, dtype=np.float64)
     if kind == "probabilities":
         with np.errstate(divide="ignore"):
@@ -169,6 +170,8 @@ def fuse(
             w * np.asarray(s, dtype=np.float64) for w, s in zip(weights, scores, strict=True)
         )
         return total / weights.sum()
+    from scipy.special import logsumexp
+
     logs = np.stack([log_probabilities(s, k) for s, k in zip(scores, kinds, strict=True)])
     shape = (-1,) + (1,) * (logs.ndim - 1)
     return logsumexp(logs, axis=0, b=weights.reshape(shape)) - np.log(weights.sum())

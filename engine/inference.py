@@ -18,13 +18,18 @@ import torch
 from dataloader.datasets import decode_jpeg
 from dataloader.extraction import (
     INDEX_NAME,
+    DecodeError,
     ExtractionSettings,
+    decode_video,
+    find_videos,
     flow_to_uint8,
     make_tvl1,
     read_index_settings,
+    resize_short_side,
     to_gray,
 )
 from engine.cli import build_parser
+from engine.fusion import fuse
 from engine.loops import video_score
 from engine.streams import STREAMS
 from network.recognizer import model_from_checkpoint
@@ -144,3 +149,52 @@ def extraction_settings(stream: StreamModel, given: dict) -> tuple[ExtractionSet
         settings.update(given)
         source = "command line" if len(given) == len(settings) else f"{source} and command line"
     return ExtractionSettings(**settings), source
+
+
+def collect_videos(paths: list[Path]) -> list[Path]:
+    """The video files named, and those under the folders named (sorted), in order."""
+    videos = []
+    for path in paths:
+        if path.is_dir():
+            found = find_videos(path)
+            if not found:
+                raise UserError(f"no videos (.avi .mp4 .mkv .webm) under {path}; check the path")
+            videos.extend(found)
+        elif path.is_file():
+            videos.append(path)
+        else:
+            raise UserError(f"video not found: {path}; give the path of a video file or folder")
+    return videos
+
+
+def predict_video(
+    path: Path, streams: dict, settings: dict, weights, use_softmax: bool, device, verbose: bool
+):
+    """Each stream's probabilities (and the fusion's) for one video, and its resized frames."""
+    max_frames = [s.max_frames for s, _ in settings.values() if s.max_frames]
+    try:
+        video = decode_video(path, None, min(max_frames) if max_frames else None)
+    except DecodeError as err:
+        raise UserError(f"cannot decode {path} ({err}); give a readable video file") from None
+    frames = {}  # short side -> resized frames, as the extraction tool resizes them
+    scores = {}
+    for name, stream in streams.items():
+        config, source = settings[name]
+        side = config.short_side or None
+        if side not in frames:
+            frames[side] = np.stack([resize_short_side(f, side) for f in video.frames])
+        clip = frames[side][: config.max_frames]
+        if len(clip) < 2 and stream.samples().modality == "flow":
+            raise UserError(f"{path} has a single frame: the {name} stream needs two")
+        scores[name] = stream.scores(test_sample(stream, clip, config), device)
+    columns = {name: streams[name].probabilities(s) for name, s in scores.items()}
+    if len(scores) == 2:
+        kinds = [
+            "probabilities" if s.args["softmax_average"] else "logits" for s in streams.values()
+        ]
+        fused = fuse([s[None] for s in scores.values()], weights, use_softmax, kinds)
+        kind = "log_probabilities" if use_softmax else "logits"
+        columns["fused"] = probabilities(fused[0], kind)
+    if verbose:
+        print(f"{path}: {len(video.frames)} frames of {video.width}x{video.height}")
+    return columns, next(iter(frames.values())), video.fps

@@ -1,23 +1,24 @@
 """One stream's run from its parsed options: data, model, then evaluate or train.
 
-python spatial_cnn.py ...   ->   engine.run.main(SPATIAL, argv)
+    python spatial_cnn.py ...   ->   engine.run.main(SPATIAL, argv)
+
+Options are parsed before torch is imported (it takes seconds), so ``--help`` and a mistyped
+option answer at once; ``run`` imports everything heavy once the options are known to be good.
 """
 
-import random
-
-import numpy as np
-import torch
+import argparse
 
 from engine.cli import parse_args
-from engine.data import build_datasets, load_run_split, make_loader
-from engine.device import resolve_device
 from engine.streams import StreamSpec
-from engine.trainer import Trainer, check_compatible, test_and_save, write_reports
-from network.recognizer import build_recognizer, model_state
 from utils.errors import UserError
 
 
 def seed_everything(seed: int) -> None:
+    import random
+
+    import numpy as np
+    import torch
+
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
@@ -37,6 +38,17 @@ def model_config(args, num_classes: int, in_channels: int) -> dict:
 
 def main(spec: StreamSpec, argv=None) -> int:
     args, ckpt = parse_args(spec, argv)
+    return run(spec, args, ckpt)
+
+
+def run(spec: StreamSpec, args: argparse.Namespace, ckpt: dict | None) -> int:
+    import torch
+
+    from engine.data import build_datasets, load_run_split, make_loader
+    from engine.device import resolve_device
+    from engine.trainer import Trainer, check_compatible, test_and_save, write_reports
+    from network.recognizer import build_recognizer, model_state
+
     device = resolve_device(args.device)
     if args.amp == "fp16" and device.type != "cuda":
         raise UserError("--amp fp16 needs a CUDA device; use --amp bf16 or none")

@@ -13,6 +13,8 @@ import argparse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from dataloader.defaults import SAMPLE_OPTIONS, STACK_LENGTH
+
 
 @dataclass(frozen=True)
 class StreamSpec:
@@ -28,8 +30,6 @@ class StreamSpec:
 
 def sample_options(args: argparse.Namespace) -> dict:
     """The options every stream's sample builder takes (dataloader.samples.Samples)."""
-    from dataloader.samples import SAMPLE_OPTIONS
-
     return {k: getattr(args, k) for k in SAMPLE_OPTIONS}
 
 
@@ -58,8 +58,6 @@ def _flow_statistics(in_channels):
 
 
 def _flow_arguments(group) -> None:
-    from dataloader.samples import STACK_LENGTH
-
     group.add_argument(
         "--stack-length", type=int, default=STACK_LENGTH, help="flow frames per stack"
     )

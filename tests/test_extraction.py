@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
+import dataloader.extraction as extraction
 from dataloader.extraction import (
     compute_flow,
     decode_video,
@@ -159,7 +160,7 @@ def test_rerun_skips_finished_videos_and_redoes_interrupted_ones(tmp_path, capsy
 def test_interrupt_leaves_no_half_video_and_rerun_completes(tmp_path, monkeypatch):
     videos, out = tmp_path / "videos", tmp_path / "out"
     write_video(videos / "clip.avi", _moving_frames(STEP))
-    real_make_tvl1 = tool.make_tvl1
+    real_make_tvl1 = extraction.make_tvl1
 
     def interrupted_after_two_pairs(preset):
         flow, calls = real_make_tvl1(preset), []
@@ -172,12 +173,12 @@ def test_interrupt_leaves_no_half_video_and_rerun_completes(tmp_path, monkeypatc
 
         return interrupted
 
-    monkeypatch.setattr(tool, "make_tvl1", interrupted_after_two_pairs)
+    monkeypatch.setattr(extraction, "make_tvl1", interrupted_after_two_pairs)
     with pytest.raises(KeyboardInterrupt):
         _run(videos, out)
     for folder in ("jpegs_256", "tvl1_flow/u", "tvl1_flow/v"):
         assert not (out / folder / "clip").exists()
-    monkeypatch.setattr(tool, "make_tvl1", real_make_tvl1)
+    monkeypatch.setattr(extraction, "make_tvl1", real_make_tvl1)
     assert _run(videos, out) == 0
     assert _count(out / "jpegs_256" / "clip") == FRAMES
 

@@ -28,21 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import cv2
-from tqdm import tqdm
-
-from dataloader.extraction import (
-    INDEX_NAME,
-    PRESETS,
-    DecodeError,
-    ExtractionSettings,
-    find_videos,
-    flow_to_uint8,
-    iter_frames,
-    make_tvl1,
-    to_gray,
-    video_fps,
-)
+from dataloader.extraction_settings import INDEX_NAME, PRESETS, ExtractionSettings
 from dataloader.layout import Layout
 from dataloader.splits import SPLIT_FOLDERS, write_custom_split
 from utils.atomic import write_text
@@ -55,6 +41,8 @@ DEFAULTS = ExtractionSettings()
 
 
 def _imwrite(path: Path, image, quality: int) -> None:
+    import cv2
+
     if not cv2.imwrite(str(path), image, [cv2.IMWRITE_JPEG_QUALITY, quality]):
         raise OSError(f"cannot write {path}")
 
@@ -65,6 +53,15 @@ def extract_video(path: Path, name: str, root: Path, settings: ExtractionSetting
     Everything goes to ROOT/.extract/tmp/<name> first; the three folders are moved into the
     layout only when complete, then the marker ROOT/.extract/done/<name>.json is written.
     """
+    from dataloader.extraction import (  # here: PyAV and OpenCV take a while to import
+        DecodeError,
+        flow_to_uint8,
+        iter_frames,
+        make_tvl1,
+        to_gray,
+        video_fps,
+    )
+
     layout = Layout()
     tmp = root / STATE_DIR / "tmp" / name
     shutil.rmtree(tmp, ignore_errors=True)  # left by a killed run
@@ -158,6 +155,8 @@ def _collect(videos_dir: Path) -> dict[str, Path]:
             f"--videos {videos_dir} is not a folder; give the folder holding the videos"
         )
     by_name: dict[str, Path] = {}
+    from dataloader.extraction import find_videos
+
     for path in find_videos(videos_dir):
         if path.stem in by_name:
             raise UserError(
@@ -210,6 +209,8 @@ def _write_index(root: Path, settings: ExtractionSettings, sources: dict[str, st
 
 
 def _init_worker(threads: int) -> None:
+    import cv2
+
     cv2.setNumThreads(threads)
 
 
@@ -329,6 +330,8 @@ def main(argv=None) -> int:
         f"{len(videos)} videos under {args.videos}: {skipped} already done, {plan}, "
         f"preset {args.preset}"
     )
+
+    from tqdm import tqdm
 
     failed: dict[str, str] = {}
     frames = 0

@@ -22,21 +22,12 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from tqdm import tqdm
 
-from dataloader.extraction import (
-    PRESETS,
-    DecodeError,
-    decode_video,
-    find_videos,
-    resize_short_side,
-)
-from engine.device import resolve_device
-from engine.fusion import add_fusion_arguments, fuse
-from engine.inference import extraction_settings, load_stream, test_sample
+from dataloader.extraction_settings import PRESETS
+from engine.fusion import add_fusion_arguments
 from utils.atomic import write_json, write_text
 from utils.classes import check_same_classes
 from utils.cli import Parser
 from utils.errors import UserError, run_cli
-from utils.metrics import probabilities
 from utils.tables import format_table
 
 EXTRACTION_OPTIONS = ("short_side", "bound", "preset", "max_frames", "jpeg_quality")
@@ -135,53 +126,6 @@ def _describe(settings) -> str:
     return ", ".join(parts)
 
 
-def _collect_videos(paths: list[Path]) -> list[Path]:
-    """The video files named, and those under the folders named (sorted), in order."""
-    videos = []
-    for path in paths:
-        if path.is_dir():
-            found = find_videos(path)
-            if not found:
-                raise UserError(f"no videos (.avi .mp4 .mkv .webm) under {path}; check the path")
-            videos.extend(found)
-        elif path.is_file():
-            videos.append(path)
-        else:
-            raise UserError(f"video not found: {path}; give the path of a video file or folder")
-    return videos
-
-
-def predict_video(path: Path, streams: dict, settings: dict, args, device, verbose: bool):
-    """Each stream's probabilities (and the fusion's) for one video, and its resized frames."""
-    max_frames = [s.max_frames for s, _ in settings.values() if s.max_frames]
-    try:
-        video = decode_video(path, None, min(max_frames) if max_frames else None)
-    except DecodeError as err:
-        raise UserError(f"cannot decode {path} ({err}); give a readable video file") from None
-    frames = {}  # short side -> resized frames, as the extraction tool resizes them
-    scores = {}
-    for name, stream in streams.items():
-        config, source = settings[name]
-        side = config.short_side or None
-        if side not in frames:
-            frames[side] = np.stack([resize_short_side(f, side) for f in video.frames])
-        clip = frames[side][: config.max_frames]
-        if len(clip) < 2 and stream.samples().modality == "flow":
-            raise UserError(f"{path} has a single frame: the {name} stream needs two")
-        scores[name] = stream.scores(test_sample(stream, clip, config), device)
-    columns = {name: streams[name].probabilities(s) for name, s in scores.items()}
-    if len(scores) == 2:
-        kinds = [
-            "probabilities" if s.args["softmax_average"] else "logits" for s in streams.values()
-        ]
-        fused = fuse([s[None] for s in scores.values()], args.weights, args.softmax, kinds)
-        kind = "log_probabilities" if args.softmax else "logits"
-        columns["fused"] = probabilities(fused[0], kind)
-    if verbose:
-        print(f"{path}: {len(video.frames)} frames of {video.width}x{video.height}")
-    return columns, next(iter(frames.values())), video.fps
-
-
 def write_csv(path: Path, rows: list[dict], columns: list[str], top: int) -> Path:
     """One row per video: for each stream (and fused) its top-k classes and probabilities."""
     header = ["video"] + [f"{c}_{what}{k}" for c in columns for k in range(1, top + 1)
@@ -204,12 +148,15 @@ def write_csv(path: Path, rows: list[dict], columns: list[str], top: int) -> Pat
 
 
 def main(argv=None) -> dict | list[dict]:
-    args = get_args(argv)
+    args = get_args(argv)  # before torch is imported: --help and typos answer at once
+    from engine.device import resolve_device
+    from engine.inference import collect_videos, extraction_settings, load_stream, predict_video
+
     if args.spatial is None and args.motion is None:
         raise UserError("give --spatial CHECKPOINT, --motion CHECKPOINT or both")
     if args.top < 1:
         raise UserError(f"--top must be at least 1, got {args.top}")
-    videos = _collect_videos(args.videos)
+    videos = collect_videos(args.videos)
     single = len(videos) == 1 and args.videos[0].is_file()
     if args.gif is not None and not single:
         raise UserError("--gif draws one video; give one video file, or leave --gif out")
@@ -237,7 +184,9 @@ def main(argv=None) -> dict | list[dict]:
     start = time.perf_counter()
     top = min(args.top, len(classes))
     for path in tqdm(videos, unit="video", disable=single, dynamic_ncols=True):
-        columns, shown, fps = predict_video(path, streams, settings, args, device, single)
+        columns, shown, fps = predict_video(
+            path, streams, settings, args.weights, args.softmax, device, single
+        )
         final = columns["fused" if "fused" in columns else next(iter(columns))]
         best = int(np.argmax(final))
         ranked = {

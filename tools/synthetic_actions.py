@@ -33,7 +33,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import cv2
 import numpy as np
 
-from dataloader.extraction import write_video
 from utils.cli import Parser
 from utils.errors import UserError, run_cli
 
@@ -184,6 +183,8 @@ def generate(
             name = f"v_{cls}_g{i + 1:02d}_c01"
             path = videos_dir / cls / f"{name}.avi"
             noise = np.random.default_rng([seed, i, label])
+            from dataloader.extraction import write_video  # PyAV only when writing
+
             write_video(path, render_clip(scene, colour, direction, noise), fps, bit_rate=2_000_000)
             clips.append(Clip(path, name, label, i >= test_per_class, scene.num_frames))
 

@@ -3,8 +3,6 @@
 from typing import TYPE_CHECKING
 
 import numpy as np
-from scipy.special import softmax
-from sklearn.metrics import top_k_accuracy_score
 
 if TYPE_CHECKING:  # not imported at run time: fusion.py needs no torch and starts sooner
     import torch
@@ -40,6 +38,8 @@ def probabilities(scores: np.ndarray, kind: str | None = "logits") -> np.ndarray
         raise ValueError(f"unknown score kind {kind!r}; one of {', '.join(SCORE_KINDS)}")
     if kind == "probabilities":
         return scores
+    from scipy.special import softmax  # here, not above: command lines start faster
+
     return softmax(scores, axis=-1)
 
 
@@ -54,6 +54,8 @@ def accuracy_report(scores: np.ndarray, labels: np.ndarray) -> dict:
     classes = np.arange(num_classes)
     top1 = float((scores.argmax(1) == labels).mean()) if len(labels) else 0.0
     if num_classes > 5:
+        from sklearn.metrics import top_k_accuracy_score  # takes a second to import
+
         top5 = top_k_accuracy_score(labels, scores, k=5, labels=classes)
     else:
         top5 = 1.0 if len(labels) else 0.0
