@@ -17,12 +17,13 @@ from engine.fusion import (
     check_classes,
     format_results,
     fuse,
+    fused_kind,
     load_score_file,
     match_videos,
 )
 from utils.atomic import write_json
 from utils.errors import run_cli
-from utils.metrics import accuracy_report
+from utils.metrics import accuracy_report, guess_kind
 from utils.scores import load_npz, save_scores
 
 
@@ -42,7 +43,8 @@ def get_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--json", type=Path, help="write the accuracy table here as JSON")
     parser.add_argument(
         "--allow-partial",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
+        default=False,
         help="fuse only the videos present in both files instead of refusing differing video sets",
     )
     parser.add_argument(
@@ -56,7 +58,12 @@ def get_args(argv=None) -> argparse.Namespace:
     parser.add_argument(
         "--dataset", default="ucf101", choices=DATASETS, help="dataset of --splits-dir"
     )
-    parser.add_argument("--debug", action="store_true", help="show tracebacks instead of one line")
+    parser.add_argument(
+        "--debug",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="show tracebacks instead of one line",
+    )
     return parser.parse_args(argv)
 
 
@@ -72,7 +79,12 @@ def main(argv=None) -> dict:
     first = files[0]
     labels = first.labels[rows[0]]
     scores = [f.scores[r] for f, r in zip(files, rows, strict=True)]
-    fused = fuse(scores, args.weights, args.softmax, [f.kind for f in files])
+    kinds = [guess_kind(f.scores, f.kind) for f in files]
+    kind = fused_kind(kinds, args.softmax)
+    if not args.softmax and len(set(kinds)) > 1:
+        held = ", ".join(f"{name} holds {k}" for name, k in zip(streams, kinds, strict=True))
+        print(f"note: {held}: each converted to log-probabilities before averaging")
+    fused = fuse(scores, args.weights, args.softmax, kinds)
     results = {name: accuracy_report(s, labels) for name, s in zip(streams, scores, strict=True)}
     results["fused"] = accuracy_report(fused, labels)
     how = "softmax probabilities (the fused file holds their log)" if args.softmax else "scores"
@@ -91,7 +103,7 @@ def main(argv=None) -> dict:
             stream="fused",
             split=first.split,
             epoch=-1,
-            kind="log_probabilities" if args.softmax else "logits",
+            kind=kind,
         )
         reports = write_reports(load_npz(args.out), args.out.parent, prefix=f"{args.out.stem}_")
         print(f"wrote {args.out}")

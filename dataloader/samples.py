@@ -13,7 +13,15 @@ import numpy as np
 import torch
 
 from dataloader.sampling import num_stack_starts, segment_indices, stack_indices, uniform_indices
-from dataloader.transforms import Crop, flow_clip, multiscale_crop, rgb_clip, test_crops
+from dataloader.transforms import (
+    FLOW_SCALES,
+    TSN_SCALES,
+    Crop,
+    flow_clip,
+    multiscale_crop,
+    rgb_clip,
+    test_crops,
+)
 from utils.errors import UserError
 
 SAMPLE_OPTIONS = ("num_segments", "test_frames", "crop_size", "ten_crop")
@@ -25,6 +33,7 @@ class Samples:
 
     modality = ""  # which frame folders a video needs: "rgb" or "flow" (dataloader.layout)
     in_channels = 0
+    scales = TSN_SCALES  # training crop sizes, fractions of the short side
 
     def __init__(
         self,
@@ -50,7 +59,7 @@ class Samples:
     def crops(self, width: int, height: int, train: bool) -> list[Crop]:
         """One crop for every frame of the sample (training), centre or ten crops (test)."""
         if train:
-            return [multiscale_crop(width, height)]
+            return [multiscale_crop(width, height, scales=self.scales)]
         return test_crops(width, height, self.ten_crop)
 
     def __call__(self, read, num_frames: int, train: bool) -> torch.Tensor:
@@ -88,6 +97,7 @@ class FlowSamples(Samples):
     """
 
     modality = "flow"
+    scales = FLOW_SCALES
 
     def __init__(self, *, stack_length: int = STACK_LENGTH, **options):
         if stack_length < 1:

@@ -12,6 +12,7 @@ from scipy.special import log_softmax, logsumexp
 
 from utils.classes import class_difference
 from utils.errors import UserError
+from utils.metrics import guess_kind
 from utils.reference_scores import label_reference_scores, read_reference_pickle
 from utils.scores import ScoreFile, is_npz, load_npz
 from utils.tables import format_table
@@ -30,8 +31,11 @@ def add_fusion_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--softmax",
-        action="store_true",
-        help="turn each stream's scores into probabilities before averaging",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="turn each stream's scores into probabilities before averaging; without it, files "
+        "of one kind are averaged as they are and files of different kinds (logits, "
+        "probabilities) as log-probabilities",
     )
 
 
@@ -131,10 +135,22 @@ def log_probabilities(scores: np.ndarray, kind: str | None = "logits") -> np.nda
     return log_softmax(scores, axis=-1)
 
 
+def fused_kind(kinds: list, use_softmax: bool) -> str:
+    """What ``fuse`` returns (SCORE_KINDS) for streams of these kinds (already guessed)."""
+    if use_softmax or len(set(kinds)) > 1:
+        return "log_probabilities"
+    return kinds[0]
+
+
 def fuse(
     scores: list[np.ndarray], weights, use_softmax: bool, kinds: list | None = None
 ) -> np.ndarray:
     """Weighted average of the streams' scores, or with use_softmax of their probabilities.
+
+    ``kinds`` say what each holds (SCORE_KINDS; None: guessed); ``fused_kind`` says what the
+    result holds. Scores of one kind are averaged as they are. Scores of different kinds
+    (logits of one stream, probabilities of another) are not comparable numbers: each is turned
+    into log-probabilities first, whose average ranks classes as the average of logits does.
 
     The average of probabilities is returned as its logarithm, computed in log space: softmax
     of the reference's sharp scores (sums of 19 logits) underflows to exact zeros, even in
@@ -146,8 +162,10 @@ def fuse(
     if (weights < 0).any() or weights.sum() <= 0:
         shown = " ".join(f"{w:g}" for w in weights)
         raise UserError(f"--weights must be non-negative with a positive sum, got {shown}")
-    kinds = kinds or ["logits"] * len(scores)
+    kinds = [guess_kind(s, k) for s, k in zip(scores, kinds or [None] * len(scores), strict=True)]
     if not use_softmax:
+        if len(set(kinds)) > 1:
+            scores = [log_probabilities(s, k) for s, k in zip(scores, kinds, strict=True)]
         total = sum(
             w * np.asarray(s, dtype=np.float64) for w, s in zip(weights, scores, strict=True)
         )

@@ -225,6 +225,33 @@ def test_cli_error_is_one_line(pair, tmp_path):
     assert proc.stderr == f"error: score file not found: {missing}\n"
 
 
+def test_mixed_kinds_are_fused_as_log_probabilities_and_said_so(tmp_path, capsys):
+    """Without --softmax, a probabilities file and a logits file are not averaged as numbers."""
+    from scipy.special import log_softmax, softmax
+
+    spatial = write_npz(tmp_path / "s.npz", SPATIAL * 10)  # sharp logits
+    probs = softmax(MOTION.astype(np.float64), axis=1)
+    motion = save_scores(
+        tmp_path / "m.npz", videos=VIDEOS, labels=LABELS, classes=CLASSES, scores=probs,
+        stream="motion", split=1, epoch=5, kind="probabilities",
+    )  # fmt: skip
+    out = tmp_path / "fused.npz"
+    fusion.main(["--spatial", str(spatial), "--motion", str(motion), "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert "spatial holds logits, motion holds probabilities" in printed
+    assert "converted to log-probabilities" in printed
+    fused = load_scores(out)
+    assert fused.kind == "log_probabilities"
+    expected = (log_softmax(SPATIAL * 10.0, axis=1) + np.log(probs)) / 2
+    np.testing.assert_allclose(fused.scores, expected, rtol=1e-5, atol=1e-5)
+    # Files of one kind are averaged as they are, and keep their kind.
+    both = tmp_path / "both.npz"
+    fusion.main(["--spatial", str(motion), "--motion", str(motion), "--out", str(both)])
+    assert load_scores(both).kind == "probabilities"
+    np.testing.assert_allclose(load_scores(both).scores, probs, rtol=1e-6)
+    assert "converted" not in capsys.readouterr().out
+
+
 def test_reports_content(tmp_path):
     scores = np.array(
         [[0.9, 0.1, 0.0], [0.2, 0.7, 0.1], [0.6, 0.3, 0.1], [0.1, 0.1, 0.8], [0.0, 0.8, 0.2]]

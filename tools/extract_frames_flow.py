@@ -223,8 +223,9 @@ def parse_args(argv):
         "--preset",
         choices=sorted(PRESETS),
         default=DEFAULTS.preset,
-        help="TV-L1 settings: quality = OpenCV's defaults; fast = 10-20x faster, correlation ~0.94 "
-        "with quality on real clips (bench/flow_bench.py) (default: %(default)s)",
+        help="TV-L1 settings: quality = OpenCV's defaults, the published flow's; fast = 10-20x "
+        "faster, correlation ~0.94 with quality on real clips (bench/flow_bench.py); the preset "
+        "is recorded in index.json and in checkpoints trained on it (default: %(default)s)",
     )
     parser.add_argument(
         "--max-frames",
@@ -238,7 +239,12 @@ def parse_args(argv):
         default=DEFAULTS.jpeg_quality,
         help="JPEG quality of RGB and flow frames",
     )
-    parser.add_argument("--debug", action="store_true", help="show tracebacks of failed videos")
+    parser.add_argument(
+        "--debug",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="show tracebacks of failed videos",
+    )
     args = parser.parse_args(argv)
     if args.workers < 1:
         raise UserError(f"--workers must be at least 1, got {args.workers}")

@@ -5,7 +5,8 @@
 
 The video is decoded, resized and turned into TV-L1 flow in memory with the extraction tool's own
 code, with the settings the checkpoint's training frames were extracted with (read from
-index.json in its data root), and sampled and cropped by the stream's own test-time sample
+the checkpoint, else index.json in its data root; refused when neither has them and the
+command line does not give them), and sampled and cropped by the stream's own test-time sample
 builder (engine/inference.py): a prediction sees exactly what evaluation sees. Nothing is written
 but the optional GIF and JSON.
 """
@@ -19,15 +20,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
-from scipy.special import softmax
 
 from dataloader.extraction import PRESETS, DecodeError, decode_video, resize_short_side
 from engine.device import resolve_device
-from engine.fusion import add_fusion_arguments, fuse
+from engine.fusion import add_fusion_arguments, fuse, fused_kind
 from engine.inference import extraction_settings, load_stream, test_sample
 from utils.atomic import write_json
 from utils.classes import check_same_classes
 from utils.errors import UserError, run_cli
+from utils.metrics import probabilities
 from utils.tables import format_table
 
 EXTRACTION_OPTIONS = ("short_side", "bound", "preset", "max_frames", "jpeg_quality")
@@ -87,8 +88,9 @@ def get_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--gif", type=Path, help="also write an animated GIF with the fused top-1")
     parser.add_argument("--json", type=Path, help="also write the probabilities here as JSON")
     extraction = parser.add_argument_group(
-        "extraction; default: the settings in index.json of the data root each checkpoint was "
-        "trained on (written by tools/extract_frames_flow.py), else that tool's defaults"
+        "extraction; default: the settings recorded in each checkpoint, else those in "
+        "index.json of the data root it was trained on (written by tools/extract_frames_flow.py); "
+        "when neither exists, --short-side, --bound and --preset must be given"
     )
     extraction.add_argument(
         "--short-side", type=int, help="resize frames to this short side (0: keep the size)"
@@ -104,7 +106,12 @@ def get_args(argv=None) -> argparse.Namespace:
         help="JPEG quality of the extracted frames; the round trip is done in memory (0: none)",
     )
     parser.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    parser.add_argument(
+        "--debug",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="show tracebacks of errors",
+    )
     return parser.parse_args(argv)
 
 
@@ -173,7 +180,7 @@ def main(argv=None) -> dict:
             "probabilities" if s.args["softmax_average"] else "logits" for s in streams.values()
         ]
         fused = fuse([s[None] for s in scores.values()], args.weights, args.softmax, kinds)
-        columns["fused"] = softmax(fused[0])
+        columns["fused"] = probabilities(fused[0], fused_kind(kinds, args.softmax))
     print(top_table(columns, classes, args.top))
 
     final = columns["fused" if "fused" in columns else next(iter(columns))]

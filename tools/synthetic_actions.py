@@ -219,7 +219,9 @@ def main(argv=None):
     )
     parser.add_argument("--fps", type=int, default=25, help="frame rate written in the files")
     parser.add_argument("--seed", type=int, default=0, help="same seed, same videos")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    parser.add_argument(
+        "--debug", action=argparse.BooleanOptionalAction, default=False, help="show tracebacks"
+    )
     args = parser.parse_args(argv)
     data = generate(
         args.out,
