@@ -1,6 +1,8 @@
-"""Fuse the spatial and motion streams' video-level scores by a weighted average.
+"""Fuse the video-level scores of two or more streams by a weighted average.
 
     python fusion.py --spatial record/spatial/video_scores.npz --motion record/motion/video_scores.npz
+    python fusion.py --spatial S.npz --motion M.npz --stream clip=record/clip/video_scores.npz \\
+        --weights 1 1.5 1
 
 Reads this toolkit's ``video_scores.npz`` and the reference implementation's pickles (labels for
 those come from --splits-dir/--split). Prints top-1, top-5 and mean class accuracy of each stream
@@ -18,13 +20,14 @@ from engine.fusion import (
     check_streams,
     format_results,
     fuse,
+    fused_kind,
     load_score_file,
     match_videos,
 )
 from utils.atomic import write_json
 from utils.cli import Parser
-from utils.errors import run_cli
-from utils.metrics import accuracy_report
+from utils.errors import UserError, run_cli
+from utils.metrics import accuracy_report, guess_kind
 from utils.scores import load_npz, save_scores
 
 
@@ -32,8 +35,15 @@ def get_args(argv=None) -> argparse.Namespace:
     parser = Parser(
         description=__doc__.split("\n")[0],
     )
-    parser.add_argument("--spatial", required=True, type=Path, help="spatial stream score file")
-    parser.add_argument("--motion", required=True, type=Path, help="motion stream score file")
+    parser.add_argument("--spatial", type=Path, help="spatial stream score file")
+    parser.add_argument("--motion", type=Path, help="motion stream score file")
+    parser.add_argument(
+        "--stream",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="a further stream's score file, e.g. clip=record/clip/video_scores.npz (repeatable)",
+    )
     add_fusion_arguments(parser)
     parser.add_argument(
         "--out",
@@ -43,7 +53,8 @@ def get_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--json", type=Path, help="write the accuracy table here as JSON")
     parser.add_argument(
         "--allow-partial",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
+        default=False,
         help="fuse only the videos present in both files instead of refusing differing video sets",
     )
     parser.add_argument(
@@ -59,19 +70,38 @@ def get_args(argv=None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--force",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
+        default=False,
         help="fuse files whose stored stream differs from their option (e.g. two spatial runs)",
     )
-    parser.add_argument("--debug", action="store_true", help="show tracebacks instead of one line")
+    parser.add_argument(
+        "--debug",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="show tracebacks instead of one line",
+    )
     return parser.parse_args(argv)
 
 
 def main(argv=None) -> dict:
     args = get_args(argv)
     splits = {"splits_dir": args.splits_dir, "split": args.split, "dataset": args.dataset}
-    streams = {
-        name: load_score_file(getattr(args, name), **splits) for name in ("spatial", "motion")
-    }
+    paths = {name: getattr(args, name) for name in ("spatial", "motion") if getattr(args, name)}
+    for item in args.stream:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise UserError(f"--stream {item!r}: give NAME=PATH, e.g. clip=record/clip/scores.npz")
+        if name in paths or name == "fused":
+            raise UserError(f"--stream {item!r}: the stream {name!r} is given twice")
+        paths[name] = Path(path)
+    if len(paths) < 2:
+        raise UserError("give at least two score files: --spatial, --motion and/or --stream N=P")
+    if args.weights is not None and len(args.weights) != len(paths):
+        raise UserError(
+            f"--weights: {len(args.weights)} given for {len(paths)} streams "
+            f"({', '.join(paths)}); give one each, in that order"
+        )
+    streams = {name: load_score_file(path, **splits) for name, path in paths.items()}
     files = list(streams.values())
     check_streams(streams, args.force)
     check_classes(files)
@@ -79,11 +109,17 @@ def main(argv=None) -> dict:
     first = files[0]
     labels = first.labels[rows[0]]
     scores = [f.scores[r] for f, r in zip(files, rows, strict=True)]
-    fused = fuse(scores, args.weights, args.softmax, [f.kind for f in files])
+    kinds = [guess_kind(f.scores, f.kind) for f in files]
+    kind = fused_kind(kinds, args.softmax)
+    if not args.softmax and len(set(kinds)) > 1:
+        held = ", ".join(f"{name} holds {k}" for name, k in zip(streams, kinds, strict=True))
+        print(f"note: {held}: each converted to log-probabilities before averaging")
+    fused = fuse(scores, args.weights, args.softmax, kinds)
     results = {name: accuracy_report(s, labels) for name, s in zip(streams, scores, strict=True)}
     results["fused"] = accuracy_report(fused, labels)
     how = "softmax probabilities (the fused file holds their log)" if args.softmax else "scores"
-    weights = ", ".join(f"{name} {w:g}" for name, w in zip(streams, args.weights, strict=True))
+    given = args.weights or [1.0] * len(streams)
+    weights = ", ".join(f"{name} {w:g}" for name, w in zip(streams, given, strict=True))
     print(f"fused {how} with weights {weights}")
     print(format_results(results, streams))
     if args.out is not None:
@@ -98,7 +134,7 @@ def main(argv=None) -> dict:
             stream="fused",
             split=first.split,
             epoch=-1,
-            kind="log_probabilities" if args.softmax else "logits",
+            kind=kind,
         )
         reports = write_reports(load_npz(args.out), args.out.parent, prefix=f"{args.out.stem}_")
         print(f"wrote {args.out}")

@@ -14,7 +14,15 @@ import torch
 
 from dataloader.defaults import SAMPLE_OPTIONS, STACK_LENGTH  # noqa: F401  (re-exported)
 from dataloader.sampling import num_stack_starts, segment_indices, stack_indices, uniform_indices
-from dataloader.transforms import Crop, flow_clip, multiscale_crop, rgb_clip, test_crops
+from dataloader.transforms import (
+    FLOW_SCALES,
+    TSN_SCALES,
+    Crop,
+    flow_clip,
+    multiscale_crop,
+    rgb_clip,
+    test_crops,
+)
 from utils.errors import UserError
 
 
@@ -23,6 +31,7 @@ class Samples:
 
     modality = ""  # which frame folders a video needs: "rgb" or "flow" (dataloader.layout)
     in_channels = 0
+    scales = TSN_SCALES  # training crop sizes, fractions of the short side
 
     def __init__(
         self,
@@ -48,7 +57,7 @@ class Samples:
     def crops(self, width: int, height: int, train: bool) -> list[Crop]:
         """One crop for every frame of the sample (training), centre or ten crops (test)."""
         if train:
-            return [multiscale_crop(width, height)]
+            return [multiscale_crop(width, height, scales=self.scales)]
         return test_crops(width, height, self.ten_crop)
 
     def __call__(self, read, num_frames: int, train: bool) -> torch.Tensor:
@@ -86,6 +95,7 @@ class FlowSamples(Samples):
     """
 
     modality = "flow"
+    scales = FLOW_SCALES
 
     def __init__(self, *, stack_length: int = STACK_LENGTH, **options):
         if stack_length < 1:

@@ -14,7 +14,10 @@ import torch
 
 # Test crops cover 224/256 of the short side, as "resize to 256, centre-crop 224".
 TEST_CROP_FRACTION = 224 / 256
+# TSN's multi-scale crop sizes (tsn-pytorch models.py get_augmentation): RGB uses all four,
+# flow leaves out .66 (its values are displacements, and a large zoom would rescale them).
 TSN_SCALES = (1.0, 0.875, 0.75, 0.66)
+FLOW_SCALES = (1.0, 0.875, 0.75)
 
 
 @dataclass(frozen=True)

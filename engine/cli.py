@@ -5,6 +5,7 @@ It only parses and checks options; engine.run builds and runs what they describe
 
 import argparse
 import os
+import sys
 from pathlib import Path
 
 from dataloader.layout import add_layout_arguments
@@ -24,9 +25,21 @@ RUN_LOCAL = {
     "amp",
     "eval_chunk",
     "check_data",
+    "scores_out",
 }
-# Hyper-parameters a spec may set; these are the defaults of a spec that does not.
-DEFAULTS = dict(dropout=0.8, lr=0.001, epochs=80, lr_steps=[30, 60], batch_size=32)
+# Hyper-parameters a spec may set; these are the defaults of a spec that does not. TSN's lr 0.001
+# was for batches of 128 videos: 32 per step x 4 accumulated steps reach that on one GPU.
+DEFAULTS = dict(
+    dropout=0.8,
+    lr=0.001,
+    epochs=80,
+    lr_steps=[30, 60],
+    batch_size=32,
+    accum_steps=4,
+    clip_grad=20.0,
+)
+TEST_FRAMES = 19  # frames (stacks) per test video, as the two-stream reference implementation
+BOOL = argparse.BooleanOptionalAction  # every switch has a --no- form, to undo a checkpoint's
 
 
 def build_parser(spec: StreamSpec) -> argparse.ArgumentParser:
@@ -54,9 +67,13 @@ def build_parser(spec: StreamSpec) -> argparse.ArgumentParser:
         "or splits/, under --data-root or beside it)",
     )
     data.add_argument("--num-segments", type=int, default=3, help="TSN segments per training video")
-    data.add_argument("--test-frames", type=int, default=19, help="frames (stacks) per test video")
+    data.add_argument(
+        "--test-frames", type=int, default=TEST_FRAMES, help="frames (stacks) per test video"
+    )
     data.add_argument("--crop-size", type=int, default=224, help="network input size in pixels")
-    data.add_argument("--ten-crop", action="store_true", help="test on 10 crops of every frame")
+    data.add_argument(
+        "--ten-crop", action=BOOL, default=False, help="test on 10 crops of every frame"
+    )
     if spec.add_arguments is not None:
         spec.add_arguments(data)
     data.add_argument(
@@ -68,12 +85,14 @@ def build_parser(spec: StreamSpec) -> argparse.ArgumentParser:
     )
     data.add_argument(
         "--check-data",
-        action="store_true",
+        action=BOOL,
+        default=False,
         help="scan every frame of the split's videos, report all problems and exit",
     )
     data.add_argument(
         "--skip-bad-videos",
-        action="store_true",
+        action=BOOL,
+        default=False,
         help="scan the videos first and leave unreadable ones out (listed in "
         "<record-dir>/skipped_videos.txt) instead of stopping at the first bad frame",
     )
@@ -95,15 +114,32 @@ def build_parser(spec: StreamSpec) -> argparse.ArgumentParser:
     )
     model.add_argument(
         "--partial-bn",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="freeze all BatchNorm layers but the first (TSN; meant for pretrained weights)",
+        action=BOOL,
+        default=None,
+        help="freeze all BatchNorm layers but the first (TSN); default: on with pretrained "
+        "weights, off with --pretrained none (frozen BN of random weights keeps its initial "
+        "statistics and the activations explode)",
     )
 
     train = p.add_argument_group("training")
     train.add_argument("--epochs", type=int, default=d["epochs"], help="training epochs")
-    train.add_argument("--batch-size", type=int, default=d["batch_size"], help="videos per batch")
-    train.add_argument("--lr", type=float, default=d["lr"], help="initial learning rate")
+    train.add_argument(
+        "--batch-size", type=int, default=d["batch_size"], help="videos per forward pass"
+    )
+    train.add_argument(
+        "--accum-steps",
+        type=int,
+        default=d["accum_steps"],
+        help="accumulate the gradients of this many batches per optimizer step: the effective "
+        "batch is --batch-size x --accum-steps (TSN: 128); the schedule counts optimizer steps",
+    )
+    train.add_argument(
+        "--lr",
+        type=float,
+        default=d["lr"],
+        help="initial learning rate, for the effective batch (the stream multiplies it per "
+        "parameter group: first conv, biases; see README)",
+    )
     train.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
     train.add_argument(
         "--weight-decay", type=float, default=5e-4, help="L2 on weights (none on BN and biases)"
@@ -123,7 +159,10 @@ def build_parser(spec: StreamSpec) -> argparse.ArgumentParser:
         "--warmup-epochs", type=float, default=0.0, help="linear learning-rate warm-up"
     )
     train.add_argument(
-        "--clip-grad", type=float, default=40.0, help="max gradient norm (0: no clipping)"
+        "--clip-grad",
+        type=float,
+        default=d["clip_grad"],
+        help="max gradient norm (0: no clipping)",
     )
     train.add_argument(
         "--eval-every",
@@ -146,12 +185,21 @@ def build_parser(spec: StreamSpec) -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--evaluate",
-        action="store_true",
-        help="only evaluate the --resume checkpoint on the test split and write its scores",
+        action=BOOL,
+        default=False,
+        help="only evaluate the --resume checkpoint on the test split; its scores and reports "
+        "go to <record-dir>/eval_<checkpoint>_e<epoch>[_tencrop]..._scores.npz, never over the "
+        "training run's video_scores.npz",
+    )
+    run.add_argument(
+        "--scores-out",
+        metavar="PATH",
+        help="with --evaluate: write the scores here (npz), reports beside it",
     )
     run.add_argument(
         "--softmax-average",
-        action="store_true",
+        action=BOOL,
+        default=False,
         help="score a video by the mean softmax of its frames instead of the mean logits",
     )
     run.add_argument(
@@ -170,8 +218,23 @@ def build_parser(spec: StreamSpec) -> argparse.ArgumentParser:
     run.add_argument(
         "--workers", type=int, default=min(8, os.cpu_count() or 1), help="data loading processes"
     )
-    run.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    run.add_argument("--debug", action=BOOL, default=False, help="show tracebacks of errors")
     return p
+
+
+def resolve_partial_bn(args: argparse.Namespace) -> None:
+    """Partial BN defaults to on only with pretrained weights: it keeps the frozen layers'
+    statistics, which are only worth keeping when they were learnt."""
+    scratch = args.pretrained in ("none", "", None)
+    if args.partial_bn is None:
+        args.partial_bn = not scratch
+    elif args.partial_bn and scratch and not args.resume:
+        print(
+            "warning: --partial-bn with --pretrained none freezes BatchNorm layers at their "
+            "initial statistics; use --no-partial-bn to train from scratch",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def _given_options(parser: argparse.ArgumentParser, argv, args) -> set[str]:
@@ -207,6 +270,8 @@ def parse_args(spec: StreamSpec, argv=None) -> tuple[argparse.Namespace, dict | 
     given = _given_options(parser, argv, args)
     if args.evaluate and not args.resume:
         raise UserError("--evaluate needs --resume CHECKPOINT (the model to evaluate)")
+    if args.scores_out and not args.evaluate:
+        raise UserError("--scores-out is for --evaluate; a training run writes video_scores.npz")
     ckpt = None
     if args.resume:
         from utils.checkpoint import load_checkpoint
@@ -220,7 +285,8 @@ def parse_args(spec: StreamSpec, argv=None) -> tuple[argparse.Namespace, dict | 
         for key, value in ckpt.get("args", {}).items():
             if key not in given and key not in RUN_LOCAL and hasattr(args, key):
                 setattr(args, key, value)
-    for name in ("epochs", "batch_size", "num_segments", "test_frames", "crop_size"):
+    resolve_partial_bn(args)
+    for name in ("epochs", "batch_size", "accum_steps", "num_segments", "test_frames", "crop_size"):
         if getattr(args, name) < 1:
             raise UserError(f"--{name.replace('_', '-')} must be at least 1")
     if args.lr <= 0 or args.workers < 0 or args.eval_every < 0 or args.val_groups < 0:

@@ -11,6 +11,7 @@ import numpy as np
 
 from utils.classes import class_difference
 from utils.errors import UserError
+from utils.metrics import guess_kind
 from utils.reference_scores import label_reference_scores, read_reference_pickle
 from utils.scores import ScoreFile, is_npz, load_npz
 from utils.tables import format_table
@@ -21,16 +22,19 @@ def add_fusion_arguments(parser: argparse.ArgumentParser) -> None:
     """--weights and --softmax, shared with tools/predict.py so both fuse the same way."""
     parser.add_argument(
         "--weights",
-        nargs=2,
+        nargs="+",
         type=float,
-        default=(1.0, 1.0),
-        metavar=("WS", "WM"),
-        help="weights of the spatial and motion scores in the average",
+        metavar="W",
+        help="one weight per stream, in the order spatial, motion, then --stream ones "
+        "(default: all 1)",
     )
     parser.add_argument(
         "--softmax",
-        action="store_true",
-        help="turn each stream's scores into probabilities before averaging",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="turn each stream's scores into probabilities before averaging; without it, files "
+        "of one kind are averaged as they are and files of different kinds (logits, "
+        "probabilities) as log-probabilities",
     )
 
 
@@ -149,23 +153,37 @@ def log_probabilities(scores: np.ndarray, kind: str | None = "logits") -> np.nda
     return log_softmax(scores, axis=-1)
 
 
+def fused_kind(kinds: list, use_softmax: bool) -> str:
+    """What ``fuse`` returns (SCORE_KINDS) for streams of these kinds (already guessed)."""
+    if use_softmax or len(set(kinds)) > 1:
+        return "log_probabilities"
+    return kinds[0]
+
+
 def fuse(
     scores: list[np.ndarray], weights, use_softmax: bool, kinds: list | None = None
 ) -> np.ndarray:
     """Weighted average of the streams' scores, or with use_softmax of their probabilities.
 
+    ``kinds`` say what each holds (SCORE_KINDS; None: guessed); ``fused_kind`` says what the
+    result holds. Scores of one kind are averaged as they are. Scores of different kinds
+    (logits of one stream, probabilities of another) are not comparable numbers: each is turned
+    into log-probabilities first, whose average ranks classes as the average of logits does.
+
     The average of probabilities is returned as its logarithm, computed in log space: softmax
     of the reference's sharp scores (sums of 19 logits) underflows to exact zeros, even in
     float64, and those ties would change top-5. Softmax of the result gives the probabilities.
     """
-    weights = np.asarray(weights, dtype=np.float64)
+    weights = np.ones(len(scores)) if weights is None else np.asarray(weights, dtype=np.float64)
     if len(weights) != len(scores):
         raise UserError(f"{len(weights)} weights given for {len(scores)} streams; give one each")
     if (weights < 0).any() or weights.sum() <= 0:
         shown = " ".join(f"{w:g}" for w in weights)
         raise UserError(f"--weights must be non-negative with a positive sum, got {shown}")
-    kinds = kinds or ["logits"] * len(scores)
+    kinds = [guess_kind(s, k) for s, k in zip(scores, kinds or [None] * len(scores), strict=True)]
     if not use_softmax:
+        if len(set(kinds)) > 1:
+            scores = [log_probabilities(s, k) for s, k in zip(scores, kinds, strict=True)]
         total = sum(
             w * np.asarray(s, dtype=np.float64) for w, s in zip(weights, scores, strict=True)
         )

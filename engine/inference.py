@@ -29,7 +29,7 @@ from dataloader.extraction import (
     to_gray,
 )
 from engine.cli import build_parser
-from engine.fusion import fuse
+from engine.fusion import fuse, fused_kind
 from engine.loops import video_score
 from engine.streams import STREAMS
 from network.recognizer import model_from_checkpoint
@@ -49,6 +49,7 @@ class StreamModel:
     arch: str
     epoch: int
     args: dict  # every option of the stream's command line: the checkpoint's, else defaults
+    extraction: dict | None = None  # how its training frames were extracted, if recorded
 
     def samples(self):
         """The stream's test-time sample builder, as the test split's dataset builds it."""
@@ -84,7 +85,14 @@ def load_stream(path, stream: str, device: torch.device) -> StreamModel:
     args.update(ckpt.get("args", {}))
     model = model_from_checkpoint(ckpt, path).to(device).eval()
     return StreamModel(
-        stream, path, model, list(ckpt["classes"]), ckpt["arch"], int(ckpt["epoch"]), args
+        stream,
+        path,
+        model,
+        list(ckpt["classes"]),
+        ckpt["arch"],
+        int(ckpt["epoch"]),
+        args,
+        ckpt.get("extraction"),
     )
 
 
@@ -134,17 +142,36 @@ def test_sample(stream: StreamModel, frames: np.ndarray, settings: ExtractionSet
     return samples(read, count, train=False)
 
 
+# What must be known to compute a stream's frames as its training frames were; the others
+# (JPEG quality, frame limit) may fall back to the extraction tool's defaults.
+REQUIRED_SETTINGS = ("short_side", "bound", "preset")
+
+
 def extraction_settings(stream: StreamModel, given: dict) -> tuple[ExtractionSettings, str]:
     """How this stream's training frames were extracted, and where that was read.
 
-    Options ``given`` on the command line (not None) win; then the settings in ``index.json``
-    of the data root the checkpoint was trained on; then the extraction tool's defaults.
+    Options ``given`` on the command line (not None) win; then the settings recorded in the
+    checkpoint; then those in ``index.json`` of the data root it was trained on. When neither
+    is there, a guess would silently compute other flow than training saw: the command line
+    must give REQUIRED_SETTINGS, the rest take the extraction tool's defaults.
     """
+    given = {k: v for k, v in given.items() if v is not None}
     root = stream.args.get("data_root")
-    saved = read_index_settings(root) if root else None
-    source = str(Path(root) / INDEX_NAME) if saved else "extraction defaults"
+    saved, source = None, "extraction defaults"
+    if stream.extraction is not None:
+        saved, source = ExtractionSettings.from_dict(stream.extraction), f"{stream.path}"
+    elif root and read_index_settings(root) is not None:
+        saved, source = read_index_settings(root), str(Path(root) / INDEX_NAME)
+    else:
+        missing = [k for k in REQUIRED_SETTINGS if k not in given]
+        if missing:
+            options = " ".join(f"--{k.replace('_', '-')} ..." for k in missing)
+            raise UserError(
+                f"cannot tell how the frames {stream.path} was trained on were extracted (not "
+                f"recorded in it, no {INDEX_NAME} in {root}); pass {options}"
+            )
     settings = (saved or ExtractionSettings()).as_dict()
-    given = {k: v for k, v in given.items() if k in settings and v is not None}
+    given = {k: v for k, v in given.items() if k in settings}
     if given:
         settings.update(given)
         source = "command line" if len(given) == len(settings) else f"{source} and command line"
@@ -193,8 +220,7 @@ def predict_video(
             "probabilities" if s.args["softmax_average"] else "logits" for s in streams.values()
         ]
         fused = fuse([s[None] for s in scores.values()], weights, use_softmax, kinds)
-        kind = "log_probabilities" if use_softmax else "logits"
-        columns["fused"] = probabilities(fused[0], kind)
+        columns["fused"] = probabilities(fused[0], fused_kind(kinds, use_softmax))
     if verbose:
         print(f"{path}: {len(video.frames)} frames of {video.width}x{video.height}")
     return columns, next(iter(frames.values())), video.fps

@@ -30,8 +30,12 @@ def train_one_epoch(
     clip_grad: float = 40.0,
     amp: str = "none",
     scaler: torch.amp.GradScaler | None = None,
+    accum_steps: int = 1,
 ) -> dict:
-    """Train for one pass over ``loader``; step the scheduler every iteration.
+    """Train for one pass over ``loader``; step the optimizer and scheduler every
+    ``accum_steps`` batches (gradient accumulation: an effective batch of batch x accum_steps
+    on the memory of one batch). A last short group of the epoch still steps, its gradient the
+    mean over the batches it has.
 
     Returns the epoch's mean loss, video top-1/top-5 (%), the learning rate of the last step and
     the seconds taken. A non-finite loss raises UserError before the step that would spread it
@@ -40,8 +44,14 @@ def train_one_epoch(
     model.train()
     start = time.perf_counter()
     loss_sum, seen, correct1, correct5 = 0.0, 0, 0, 0
+    accum_steps = max(1, accum_steps)
+    batches = len(loader)
+    lr = float(optimizer.param_groups[0]["lr"])
     progress = tqdm(loader, desc=f"epoch {epoch} train", leave=False, dynamic_ncols=True)
     for step, (clips, labels) in enumerate(progress, start=1):
+        first = (step - 1) % accum_steps == 0  # the group's first batch
+        group = min(accum_steps, batches - (step - 1) // accum_steps * accum_steps)
+        last = (step - 1) % accum_steps == group - 1
         batch = clips.shape[0]
         clips = clips.to(device, non_blocking=True)
         labels = labels.to(device, non_blocking=True)
@@ -54,21 +64,27 @@ def train_one_epoch(
                 f"training loss became {loss_value} at epoch {epoch}, step {step}; stopped, "
                 "the last good checkpoint is kept: resume from it with a lower --lr"
             )
-        optimizer.zero_grad(set_to_none=True)
+        if first:
+            optimizer.zero_grad(set_to_none=True)
+        scaled = loss / group if group > 1 else loss
         if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.unscale_(optimizer)
+            scaler.scale(scaled).backward()
         else:
-            loss.backward()
-        if clip_grad > 0:
-            nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
-        if scaler is not None:
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            optimizer.step()
-        lr = float(optimizer.param_groups[0]["lr"])  # the rate this step used
-        scheduler.step()
+            scaled.backward()
+        if last:
+            if scaler is not None:
+                scaler.unscale_(optimizer)
+            if clip_grad > 0:
+                nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
+            if scaler is not None:
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                optimizer.step()
+            # The base rate this step used (group 0 may carry a multiplier).
+            head = optimizer.param_groups[0]
+            lr = float(head["lr"]) / head.get("lr_mult", 1.0)
+            scheduler.step()
 
         top1, top5 = topk_correct(logits.detach(), labels, (1, 5))
         loss_sum += loss_value * batch

@@ -46,7 +46,13 @@ def run(spec: StreamSpec, args: argparse.Namespace, ckpt: dict | None) -> int:
 
     from engine.data import build_datasets, load_run_split, make_loader
     from engine.device import resolve_device
-    from engine.trainer import Trainer, check_compatible, test_and_save, write_reports
+    from engine.trainer import (
+        Trainer,
+        check_compatible,
+        evaluation_scores_path,
+        test_and_save,
+        write_reports,
+    )
     from network.recognizer import build_recognizer, model_state
 
     device = resolve_device(args.device)
@@ -73,8 +79,13 @@ def run(spec: StreamSpec, args: argparse.Namespace, ckpt: dict | None) -> int:
 
     test_loader = make_loader(test_set, args, device, train=False, seed=args.seed)
     if args.evaluate:
-        test_and_save(model, test_loader, spec, args, device, split.classes, ckpt["epoch"])
-        write_reports(args.record_dir)
+        path = evaluation_scores_path(args, ckpt["epoch"])
+        test_and_save(
+            model, test_loader, spec, args, device, split.classes, ckpt["epoch"], path=path
+        )
+        prefix = path.name.removesuffix(".npz").removesuffix("scores").rstrip("_") + "_"
+        for report in write_reports(path, prefix=prefix):
+            print(f"wrote {report}", flush=True)
         return 0
 
     loaders = {"test": test_loader}
@@ -91,7 +102,8 @@ def run(spec: StreamSpec, args: argparse.Namespace, ckpt: dict | None) -> int:
     print(
         f"{spec.name} stream: {args.arch}, {len(split.classes)} classes, {len(sets['train'])} "
         f"training / {n_val} validation / {len(test_set)} test videos, device {device}, "
-        f"epochs {trainer.epoch + 1}..{args.epochs}",
+        f"epochs {trainer.epoch + 1}..{args.epochs}, effective batch {args.batch_size} x "
+        f"{args.accum_steps} = {args.batch_size * args.accum_steps}, lr {args.lr:g}",
         flush=True,
     )
     trainer.fit()

@@ -26,6 +26,9 @@ class StreamSpec:
     add_arguments: Callable | None = None  # (argparse group) -> None: the stream's own options
     # Model settings a checkpoint must share with the run that resumes or evaluates it.
     resume_match: tuple[str, ...] = ("arch", "in_channels")
+    # Learning-rate multipliers per parameter group (engine.trainer.PARAM_GROUPS: first_conv,
+    # weight, bias, norm); groups left out train at the base rate.
+    lr_mults: dict = field(default_factory=dict)
 
 
 def sample_options(args: argparse.Namespace) -> dict:
@@ -63,21 +66,26 @@ def _flow_arguments(group) -> None:
     )
 
 
-# Defaults follow TSN's recipes (tsn-pytorch README): lr 0.001, dropout 0.8 (RGB) / 0.7 (flow),
-# steps at epochs 30/60 of 80 (RGB) and 190/300 of 340 (flow).
+# Defaults follow TSN's recipes. tsn-pytorch README: lr 0.001 for batch 128 (here 32 x 4
+# accumulated steps), dropout 0.8 (RGB) / 0.7 (flow), steps at epochs 30/60 of 80 (RGB) and
+# 190/300 of 340 (flow), gradient-norm clipping 20 (--gd 20) for both. tsn-pytorch models.py
+# (get_optim_policies): biases at 2x the rate (no weight decay), the flow network's first conv
+# at 5x, since its kernels are the averaged RGB ones and have most to learn.
 SPATIAL = StreamSpec(
     name="spatial",
     description="a ResNet on single RGB frames",
     samples=_rgb_samples,
     statistics=_rgb_statistics,
-    defaults=dict(dropout=0.8, lr=0.001, epochs=80, lr_steps=[30, 60]),
+    defaults=dict(dropout=0.8, lr=0.001, epochs=80, lr_steps=[30, 60], clip_grad=20.0),
+    lr_mults=dict(first_conv=1.0, bias=2.0),
 )
 MOTION = StreamSpec(
     name="motion",
     description="a ResNet on stacks of TV-L1 optical flow",
     samples=_flow_samples,
     statistics=_flow_statistics,
-    defaults=dict(dropout=0.7, lr=0.001, epochs=340, lr_steps=[190, 300]),
+    defaults=dict(dropout=0.7, lr=0.001, epochs=340, lr_steps=[190, 300], clip_grad=20.0),
     add_arguments=_flow_arguments,
+    lr_mults=dict(first_conv=5.0, bias=2.0),
 )
 STREAMS = {spec.name: spec for spec in (SPATIAL, MOTION)}

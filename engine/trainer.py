@@ -39,19 +39,76 @@ def lr_lambda(args, iters_per_epoch: int):
     return factor
 
 
-def make_optimizer(model: nn.Module, args) -> torch.optim.SGD:
-    """SGD with weight decay on conv/linear weights only (not on BN parameters and biases)."""
+def steps_per_epoch(batches: int, accum_steps: int) -> int:
+    """Optimizer steps in an epoch of ``batches`` batches (a last short group still steps)."""
+    return max(1, math.ceil(batches / max(1, accum_steps)))
+
+
+# Parameter groups in optimizer order, with TSN's weight-decay multipliers (tsn-pytorch
+# get_optim_policies): decay on conv/linear weights only, none on biases and norm layers.
+PARAM_GROUPS = {"weight": 1.0, "first_conv": 1.0, "bias": 0.0, "norm": 0.0}
+_NORMS = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm)
+
+
+def parameter_groups(model: nn.Module) -> dict[str, list]:
+    """Trainable parameters by PARAM_GROUPS name: the first conv's weight, other weights,
+    biases, norm layers' scale and shift."""
+    groups = {name: [] for name in PARAM_GROUPS}
+    first_conv = next((m for m in model.modules() if isinstance(m, nn.modules.conv._ConvNd)), None)
+    for module in model.modules():
+        for name, p in module.named_parameters(recurse=False):
+            if not p.requires_grad:
+                continue
+            if isinstance(module, _NORMS):
+                groups["norm"].append(p)
+            elif module is first_conv and name == "weight":
+                groups["first_conv"].append(p)
+            elif p.ndim > 1:
+                groups["weight"].append(p)
+            else:
+                groups["bias"].append(p)
+    return groups
+
+
+def make_optimizer(model: nn.Module, args, lr_mults: dict | None = None) -> torch.optim.SGD:
+    """SGD with one group per PARAM_GROUPS entry, each at ``args.lr`` x its multiplier (a stream
+    spec's ``lr_mults``) and ``args.weight_decay`` x its decay multiplier.
+
+    Each group keeps its ``lr_mult`` and ``decay_mult``, so a resumed run re-applies them.
+    """
+    lr_mults = lr_mults or {}
+    unknown = set(lr_mults) - set(PARAM_GROUPS)
+    if unknown:
+        raise ValueError(f"unknown parameter groups {sorted(unknown)}; use {list(PARAM_GROUPS)}")
+    groups = [
+        {
+            "params": params,
+            "name": name,
+            "lr_mult": float(lr_mults.get(name, 1.0)),
+            "decay_mult": PARAM_GROUPS[name],
+            "lr": args.lr * float(lr_mults.get(name, 1.0)),
+            "weight_decay": args.weight_decay * PARAM_GROUPS[name],
+        }
+        for name, params in parameter_groups(model).items()
+    ]
+    return torch.optim.SGD(groups, lr=args.lr, momentum=args.momentum)
+
+
+def regroup_optimizer_state(saved: dict, optimizer, model: nn.Module) -> dict:
+    """An optimizer state from before named parameter groups (two groups: decayed weights, then
+    the rest, each in model order) laid out on ``optimizer``'s groups, momentum kept."""
     params = [p for p in model.parameters() if p.requires_grad]
-    decay = [p for p in params if p.ndim > 1]
-    no_decay = [p for p in params if p.ndim <= 1]
-    return torch.optim.SGD(
-        [
-            {"params": decay, "weight_decay": args.weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
-        ],
-        lr=args.lr,
-        momentum=args.momentum,
-    )
+    old_order = [p for p in params if p.ndim > 1] + [p for p in params if p.ndim <= 1]
+    if sum(len(g["params"]) for g in saved["param_groups"]) != len(old_order):
+        return saved  # does not fit: load_state_dict says so
+    old_index = {id(p): i for i, p in enumerate(old_order)}
+    current = optimizer.state_dict()
+    state = {}
+    for group, live in zip(current["param_groups"], optimizer.param_groups, strict=True):
+        for index, p in zip(group["params"], live["params"], strict=True):
+            if old_index[id(p)] in saved["state"]:
+                state[index] = saved["state"][old_index[id(p)]]
+    return {"state": state, "param_groups": current["param_groups"]}
 
 
 def check_compatible(ckpt: dict, path, spec: StreamSpec, config: dict, classes) -> None:
@@ -95,8 +152,29 @@ def test_mode(args) -> str:
     return f"{args.test_frames} snippets, {crops}"
 
 
-def test_and_save(model, loader, spec: StreamSpec, args, device, classes, epoch, records=None):
-    """Evaluate on the test split; write video_scores.npz and (with ``records``) a test.csv row."""
+def evaluation_scores_path(args, epoch: int) -> Path:
+    """Where ``--evaluate`` writes: --scores-out, else a name of the checkpoint, its epoch and
+    the test options, so it never replaces the training run's video_scores.npz."""
+    if args.scores_out:
+        return Path(args.scores_out)
+    from engine.cli import TEST_FRAMES
+
+    stem = Path(args.resume).name.removesuffix(".tar").removesuffix(".pth")
+    name = f"eval_{stem}_e{epoch}"
+    if args.ten_crop:
+        name += "_tencrop"
+    if args.softmax_average:
+        name += "_softmax"
+    if args.test_frames != TEST_FRAMES:
+        name += f"_f{args.test_frames}"
+    return Path(args.record_dir) / f"{name}_scores.npz"
+
+
+def test_and_save(
+    model, loader, spec: StreamSpec, args, device, classes, epoch, records=None, path=None
+):
+    """Evaluate on the test split; write the scores (``path``, default video_scores.npz in the
+    record folder) and (with ``records``) a test.csv row."""
     scores, metrics = evaluate(
         model,
         loader,
@@ -107,7 +185,7 @@ def test_and_save(model, loader, spec: StreamSpec, args, device, classes, epoch,
         desc=f"epoch {epoch} test",
     )
     path = save_scores(
-        Path(args.record_dir) / "video_scores.npz",
+        path or Path(args.record_dir) / "video_scores.npz",
         videos=loader.dataset.names,
         labels=loader.dataset.labels,
         classes=classes,
@@ -129,11 +207,21 @@ def test_and_save(model, loader, spec: StreamSpec, args, device, classes, epoch,
     return metrics
 
 
-def write_reports(record_dir) -> None:
+def write_reports(scores_path, prefix: str = "") -> list[Path]:
     """Per-class accuracy, confusion matrix and misclassified videos beside the score file."""
     from utils.reports import write_reports as write  # late: matplotlib takes seconds to import
 
-    write(load_npz(Path(record_dir) / "video_scores.npz"), record_dir)
+    scores_path = Path(scores_path)
+    return write(load_npz(scores_path), scores_path.parent, prefix=prefix)
+
+
+def extraction_record(data_root) -> dict | None:
+    """The extraction settings of the data root (its index.json), kept in every checkpoint so
+    prediction computes flow as the training frames were (e.g. the TV-L1 preset)."""
+    from dataloader.extraction import read_index_settings
+
+    settings = read_index_settings(data_root) if data_root else None
+    return settings.as_dict() if settings is not None else None
 
 
 class Trainer:
@@ -152,12 +240,14 @@ class Trainer:
         self.is_main = True  # the one process that writes files and prints
         self.loaders = loaders
         self.record_dir = Path(args.record_dir)
-        self.optimizer = make_optimizer(model, args)
-        self.factor = lr_lambda(args, len(loaders["train"]))
+        self.optimizer = make_optimizer(model, args, spec.lr_mults)
+        self.steps = steps_per_epoch(len(loaders["train"]), args.accum_steps)
+        self.factor = lr_lambda(args, self.steps)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.factor)
         self.scaler = torch.amp.GradScaler("cuda") if args.amp == "fp16" else None
         self.epoch = 0  # epochs trained
         self.best_val = -1.0  # best validation top-1
+        self.extraction = extraction_record(args.data_root)
 
     def state(self, stats: dict) -> dict:
         """The checkpoint of the epoch just trained: all a resumed run needs to continue exactly."""
@@ -178,6 +268,7 @@ class Trainer:
             "rng": rng_state(self.loaders["train"].generator),
             "best_val_top1": self.best_val,
             "train": stats,
+            "extraction": self.extraction,
         }
 
     def restore(self, ckpt: dict, path) -> None:
@@ -188,8 +279,14 @@ class Trainer:
         """
         args = self.args
         self.epoch, self.best_val = ckpt["epoch"], ckpt.get("best_val_top1", -1.0)
+        if self.extraction is None:
+            self.extraction = ckpt.get("extraction")
+        mults = [(g["lr_mult"], g["decay_mult"]) for g in self.optimizer.param_groups]
+        saved = ckpt["optimizer"]
+        if saved["param_groups"] and "name" not in saved["param_groups"][0]:
+            saved = regroup_optimizer_state(saved, self.optimizer, self.net)
         try:
-            self.optimizer.load_state_dict(ckpt["optimizer"])
+            self.optimizer.load_state_dict(saved)
         except ValueError as err:  # other trainable parameters, e.g. partial BN switched
             raise UserError(
                 f"the optimizer state of {path} does not fit this model ({err}); "
@@ -198,17 +295,18 @@ class Trainer:
         self.scheduler.load_state_dict(ckpt["scheduler"])
         if self.scaler is not None and ckpt.get("scaler"):
             self.scaler.load_state_dict(ckpt["scaler"])
-        steps = len(self.loaders["train"])
-        self.scheduler.last_epoch = self.epoch * steps
-        self.scheduler.base_lrs = [args.lr for _ in self.optimizer.param_groups]
-        decays = (args.weight_decay, 0.0)
-        for group, wd in zip(self.optimizer.param_groups, decays, strict=True):
+        self.scheduler.last_epoch = self.epoch * self.steps
+        factor = self.factor(self.scheduler.last_epoch)
+        for group, (lr_mult, decay_mult) in zip(self.optimizer.param_groups, mults, strict=True):
             group.update(
-                initial_lr=args.lr,
-                lr=args.lr * self.factor(self.scheduler.last_epoch),
+                lr_mult=lr_mult,
+                decay_mult=decay_mult,
+                initial_lr=args.lr * lr_mult,
+                lr=args.lr * lr_mult * factor,
                 momentum=args.momentum,
-                weight_decay=wd,
+                weight_decay=args.weight_decay * decay_mult,
             )
+        self.scheduler.base_lrs = [g["initial_lr"] for g in self.optimizer.param_groups]
         set_rng_state(ckpt["rng"], self.loaders["train"].generator)
 
     def _test(self, epoch, records):
@@ -267,6 +365,7 @@ class Trainer:
                     clip_grad=args.clip_grad,
                     amp=args.amp,
                     scaler=self.scaler,
+                    accum_steps=args.accum_steps,
                 )
                 self.epoch = epoch
                 records.log("train", epoch, stats)
@@ -289,4 +388,4 @@ class Trainer:
                 self._test(done, records)
         finally:
             records.close()
-        write_reports(self.record_dir)
+        write_reports(self.record_dir / "video_scores.npz")

@@ -19,6 +19,10 @@ class SegmentConsensus(nn.Module):
         self.mode = mode
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(features, num_classes)
+        # TSN's initialisation of the new classifier (tsn-pytorch models.py): N(0, 0.001), bias 0,
+        # so the first steps do not undo the pretrained features with large random logits.
+        nn.init.normal_(self.fc.weight, 0.0, 0.001)
+        nn.init.zeros_(self.fc.bias)
 
     def forward(self, features: torch.Tensor, probabilities: bool = False) -> torch.Tensor:
         """``probabilities``: combine the snippets' softmax instead of their logits."""

@@ -6,9 +6,12 @@ so a checkpoint is evaluated with the statistics it was trained with.
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-# Flow JPEGs store 128 + flow * 128 / bound: centre on 128 and scale to about [-1, 1].
-FLOW_MEAN = 128.0
-FLOW_STD = 128.0
+# TSN's flow statistics (tsn-pytorch models.py, ResNet branch): (v / 255 - 0.5) / 0.226, where
+# 0.226 is the mean of ImageNet's stds. The cross-modality conv1 (averaged ImageNet kernels) was
+# used with inputs of this scale; (v - 128) / 128 would feed it inputs ~2.2x too small.
+# Checkpoints keep the statistics they were trained with (buffers saved with the weights).
+FLOW_MEAN = 0.5 * 255
+FLOW_STD = sum(IMAGENET_STD) / len(IMAGENET_STD) * 255
 
 
 def rgb_statistics(in_channels: int = 3) -> tuple[list[float], list[float]]:
@@ -18,5 +21,5 @@ def rgb_statistics(in_channels: int = 3) -> tuple[list[float], list[float]]:
 
 
 def flow_statistics(in_channels: int) -> tuple[list[float], list[float]]:
-    """Flow stacks: centred on 128 (no motion) and scaled to about [-1, 1]."""
+    """Flow stacks: TSN's statistics, centred on 127.5 (128 is no motion), std 0.226 x 255."""
     return [FLOW_MEAN] * in_channels, [FLOW_STD] * in_channels

@@ -43,7 +43,7 @@ def _moving_frames(dx, num_frames=FRAMES):
 
 def _run(videos, out, *extra):
     argv = ["--videos", str(videos), "--out", str(out), "--workers", "1", "--short-side", "48"]
-    return tool.main(argv + list(extra))
+    return tool.main(argv + ["--preset", "fast"] + list(extra))  # quality is the default, slower
 
 
 def _count(folder):
@@ -190,7 +190,7 @@ def test_corrupt_video_is_reported_and_others_go_on(tmp_path):
     (videos / "bad").mkdir()
     (videos / "bad" / "broken.avi").write_bytes(b"RIFF" + os.urandom(2000))
     cmd = [sys.executable, "tools/extract_frames_flow.py", "--videos", str(videos)]
-    cmd += ["--out", str(out), "--workers", "2", "--short-side", "48"]
+    cmd += ["--out", str(out), "--workers", "2", "--short-side", "48", "--preset", "fast"]
     result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 1, result.stderr
     assert "1 failed" in result.stdout and "bad/broken.avi" in result.stdout

@@ -237,6 +237,33 @@ def test_cli_error_is_one_line(pair, tmp_path):
     assert proc.stderr == f"error: score file not found: {missing}\n"
 
 
+def test_mixed_kinds_are_fused_as_log_probabilities_and_said_so(tmp_path, capsys):
+    """Without --softmax, a probabilities file and a logits file are not averaged as numbers."""
+    from scipy.special import log_softmax, softmax
+
+    spatial = write_npz(tmp_path / "s.npz", SPATIAL * 10)  # sharp logits
+    probs = softmax(MOTION.astype(np.float64), axis=1)
+    motion = save_scores(
+        tmp_path / "m.npz", videos=VIDEOS, labels=LABELS, classes=CLASSES, scores=probs,
+        stream="motion", split=1, epoch=5, kind="probabilities",
+    )  # fmt: skip
+    out = tmp_path / "fused.npz"
+    fusion.main(["--spatial", str(spatial), "--motion", str(motion), "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert "spatial holds logits, motion holds probabilities" in printed
+    assert "converted to log-probabilities" in printed
+    fused = load_scores(out)
+    assert fused.kind == "log_probabilities"
+    expected = (log_softmax(SPATIAL * 10.0, axis=1) + np.log(probs)) / 2
+    np.testing.assert_allclose(fused.scores, expected, rtol=1e-5, atol=1e-5)
+    # Files of one kind are averaged as they are, and keep their kind.
+    both = tmp_path / "both.npz"
+    fusion.main(["--spatial", str(motion), "--motion", str(motion), "--out", str(both), "--force"])
+    assert load_scores(both).kind == "probabilities"
+    np.testing.assert_allclose(load_scores(both).scores, probs, rtol=1e-6)
+    assert "converted" not in capsys.readouterr().out
+
+
 def test_reports_content(tmp_path):
     scores = np.array(
         [[0.9, 0.1, 0.0], [0.2, 0.7, 0.1], [0.6, 0.3, 0.1], [0.1, 0.1, 0.8], [0.0, 0.8, 0.2]]
@@ -353,3 +380,24 @@ def test_files_from_different_epochs_or_test_modes_are_flagged(pair, tmp_path, c
         in printed
     )
     assert "10 crops" in printed.splitlines()[-2]  # the motion row of the table
+
+
+def test_three_streams_with_weights_equal_the_weighted_average_by_hand(pair, tmp_path, capsys):
+    spatial, motion = pair
+    third = np.array(
+        [[1, 0, 0], [0, 0, 2], [0, 1, 0], [0, 2, 0], [0, 0, 1], [0, 0, 3]], dtype=np.float32
+    )
+    clip = write_npz(tmp_path / "clip.npz", third, stream="clip")
+    out = tmp_path / "fused3.npz"
+    argv = ["--spatial", str(spatial), "--motion", str(motion), "--stream", f"clip={clip}"]
+    results = fusion.main([*argv, "--weights", "1", "2", "3", "--out", str(out)])
+    assert list(results) == ["spatial", "motion", "clip", "fused"]
+    expected = (SPATIAL + 2 * MOTION + 3 * third) / 6
+    np.testing.assert_allclose(load_scores(out).scores, expected, rtol=1e-6)
+    assert "clip" in capsys.readouterr().out.splitlines()[4]  # a row of the table
+    with pytest.raises(UserError, match="--weights: 2 given for 3 streams"):
+        fusion.main([*argv, "--weights", "1", "2"])
+    with pytest.raises(UserError, match="give NAME=PATH"):
+        fusion.main([*argv[:4], "--stream", str(clip)])
+    with pytest.raises(UserError, match="at least two score files"):
+        fusion.main(["--spatial", str(spatial)])

@@ -68,17 +68,15 @@ def test_a_stream_defined_in_a_test_trains_evaluates_and_fuses(frame_root, tmp_p
     again = tmp_path / "again"
     main(DIFFERENCE, ["--evaluate", "--resume", str(record / "checkpoint.pth.tar"),
                       "--record-dir", str(again), "--workers", "0"])  # fmt: skip
-    np.testing.assert_allclose(load_npz(again / "video_scores.npz").scores, scores.scores, 1e-5)
+    evaluated = load_npz(again / "eval_checkpoint_e1_f3_scores.npz")  # 3 test frames, not 19
+    np.testing.assert_allclose(evaluated.scores, scores.scores, 1e-5)
 
     # and its scores fuse with a spatial stream's
     spatial = tmp_path / "spatial"
     main(SPATIAL, [*common, "--epochs", "1", "--record-dir", str(spatial)])
     results = fusion.main(
-        [
-            "--spatial",
-            str(spatial / "video_scores.npz"),
-            "--motion",
-            str(record / "video_scores.npz"),
-        ]
+        ["--spatial", str(spatial / "video_scores.npz")]
+        + ["--stream", f"difference={record / 'video_scores.npz'}", "--weights", "1", "2"]
     )
+    assert list(results) == ["spatial", "difference", "fused"]
     assert results["fused"]["videos"] == 6

@@ -26,7 +26,7 @@ def trained(tmp_path_factory):
     frames = base / "frames"
     extract_frames_flow.main(
         ["--videos", str(data.videos_dir), "--out", str(frames), "--short-side", str(HEIGHT)]
-        + ["--workers", "1"]
+        + ["--workers", "1", "--preset", "fast"]
     )
     common = ["--data-root", str(frames), "--splits-dir", str(data.splits_dir)]
     common += ["--arch", "resnet18", "--pretrained", "none", "--no-partial-bn", "--epochs", "1"]
@@ -124,8 +124,20 @@ def test_predict_refuses_bad_input(trained, tmp_path):
         _predict(trained, "--spatial", trained["spatial"], "--motion", other)
 
 
+def test_extraction_settings_are_recorded_in_the_checkpoint(trained):
+    """The data root's index.json is read at training start and kept in the checkpoint."""
+    ckpt = torch.load(trained["spatial"], map_location="cpu", weights_only=True)
+    assert ckpt["extraction"]["preset"] == "fast" and ckpt["extraction"]["short_side"] == HEIGHT
+    stream = load_stream(trained["spatial"], "spatial", torch.device("cpu"))
+    stream.args = {**stream.args, "data_root": str(trained["base"] / "moved")}
+    settings, source = extraction_settings(stream, {})
+    assert settings.short_side == HEIGHT and settings.preset == "fast"
+    assert source == str(trained["spatial"])
+
+
 def test_extraction_settings_come_from_the_training_data_root(trained):
     stream = load_stream(trained["spatial"], "spatial", torch.device("cpu"))
+    stream.extraction = None  # a checkpoint from before they were recorded
     index = trained["base"] / "frames" / "index.json"
     settings, source = extraction_settings(stream, {})
     assert settings.short_side == HEIGHT and settings.preset == "fast"
@@ -136,7 +148,14 @@ def test_extraction_settings_come_from_the_training_data_root(trained):
     assert (settings.short_side, settings.bound) == (64, 5.0)
     assert source == f"{index} and command line"
 
+
+def test_unknown_extraction_settings_are_refused_unless_given(trained, capsys):
+    stream = load_stream(trained["spatial"], "spatial", torch.device("cpu"))
+    stream.extraction = None
     stream.args = {**stream.args, "data_root": str(trained["base"] / "moved")}
+    with pytest.raises(UserError, match=r"were extracted .*pass --short-side \.\.\. --preset"):
+        extraction_settings(stream, {"bound": 5.0})
+    given = {"short_side": 64, "bound": 5.0, "preset": "fast"}
     settings, source = extraction_settings(stream, given)
     assert settings.short_side == 64 and settings.jpeg_quality == 95
     assert source == "extraction defaults and command line"

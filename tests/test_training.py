@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 FAST = [
     "--arch", "resnet18", "--pretrained", "none", "--crop-size", "32", "--num-segments", "2",
     "--test-frames", "3", "--batch-size", "3", "--workers", "0", "--lr", "0.01",
-    "--lr-steps", "1", "--seed", "3",
+    "--lr-steps", "1", "--seed", "3", "--accum-steps", "2",
 ]  # fmt: skip
 
 
@@ -96,17 +96,65 @@ def _sgd(model, lr=0.05):
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: 1.0)
 
 
+class Colours(Dataset):
+    """uint8 videos whose class is the one bright colour channel: trivially learnt."""
+
+    def __init__(self, n=12, frames=2, size=32, classes=3, seed=0):
+        g = torch.Generator().manual_seed(seed)
+        self.labels = [i % classes for i in range(n)]
+        self.items = []
+        for label in self.labels:
+            x = torch.full((frames, 3, size, size), 40.0)
+            x[:, label] = 200.0
+            self.items.append((x + torch.randint(-20, 21, x.shape, generator=g)).to(torch.uint8))
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, i):
+        return self.items[i], self.labels[i]
+
+
 def test_a_few_training_steps_lower_the_loss():
+    """Whole-batch steps on an obvious task: a correct trainer ends far below the margin (about
+    0.001 after 8 steps from ln 3), so another CPU's rounding cannot make it fail."""
     torch.manual_seed(0)
     model = build_model("resnet18", num_classes=3, dropout=0.0, partial_bn=False)
-    loader = DataLoader(Blobs(), batch_size=4, shuffle=True)
+    loader = DataLoader(Colours(), batch_size=12, shuffle=True)
     optimizer, scheduler = _sgd(model, lr=0.01)
     cpu = torch.device("cpu")
     losses = [
         train_one_epoch(model, nn.CrossEntropyLoss(), optimizer, scheduler, loader, cpu, e)["loss"]
-        for e in range(1, 5)
+        for e in range(1, 9)
     ]
-    assert losses[-1] < 0.5 * losses[0], losses
+    assert losses[0] == pytest.approx(np.log(3), abs=0.05)  # TSN's tiny classifier init
+    assert losses[-1] < 0.25 * losses[0], losses
+
+
+def test_accumulated_steps_equal_one_step_on_the_whole_batch():
+    """2 batches of 2 accumulated = 1 batch of 4; the schedule counts optimizer steps."""
+    data = Blobs(n=8, frames=2)
+    cpu = torch.device("cpu")
+    weights = []
+    for batch, accum in ((4, 1), (2, 2)):
+        torch.manual_seed(0)
+        model = Spy()
+        optimizer, scheduler = _sgd(model, lr=0.5)
+        loader = DataLoader(data, batch_size=batch)
+        train_one_epoch(
+            model, nn.CrossEntropyLoss(), optimizer, scheduler, loader, cpu, 1, accum_steps=accum
+        )
+        assert scheduler.last_epoch == 2
+        weights.append(model.head.fc.weight.detach().clone())
+    torch.testing.assert_close(weights[1], weights[0], rtol=1e-5, atol=1e-6)
+    # A last short group still steps: 3 batches with accum 2 are 2 optimizer steps.
+    model = Spy()
+    optimizer, scheduler = _sgd(model)
+    loader = DataLoader(Blobs(n=6), batch_size=2)
+    train_one_epoch(
+        model, nn.CrossEntropyLoss(), optimizer, scheduler, loader, cpu, 1, accum_steps=2
+    )
+    assert scheduler.last_epoch == 2
 
 
 def test_segments_go_through_in_one_pass_and_are_averaged_before_the_loss():
@@ -253,30 +301,66 @@ def test_sigkill_mid_epoch_then_resume_finishes_with_the_same_weights(
     _assert_same_weights(_weights(ckpt), _weights(straight / "checkpoint.pth.tar"))
 
 
-def test_evaluate_leaves_checkpoint_unchanged_and_writes_scores(straight, tmp_path):
-    ckpt = tmp_path / "checkpoint.pth.tar"
-    shutil.copy(straight / "checkpoint.pth.tar", ckpt)
-    before = ckpt.read_bytes()
-    main(
-        SPATIAL,
-        [
-            "--evaluate",
-            "--resume",
-            str(ckpt),
-            "--record-dir",
-            str(tmp_path / "eval"),
-            "--workers",
-            "0",
-        ],
-    )
-    assert ckpt.read_bytes() == before
-    with (
-        np.load(tmp_path / "eval" / "video_scores.npz") as a,
-        np.load(straight / "video_scores.npz") as b,
-    ):
+def test_evaluate_leaves_checkpoint_and_run_results_unchanged_and_names_its_scores(
+    straight, tmp_path, capsys
+):
+    record = tmp_path / "record"
+    shutil.copytree(straight, record)
+    ckpt = record / "checkpoint.pth.tar"
+    before = {p.name: p.read_bytes() for p in record.iterdir() if p.is_file()}
+    argv = ["--evaluate", "--resume", str(ckpt), "--workers", "0", "--record-dir", str(record)]
+    main(SPATIAL, argv)
+    for name, content in before.items():  # the training run's scores and reports are kept
+        assert (record / name).read_bytes() == content, name
+    out = record / "eval_checkpoint_e2_f3_scores.npz"
+    with np.load(out) as a, np.load(straight / "video_scores.npz") as b:
         np.testing.assert_allclose(a["scores"], b["scores"], rtol=1e-5, atol=1e-5)
         assert list(a["videos"]) == list(b["videos"]) and int(a["epoch"]) == 2
-    assert not (tmp_path / "eval" / "train.csv").exists()
+    assert (record / "eval_checkpoint_e2_f3_per_class_accuracy.csv").is_file()
+    printed = capsys.readouterr().out
+    assert str(out) in printed and "eval_checkpoint_e2_f3_confusion_matrix.png" in printed
+    # Test options are in the name (FAST tests 3 frames, not 19); --scores-out puts it anywhere.
+    main(SPATIAL, [*argv, "--ten-crop", "--softmax-average", "--test-frames", "2"])
+    assert (record / "eval_checkpoint_e2_tencrop_softmax_f2_scores.npz").is_file()
+    main(SPATIAL, [*argv, "--scores-out", str(tmp_path / "mine.npz")])
+    assert (tmp_path / "mine.npz").is_file() and (tmp_path / "mine_misclassified.csv").is_file()
+
+
+def test_resume_applies_the_new_lr_to_every_group_with_its_multiplier(straight, tmp_path):
+    shutil.copy(straight / "checkpoint.pth.tar", tmp_path / "checkpoint.pth.tar")
+    argv = ["--resume", str(tmp_path / "checkpoint.pth.tar"), "--record-dir", str(tmp_path)]
+    main(SPATIAL, [*argv, "--epochs", "3", "--lr", "0.1", "--workers", "0"])
+    groups = torch.load(tmp_path / "checkpoint.pth.tar", weights_only=True)["optimizer"]
+    by_name = {g["name"]: g for g in groups["param_groups"]}
+    # epoch 3 is after the step at epoch 1: 0.1 x 0.1 x the group's multiplier
+    assert by_name["weight"]["initial_lr"] == pytest.approx(0.1)
+    assert by_name["bias"]["initial_lr"] == pytest.approx(0.2)
+    assert by_name["bias"]["weight_decay"] == 0 and by_name["weight"]["weight_decay"] > 0
+    last = (tmp_path / "train.csv").read_text().splitlines()[-1].split(",")
+    assert float(last[4]) == pytest.approx(0.01)
+
+
+def test_optimizer_state_of_two_unnamed_groups_is_regrouped_with_its_momentum():
+    from engine.trainer import make_optimizer, regroup_optimizer_state
+
+    torch.manual_seed(0)
+    model = build_model("resnet18", num_classes=3, dropout=0.0, partial_bn=False)
+    params = list(model.parameters())
+    old = torch.optim.SGD(
+        [
+            {"params": [p for p in params if p.ndim > 1]},
+            {"params": [p for p in params if p.ndim <= 1]},
+        ],
+        lr=0.1,
+        momentum=0.9,
+    )
+    model(torch.randint(0, 256, (2, 1, 3, 32, 32), dtype=torch.uint8)).sum().backward()
+    old.step()
+    args = argparse.Namespace(lr=0.1, weight_decay=0.0, momentum=0.9)
+    new = make_optimizer(model, args, SPATIAL.lr_mults)
+    new.load_state_dict(regroup_optimizer_state(old.state_dict(), new, model))
+    for p in params:
+        assert torch.equal(new.state[p]["momentum_buffer"], old.state[p]["momentum_buffer"])
 
 
 def test_a_new_run_does_not_overwrite_an_earlier_checkpoint(straight, frame_root, capsys):
@@ -387,7 +471,7 @@ def test_both_streams_train_on_frames_of_real_clips(shared_data, tmp_path):
     root = tmp_path / "root"
     extraction = subprocess.run(
         [sys.executable, "tools/extract_frames_flow.py", "--videos", str(clips), "--out", str(root)]
-        + ["--short-side", "64", "--max-frames", "24", "--workers", "1"],
+        + ["--short-side", "64", "--max-frames", "24", "--workers", "1", "--preset", "fast"],
         cwd=ROOT,
         capture_output=True,
         text=True,

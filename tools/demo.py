@@ -57,7 +57,12 @@ def get_args(argv=None) -> argparse.Namespace:
         "--workers", type=int, default=min(4, os.cpu_count() or 1), help="extraction processes"
     )
     parser.add_argument("--device", default="cpu", help="torch device of training and prediction")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    parser.add_argument(
+        "--debug",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="show tracebacks of errors",
+    )
     return parser.parse_args(argv)
 
 
@@ -167,6 +172,7 @@ def main(argv=None) -> dict:
         dropout=0.2,
         epochs=args.epochs,
         batch_size=8,
+        accum_steps=1,  # a step per batch: the tiny dataset has few batches
         lr=0.003,
         lr_schedule="cosine",
         crop_size=args.crop_size,

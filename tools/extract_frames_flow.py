@@ -18,6 +18,7 @@ skips the videos that have a marker. Folders in the layout that this tool did no
 download in the same ROOT) are never replaced: such a video is reported as failed.
 """
 
+import argparse
 import json
 import os
 import shutil
@@ -242,8 +243,9 @@ def parse_args(argv):
         "--preset",
         choices=sorted(PRESETS),
         default=DEFAULTS.preset,
-        help="TV-L1 settings: quality = OpenCV's defaults; fast = 10-20x faster, correlation ~0.94 "
-        "with quality on real clips (bench/flow_bench.py)",
+        help="TV-L1 settings: quality = OpenCV's defaults, the published flow's; fast = 10-20x "
+        "faster, correlation ~0.94 with quality on real clips (bench/flow_bench.py); the preset "
+        "is recorded in index.json and in checkpoints trained on it",
     )
     parser.add_argument(
         "--max-frames",
@@ -265,7 +267,12 @@ def parse_args(argv):
         "UCF101-style groups (_gXX_) stay together, other videos are split file by file, "
         "deterministically (train with --dataset custom)",
     )
-    parser.add_argument("--debug", action="store_true", help="show tracebacks of failed videos")
+    parser.add_argument(
+        "--debug",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="show tracebacks of failed videos",
+    )
     args = parser.parse_args(argv)
     if args.workers < 1:
         raise UserError(f"--workers must be at least 1, got {args.workers}")

@@ -6,7 +6,8 @@
 
 The video is decoded, resized and turned into TV-L1 flow in memory with the extraction tool's own
 code, with the settings the checkpoint's training frames were extracted with (read from
-index.json in its data root), and sampled and cropped by the stream's own test-time sample
+the checkpoint, else index.json in its data root; refused when neither has them and the
+command line does not give them), and sampled and cropped by the stream's own test-time sample
 builder (engine/inference.py): a prediction sees exactly what evaluation sees. Nothing is written
 but the optional GIF and JSON.
 """
@@ -95,8 +96,9 @@ def get_args(argv=None) -> argparse.Namespace:
         "--csv", type=Path, help="also write one row per video: top-k classes and probabilities"
     )
     extraction = parser.add_argument_group(
-        "extraction; default: the settings in index.json of the data root each checkpoint was "
-        "trained on (written by tools/extract_frames_flow.py), else that tool's defaults"
+        "extraction; default: the settings recorded in each checkpoint, else those in "
+        "index.json of the data root it was trained on (written by tools/extract_frames_flow.py); "
+        "when neither exists, --short-side, --bound and --preset must be given"
     )
     extraction.add_argument(
         "--short-side", type=int, help="resize frames to this short side (0: keep the size)"
@@ -112,7 +114,12 @@ def get_args(argv=None) -> argparse.Namespace:
         help="JPEG quality of the extracted frames; the round trip is done in memory (0: none)",
     )
     parser.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    parser.add_argument(
+        "--debug",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="show tracebacks of errors",
+    )
     return parser.parse_args(argv)
 
 

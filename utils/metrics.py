@@ -19,6 +19,18 @@ def topk_correct(logits: "torch.Tensor", labels: "torch.Tensor", ks=(1, 5)) -> l
     return [int(hits[:, : min(k, maxk)].any(dim=1).sum()) for k in ks]
 
 
+def guess_kind(scores: np.ndarray, kind: str | None) -> str:
+    """``kind``, or for a file that does not say: probabilities when every row is non-negative
+    and sums to 1, else logits."""
+    if kind is not None:
+        return kind
+    scores = np.asarray(scores, dtype=np.float64)
+    is_prob = scores.size and (scores >= 0).all()
+    if is_prob and np.allclose(scores.sum(axis=-1), 1.0, atol=1e-3):
+        return "probabilities"
+    return "logits"
+
+
 def probabilities(scores: np.ndarray, kind: str | None = "logits") -> np.ndarray:
     """Rows of class scores as float64 probabilities.
 
@@ -27,13 +39,7 @@ def probabilities(scores: np.ndarray, kind: str | None = "logits") -> np.ndarray
     not say) keeps rows that already sum to 1 and applies softmax to the others.
     """
     scores = np.asarray(scores, dtype=np.float64)
-    if kind is None:
-        is_prob = scores.size and (scores >= 0).all()
-        kind = (
-            "probabilities"
-            if is_prob and np.allclose(scores.sum(axis=-1), 1.0, atol=1e-3)
-            else "logits"
-        )
+    kind = guess_kind(scores, kind)
     if kind not in SCORE_KINDS:
         raise ValueError(f"unknown score kind {kind!r}; one of {', '.join(SCORE_KINDS)}")
     if kind == "probabilities":

@@ -1,0 +1,138 @@
+"""The training recipe's defaults and switches (issue 11): what a real UCF101 run starts with."""
+
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+from dataloader.samples import FlowSamples, RgbSamples
+from dataloader.transforms import multiscale_crop
+from engine.cli import parse_args
+from engine.streams import MOTION, SPATIAL
+from engine.trainer import make_optimizer
+from network.heads import SegmentConsensus
+from network.recognizer import build_model, model_from_checkpoint
+from network.statistics import flow_statistics
+from utils.errors import UserError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _args(frame_root, *argv, stream=SPATIAL):
+    return parse_args(stream, ["--data-root", str(frame_root), *argv])[0]
+
+
+# 1. Partial BN only with pretrained weights.
+def test_partial_bn_defaults_to_on_only_with_pretrained_weights(frame_root, capsys):
+    assert _args(frame_root).partial_bn is True  # --pretrained imagenet
+    assert _args(frame_root, "--pretrained", "weights.pth").partial_bn is True
+    assert _args(frame_root, "--pretrained", "none").partial_bn is False
+    assert capsys.readouterr().err == ""
+    assert _args(frame_root, "--pretrained", "none", "--partial-bn").partial_bn is True
+    assert "warning: --partial-bn with --pretrained none" in capsys.readouterr().err
+    assert _args(frame_root, "--no-partial-bn").partial_bn is False
+
+
+# 2. TSN's flow statistics; old checkpoints keep theirs.
+def test_flow_is_normalised_as_tsn_and_old_checkpoints_keep_their_statistics():
+    mean, std = flow_statistics(4)
+    assert mean == pytest.approx([127.5] * 4) and std == pytest.approx([0.226 * 255] * 4)
+    model = build_model("resnet18", num_classes=3, in_channels=4, dropout=0.0, partial_bn=False)
+    x = torch.tensor([0, 128, 255, 64], dtype=torch.uint8).view(1, 4, 1, 1)
+    expected = (x.float() / 255 - 0.5) / 0.226
+    torch.testing.assert_close(model.normalise(x), expected, rtol=1e-5, atol=1e-5)
+    # A checkpoint trained with (v - 128) / 128 holds those buffers and is evaluated with them.
+    state = model.state_dict()
+    state["mean"], state["std"] = torch.full((4,), 128.0), torch.full((4,), 128.0)
+    ckpt = {"stream": "motion", "arch": "resnet18", "classes": ["a", "b", "c"]}
+    ckpt.update(in_channels=4, model_config=dict(model.config), model=state)
+    old = model_from_checkpoint(ckpt)
+    torch.testing.assert_close(old.normalise(x), (x.float() - 128) / 128)
+
+
+# 3. Per-stream learning-rate multipliers and decay.
+def _groups(spec, in_channels):
+    model = build_model("resnet18", num_classes=3, in_channels=in_channels, partial_bn=False)
+    args = type("Args", (), dict(lr=0.01, weight_decay=5e-4, momentum=0.9))()
+    optimizer = make_optimizer(model, args, spec.lr_mults)
+    return model, {g["name"]: g for g in optimizer.param_groups}
+
+
+def test_motion_first_conv_learns_5x_and_biases_2x_without_decay():
+    model, groups = _groups(MOTION, 20)
+    assert groups["first_conv"]["params"] == [model.backbone.conv1.weight]
+    assert groups["first_conv"]["lr"] == pytest.approx(0.05)
+    assert groups["weight"]["lr"] == pytest.approx(0.01)
+    assert groups["weight"]["weight_decay"] == pytest.approx(5e-4)
+    assert groups["bias"]["params"] == [model.head.fc.bias]
+    assert groups["bias"]["lr"] == pytest.approx(0.02) and groups["bias"]["weight_decay"] == 0
+    assert groups["norm"]["lr"] == pytest.approx(0.01) and groups["norm"]["weight_decay"] == 0
+    every = [p for g in groups.values() for p in g["params"]]
+    assert len(every) == len(set(map(id, every))) == len(list(model.parameters()))
+    _, spatial = _groups(SPATIAL, 3)
+    assert spatial["first_conv"]["lr"] == pytest.approx(0.01)
+    assert spatial["bias"]["lr"] == pytest.approx(0.02)
+
+
+# 4. Effective batch = batch x accumulation steps; the documented defaults reach TSN's 128.
+def test_defaults_reach_tsns_effective_batch_and_accum_steps_is_checked(frame_root):
+    for stream in (SPATIAL, MOTION):
+        args = parse_args(stream, ["--data-root", str(frame_root)])[0]
+        assert args.batch_size * args.accum_steps == 128 and args.lr == 0.001
+    with pytest.raises(UserError, match="--accum-steps must be at least 1"):
+        _args(frame_root, "--accum-steps", "0")
+
+
+# 5. Crop scales per stream, gradient clipping of tsn-pytorch, the classifier's initialisation.
+def test_flow_crops_leave_out_the_066_scale_and_rgb_keeps_it():
+    assert FlowSamples().scales == (1.0, 0.875, 0.75)
+    assert RgbSamples().scales == (1.0, 0.875, 0.75, 0.66)
+    g = torch.Generator().manual_seed(0)
+    flow_sizes = {multiscale_crop(340, 256, g, scales=FlowSamples.scales).w for _ in range(300)}
+    assert int(256 * 0.66) not in flow_sizes and flow_sizes <= {256, 224, 192}
+    rgb_sizes = {multiscale_crop(340, 256, g, scales=RgbSamples.scales).w for _ in range(300)}
+    assert int(256 * 0.66) in rgb_sizes
+
+
+def test_gradient_clipping_defaults_to_tsn_pytorchs_20(frame_root):
+    assert _args(frame_root).clip_grad == 20.0
+    assert _args(frame_root, stream=MOTION).clip_grad == 20.0
+
+
+def test_new_classifier_starts_as_tsn_normal_0_001_and_zero_bias():
+    torch.manual_seed(0)
+    head = SegmentConsensus(2048, 101, 0.8)
+    assert head.fc.weight.std().item() == pytest.approx(0.001, rel=0.05)
+    assert abs(head.fc.weight.mean().item()) < 1e-4
+    assert torch.equal(head.fc.bias, torch.zeros(101))
+
+
+# 8. Every switch can be turned off again, e.g. over a checkpoint's on resume or --evaluate.
+def test_every_boolean_option_has_a_no_form(frame_root, tmp_path):
+    from engine.cli import build_parser
+
+    parser = build_parser(SPATIAL)
+    switches = [a for a in parser._actions if a.nargs == 0 and a.dest != "help"]
+    assert switches and all(any(o.startswith("--no-") for o in a.option_strings) for a in switches)
+    ckpt = {"format": 2, "stream": "spatial", "epoch": 1, "model": {}}
+    ckpt["args"] = dict(ten_crop=True, softmax_average=True, data_root=str(frame_root))
+    torch.save(ckpt, tmp_path / "c.pth.tar")
+    argv = ["--resume", str(tmp_path / "c.pth.tar"), "--evaluate"]
+    args, _ = parse_args(SPATIAL, argv)
+    assert args.ten_crop and args.softmax_average
+    args, _ = parse_args(SPATIAL, [*argv, "--no-ten-crop", "--no-softmax-average"])
+    assert not args.ten_crop and not args.softmax_average
+
+
+# 10. OpenCV: requirements' floor, and no API newer than it in the code.
+def test_opencv_floor_and_no_api_newer_than_it():
+    floor = re.search(
+        r"opencv-contrib-python-headless>=(\d+)\.(\d+)", (ROOT / "requirements.txt").read_text()
+    )
+    assert floor and (int(floor[1]), int(floor[2])) >= (4, 8)
+    newer = {"IMREAD_COLOR_RGB", "IMREAD_COLOR_BGR"}  # OpenCV 4.11
+    code = [p for p in ROOT.rglob("*.py") if "tests" not in p.parts and ".git" not in p.parts]
+    for path in code:
+        uses = re.findall(r"cv2\.(\w+)", path.read_text())
+        assert not set(uses) & newer, path
