@@ -1,6 +1,7 @@
 """One stream's run from its parsed options: data, model, then evaluate or train.
 
 python spatial_cnn.py ...   ->   engine.run.main(SPATIAL, argv)
+torchrun --nproc-per-node N spatial_cnn.py ...   ->   the same in N processes (engine.distributed)
 """
 
 import random
@@ -10,7 +11,7 @@ import torch
 
 from engine.cli import parse_args
 from engine.data import build_datasets, load_run_split, make_loader
-from engine.device import resolve_device
+from engine.distributed import Dist, cleanup, setup
 from engine.streams import StreamSpec
 from engine.trainer import Trainer, check_compatible, test_and_save, write_reports
 from network.recognizer import build_recognizer, model_state
@@ -37,10 +38,17 @@ def model_config(args, num_classes: int, in_channels: int) -> dict:
 
 def main(spec: StreamSpec, argv=None) -> int:
     args, ckpt = parse_args(spec, argv)
-    device = resolve_device(args.device)
+    dist, device = setup(args)
+    try:
+        return _run(spec, args, ckpt, dist, device)
+    finally:
+        cleanup()
+
+
+def _run(spec: StreamSpec, args, ckpt, dist: Dist, device) -> int:
     if args.amp == "fp16" and device.type != "cuda":
         raise UserError("--amp fp16 needs a CUDA device; use --amp bf16 or none")
-    seed_everything(args.seed)
+    seed_everything(args.seed + dist.rank)  # dropout differs between processes; weights don't
 
     split = load_run_split(args)
     sets = build_datasets(spec, args, split)
@@ -59,7 +67,7 @@ def main(spec: StreamSpec, argv=None) -> int:
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
 
-    test_loader = make_loader(test_set, args, device, train=False, seed=args.seed)
+    test_loader = make_loader(test_set, args, device, train=False, seed=args.seed, dist=dist)
     if args.evaluate:
         test_and_save(model, test_loader, spec, args, device, split.classes, ckpt["epoch"])
         write_reports(args.record_dir)
@@ -69,9 +77,9 @@ def main(spec: StreamSpec, argv=None) -> int:
     for name in ("train", "val"):
         if name in sets:
             loaders[name] = make_loader(
-                sets[name], args, device, train=name == "train", seed=args.seed
+                sets[name], args, device, train=name == "train", seed=args.seed, dist=dist
             )
-    trainer = Trainer(spec, args, model, device, split.classes, loaders)
+    trainer = Trainer(spec, args, model, device, split.classes, loaders, dist)
     if ckpt:
         trainer.restore(ckpt, args.resume)
         ckpt = None  # free the saved tensors
@@ -80,6 +88,14 @@ def main(spec: StreamSpec, argv=None) -> int:
         f"{spec.name} stream: {args.arch}, {len(split.classes)} classes, {len(sets['train'])} "
         f"training / {n_val} validation / {len(test_set)} test videos, device {device}, "
         f"epochs {trainer.epoch + 1}..{args.epochs}",
+        flush=True,
+    )
+    # The global batch; gradient accumulation (when it exists) multiplies it as well.
+    accumulation = getattr(args, "accum_steps", 1)
+    print(
+        f"batch: {dist.world} processes x {args.batch_size} videos x {accumulation} "
+        f"accumulation steps = {dist.world * args.batch_size * accumulation} videos per "
+        "optimizer step",
         flush=True,
     )
     trainer.fit()
