@@ -26,6 +26,8 @@ RUN_LOCAL = {
     "eval_chunk",
     "check_data",
     "scores_out",
+    "sync_bn",
+    "dist_timeout",
 }
 # Hyper-parameters a spec may set; these are the defaults of a spec that does not. TSN's lr 0.001
 # was for batches of 128 videos: 32 per step x 4 accumulated steps reach that on one GPU.
@@ -124,7 +126,10 @@ def build_parser(spec: StreamSpec) -> argparse.ArgumentParser:
     train = p.add_argument_group("training")
     train.add_argument("--epochs", type=int, default=d["epochs"], help="training epochs")
     train.add_argument(
-        "--batch-size", type=int, default=d["batch_size"], help="videos per forward pass"
+        "--batch-size",
+        type=int,
+        default=d["batch_size"],
+        help="videos per forward pass in each process (torchrun: global = processes x this)",
     )
     train.add_argument(
         "--accum-steps",
@@ -218,6 +223,20 @@ def build_parser(spec: StreamSpec) -> argparse.ArgumentParser:
     run.add_argument(
         "--workers", type=int, default=min(8, os.cpu_count() or 1), help="data loading processes"
     )
+    run.add_argument(
+        "--sync-bn",
+        action=BOOL,
+        default=False,
+        help="torchrun on GPUs: BatchNorm statistics over the global batch (SyncBatchNorm); "
+        "matters without --partial-bn, which leaves only the first BN layer training",
+    )
+    run.add_argument(
+        "--dist-timeout",
+        type=float,
+        default=600.0,
+        help="torchrun: seconds a process waits to join the others (or for a collective step) "
+        "before it stops with an error",
+    )
     run.add_argument("--debug", action=BOOL, default=False, help="show tracebacks of errors")
     return p
 
@@ -289,6 +308,8 @@ def parse_args(spec: StreamSpec, argv=None) -> tuple[argparse.Namespace, dict | 
     for name in ("epochs", "batch_size", "accum_steps", "num_segments", "test_frames", "crop_size"):
         if getattr(args, name) < 1:
             raise UserError(f"--{name.replace('_', '-')} must be at least 1")
+    if args.dist_timeout <= 0:
+        raise UserError("--dist-timeout must be a positive number of seconds")
     if args.lr <= 0 or args.workers < 0 or args.eval_every < 0 or args.val_groups < 0:
         raise UserError("--lr must be positive; --workers, --eval-every, --val-groups at least 0")
     if args.data_root is None:

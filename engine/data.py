@@ -3,13 +3,15 @@
 import argparse
 from pathlib import Path
 
+import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from dataloader.checks import find_problems, write_problems
 from dataloader.datasets import FrameDataset, worker_init
 from dataloader.layout import Layout
 from dataloader.splits import Split, default_splits_dir, holdout_groups, load_split
+from engine.distributed import SINGLE, Dist, is_main
 from engine.streams import StreamSpec
 from utils.errors import UserError
 
@@ -64,8 +66,9 @@ def build_datasets(spec: StreamSpec, args: argparse.Namespace, split: Split) -> 
         return sets
     if problems:
         record_dir = Path(args.record_dir)
-        record_dir.mkdir(parents=True, exist_ok=True)
-        write_problems(problems, record_dir / "skipped_videos.txt")
+        if is_main():  # every process drops the same videos; one writes the list
+            record_dir.mkdir(parents=True, exist_ok=True)
+            write_problems(problems, record_dir / "skipped_videos.txt")
         for data in sets.values():
             data.drop(problems)
         print(
@@ -78,18 +81,75 @@ def build_datasets(spec: StreamSpec, args: argparse.Namespace, split: Split) -> 
     return sets
 
 
-def make_loader(dataset, args, device, *, train: bool, seed: int) -> DataLoader:
+class SeededShuffle(DistributedSampler):
+    """The training order of a distributed run: DistributedSampler's (one permutation per
+    epoch from --seed and set_epoch, padded with repeats to a multiple of the processes; rank r
+    takes positions r, r + world, ...) with a seed for each video's augmentation.
+
+    The seed depends on (--seed, epoch, video) only, so the processes' batches at a step are
+    together the one-process batch of the same step, whatever the world size or --workers, and
+    a resumed run draws the same crops as an unbroken one.
+    """
+
+    def __iter__(self):
+        for index in super().__iter__():
+            seed = np.random.SeedSequence((self.seed, self.epoch, index)).generate_state(1)[0]
+            yield index, int(seed)
+
+
+class SeededItems(Dataset):
+    """A dataset read with (index, seed) keys: the item's random draws come from ``seed``."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key):
+        index, seed = key
+        with torch.random.fork_rng(devices=[]):  # the CPU generator only, given back after
+            torch.random.default_generator.manual_seed(seed)
+            return self.dataset[index]
+
+
+class ShardSampler(Sampler):
+    """Evaluation in a distributed run: rank r scores videos r, r + world, ... (no padding, so
+    each video is scored exactly once; engine.distributed.gather_rows puts them back in order)."""
+
+    def __init__(self, size: int, d: Dist):
+        self.shard_indices = list(range(d.rank, size, d.world))
+
+    def __iter__(self):
+        return iter(self.shard_indices)
+
+    def __len__(self) -> int:
+        return len(self.shard_indices)
+
+
+def make_loader(
+    dataset, args, device, *, train: bool, seed: int, dist: Dist = SINGLE
+) -> DataLoader:
     """Training: shuffled batches of videos. Evaluation: one video (all its snippets) per item.
 
     Each loader has its own seeded generator: it fixes the shuffle order and the workers'
-    seeds, and evaluation never draws from the training's random streams.
+    seeds, and evaluation never draws from the training's random streams. Under torchrun
+    (``dist.enabled``) each process loads its share: SeededShuffle for training (``--batch-size``
+    videos per process), ShardSampler for evaluation.
     """
     generator = torch.Generator()
     generator.manual_seed(seed)
+    sampler = None
+    if dist.enabled and train:
+        sampler = SeededShuffle(dataset, dist.world, dist.rank, shuffle=True, seed=seed)
+        dataset = SeededItems(dataset)
+    elif dist.enabled:
+        sampler = ShardSampler(len(dataset), dist)
     return DataLoader(
         dataset,
         batch_size=args.batch_size if train else 1,
-        shuffle=train,
+        shuffle=train and sampler is None,
+        sampler=sampler,
         num_workers=args.workers,
         pin_memory=device.type == "cuda",
         worker_init_fn=worker_init,

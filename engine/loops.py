@@ -14,6 +14,7 @@ from torch import nn
 from tqdm import tqdm
 
 from engine.device import autocast
+from engine.distributed import gather_rows, is_main, no_sync
 from utils.errors import UserError
 from utils.metrics import accuracy_report, topk_correct
 
@@ -47,7 +48,9 @@ def train_one_epoch(
     accum_steps = max(1, accum_steps)
     batches = len(loader)
     lr = float(optimizer.param_groups[0]["lr"])
-    progress = tqdm(loader, desc=f"epoch {epoch} train", leave=False, dynamic_ncols=True)
+    progress = tqdm(
+        loader, desc=f"epoch {epoch} train", leave=False, dynamic_ncols=True, disable=not is_main()
+    )
     for step, (clips, labels) in enumerate(progress, start=1):
         first = (step - 1) % accum_steps == 0  # the group's first batch
         group = min(accum_steps, batches - (step - 1) // accum_steps * accum_steps)
@@ -55,22 +58,23 @@ def train_one_epoch(
         batch = clips.shape[0]
         clips = clips.to(device, non_blocking=True)
         labels = labels.to(device, non_blocking=True)
-        with autocast(device, amp):
-            logits = model(clips)
-            loss = criterion(logits.float(), labels)
-        loss_value = loss.item()
-        if not math.isfinite(loss_value):
-            raise UserError(
-                f"training loss became {loss_value} at epoch {epoch}, step {step}; stopped, "
-                "the last good checkpoint is kept: resume from it with a lower --lr"
-            )
-        if first:
-            optimizer.zero_grad(set_to_none=True)
-        scaled = loss / group if group > 1 else loss
-        if scaler is not None:
-            scaler.scale(scaled).backward()
-        else:
-            scaled.backward()
+        with no_sync(model, last):  # DDP: all-reduce the gradients once per optimizer step
+            with autocast(device, amp):
+                logits = model(clips)
+                loss = criterion(logits.float(), labels)
+            loss_value = loss.item()
+            if not math.isfinite(loss_value):
+                raise UserError(
+                    f"training loss became {loss_value} at epoch {epoch}, step {step}; stopped, "
+                    "the last good checkpoint is kept: resume from it with a lower --lr"
+                )
+            if first:
+                optimizer.zero_grad(set_to_none=True)
+            scaled = loss / group if group > 1 else loss
+            if scaler is not None:
+                scaler.scale(scaled).backward()
+            else:
+                scaled.backward()
         if last:
             if scaler is not None:
                 scaler.unscale_(optimizer)
@@ -139,19 +143,23 @@ def evaluate(
     """Score every video of ``loader`` (batches of one test video, ``[1, crops, N, ...]``).
 
     Returns the float32 [videos, classes] scores and the loss, top-1, top-5 and mean class
-    accuracy (%) with the seconds taken.
+    accuracy (%) with the seconds taken. In a distributed run each process scores its share of
+    the videos (the sampler's ``shard_indices``) and every process gets all scores, in set order.
     """
     model.eval()
     start = time.perf_counter()
     scores, labels = [], []
     for clips, label in tqdm(
-        loader, desc=desc, leave=False, dynamic_ncols=True, disable=not progress
+        loader, desc=desc, leave=False, dynamic_ncols=True, disable=not (progress and is_main())
     ):
         score = video_score(
             model, clips[0], device, softmax_average=softmax_average, chunk=chunk, amp=amp
         )
         scores.append(score)
         labels.append(int(label))
+    shard = getattr(getattr(loader, "sampler", None), "shard_indices", None)
+    if shard is not None:  # a distributed run's share (engine.data.ShardSampler): gather all
+        scores, labels = gather_rows(shard, scores, labels, len(loader.dataset))
     if not scores:
         raise UserError("the evaluation set is empty; check the split files")
     scores = torch.stack(scores)

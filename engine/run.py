@@ -1,6 +1,7 @@
 """One stream's run from its parsed options: data, model, then evaluate or train.
 
     python spatial_cnn.py ...   ->   engine.run.main(SPATIAL, argv)
+    torchrun --nproc-per-node N spatial_cnn.py ...   ->   the same in N processes
 
 Options are parsed before torch is imported (it takes seconds), so ``--help`` and a mistyped
 option answer at once; ``run`` imports everything heavy once the options are known to be good.
@@ -42,10 +43,19 @@ def main(spec: StreamSpec, argv=None) -> int:
 
 
 def run(spec: StreamSpec, args: argparse.Namespace, ckpt: dict | None) -> int:
+    from engine.distributed import cleanup, setup
+
+    dist, device = setup(args)
+    try:
+        return _run(spec, args, ckpt, dist, device)
+    finally:
+        cleanup()
+
+
+def _run(spec: StreamSpec, args, ckpt, dist, device) -> int:
     import torch
 
     from engine.data import build_datasets, load_run_split, make_loader
-    from engine.device import resolve_device
     from engine.trainer import (
         Trainer,
         check_compatible,
@@ -55,10 +65,9 @@ def run(spec: StreamSpec, args: argparse.Namespace, ckpt: dict | None) -> int:
     )
     from network.recognizer import build_recognizer, model_state
 
-    device = resolve_device(args.device)
     if args.amp == "fp16" and device.type != "cuda":
         raise UserError("--amp fp16 needs a CUDA device; use --amp bf16 or none")
-    seed_everything(args.seed)
+    seed_everything(args.seed + dist.rank)  # dropout differs between processes; weights don't
 
     split = load_run_split(args)
     sets = build_datasets(spec, args, split)
@@ -77,7 +86,7 @@ def run(spec: StreamSpec, args: argparse.Namespace, ckpt: dict | None) -> int:
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
 
-    test_loader = make_loader(test_set, args, device, train=False, seed=args.seed)
+    test_loader = make_loader(test_set, args, device, train=False, seed=args.seed, dist=dist)
     if args.evaluate:
         path = evaluation_scores_path(args, ckpt["epoch"])
         test_and_save(
@@ -92,18 +101,20 @@ def run(spec: StreamSpec, args: argparse.Namespace, ckpt: dict | None) -> int:
     for name in ("train", "val"):
         if name in sets:
             loaders[name] = make_loader(
-                sets[name], args, device, train=name == "train", seed=args.seed
+                sets[name], args, device, train=name == "train", seed=args.seed, dist=dist
             )
-    trainer = Trainer(spec, args, model, device, split.classes, loaders)
+    trainer = Trainer(spec, args, model, device, split.classes, loaders, dist)
     if ckpt:
         trainer.restore(ckpt, args.resume)
         ckpt = None  # free the saved tensors
     n_val = len(sets["val"]) if "val" in sets else 0
+    effective = dist.world * args.batch_size * args.accum_steps
     print(
         f"{spec.name} stream: {args.arch}, {len(split.classes)} classes, {len(sets['train'])} "
         f"training / {n_val} validation / {len(test_set)} test videos, device {device}, "
-        f"epochs {trainer.epoch + 1}..{args.epochs}, effective batch {args.batch_size} x "
-        f"{args.accum_steps} = {args.batch_size * args.accum_steps}, lr {args.lr:g}",
+        f"epochs {trainer.epoch + 1}..{args.epochs}; effective batch {dist.world} process(es) "
+        f"x {args.batch_size} videos x {args.accum_steps} accumulation steps = {effective}, "
+        f"lr {args.lr:g}",
         flush=True,
     )
     trainer.fit()

@@ -2,8 +2,9 @@
 restored with every random generator), records and the best model.
 
 The command line only parses options (engine.cli) and engine.run wires data, model and trainer.
-A distributed run later wraps ``Trainer.model`` for training while ``Trainer.net`` (the plain
-model) is what checkpoints hold, and only the main process writes (``Trainer.is_main``).
+Under torchrun ``Trainer.model`` is the DistributedDataParallel wrapper that trains while
+``Trainer.net`` (the plain model) is what checkpoints hold and what evaluates, and only the main
+process writes files (``Trainer.is_main``); see engine.distributed.
 """
 
 import argparse
@@ -14,6 +15,7 @@ import torch
 from torch import nn
 
 from engine.cli import plain
+from engine.distributed import SINGLE, Dist, all_gather, is_main, mean_over_processes, wrap
 from engine.loops import evaluate, train_one_epoch
 from engine.streams import StreamSpec
 from utils.checkpoint import FORMAT, atomic_save, rng_state, set_rng_state
@@ -184,8 +186,11 @@ def test_and_save(
         amp=args.amp,
         desc=f"epoch {epoch} test",
     )
-    path = save_scores(
-        path or Path(args.record_dir) / "video_scores.npz",
+    path = path or Path(args.record_dir) / "video_scores.npz"
+    if not is_main():  # every process has all scores (engine.loops.evaluate); one writes them
+        return metrics
+    save_scores(
+        path,
         videos=loader.dataset.names,
         labels=loader.dataset.labels,
         classes=classes,
@@ -211,6 +216,8 @@ def write_reports(scores_path, prefix: str = "") -> list[Path]:
     """Per-class accuracy, confusion matrix and misclassified videos beside the score file."""
     from utils.reports import write_reports as write  # late: matplotlib takes seconds to import
 
+    if not is_main():
+        return []
     scores_path = Path(scores_path)
     return write(load_npz(scores_path), scores_path.parent, prefix=prefix)
 
@@ -224,6 +231,16 @@ def extraction_record(data_root) -> dict | None:
     return settings.as_dict() if settings is not None else None
 
 
+class _NoRecords:
+    """The records of a process other than the main one: nothing written."""
+
+    def log(self, phase: str, epoch: int, metrics: dict) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 class Trainer:
     def __init__(
         self,
@@ -233,11 +250,15 @@ class Trainer:
         device: torch.device,
         classes: list[str],
         loaders: dict,
+        dist: Dist = SINGLE,
     ):
         self.spec, self.args, self.device, self.classes = spec, args, device, classes
         self.net = model  # the plain model: what checkpoints hold
-        self.model = model  # what trains (a distributed wrapper of net, later)
-        self.is_main = True  # the one process that writes files and prints
+        self.model = wrap(
+            model, dist, device, getattr(args, "sync_bn", False)
+        )  # what trains: DDP under torchrun
+        self.dist = dist
+        self.is_main = dist.is_main  # the one process that writes files and prints
         self.loaders = loaders
         self.record_dir = Path(args.record_dir)
         self.optimizer = make_optimizer(model, args, spec.lr_mults)
@@ -250,7 +271,11 @@ class Trainer:
         self.extraction = extraction_record(args.data_root)
 
     def state(self, stats: dict) -> dict:
-        """The checkpoint of the epoch just trained: all a resumed run needs to continue exactly."""
+        """The checkpoint of the epoch just trained: all a resumed run needs to continue exactly.
+
+        Every process calls it (it gathers their random states); the main one saves it.
+        """
+        rngs = all_gather(rng_state(self.loaders["train"].generator))
         config = self.net.config
         return {
             "format": FORMAT,
@@ -265,7 +290,8 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler is not None else {},
-            "rng": rng_state(self.loaders["train"].generator),
+            "rng": rngs[0],
+            "rng_ranks": rngs,  # one per process, restored on a resume with as many
             "best_val_top1": self.best_val,
             "train": stats,
             "extraction": self.extraction,
@@ -307,7 +333,11 @@ class Trainer:
                 weight_decay=args.weight_decay * decay_mult,
             )
         self.scheduler.base_lrs = [g["initial_lr"] for g in self.optimizer.param_groups]
-        set_rng_state(ckpt["rng"], self.loaders["train"].generator)
+        ranks = ckpt.get("rng_ranks", [])
+        same_world = len(ranks) == self.dist.world
+        set_rng_state(
+            ranks[self.dist.rank] if same_world else ckpt["rng"], self.loaders["train"].generator
+        )
 
     def _test(self, epoch, records):
         return test_and_save(
@@ -351,9 +381,15 @@ class Trainer:
         done = self.epoch
         has_val = "val" in self.loaders
         phases = ("train", "val", "test") if has_val else ("train", "test")
-        records = Records(self.record_dir, phases, resume_epoch=done if done else None)
+        if self.is_main:
+            records = Records(self.record_dir, phases, resume_epoch=done if done else None)
+        else:
+            records = _NoRecords()
+        sampler = self.loaders["train"].sampler
         try:
             for epoch in range(done + 1, args.epochs + 1):
+                if hasattr(sampler, "set_epoch"):  # a distributed run's order (engine.data)
+                    sampler.set_epoch(epoch)
                 stats = train_one_epoch(
                     self.model,
                     nn.CrossEntropyLoss(),
@@ -367,6 +403,7 @@ class Trainer:
                     scaler=self.scaler,
                     accum_steps=args.accum_steps,
                 )
+                stats = mean_over_processes(stats, ("loss", "top1", "top5"))
                 self.epoch = epoch
                 records.log("train", epoch, stats)
                 print(
@@ -378,8 +415,9 @@ class Trainer:
                 is_best = self._validate(epoch, records) if has_val else False
                 # Saved before the test evaluation: a kill during it costs no training.
                 state = self.state(stats)
-                atomic_save(state, self.record_dir / "checkpoint.pth.tar")
-                if is_best:
+                if self.is_main:
+                    atomic_save(state, self.record_dir / "checkpoint.pth.tar")
+                if is_best and self.is_main:
                     atomic_save(state, self.record_dir / "model_best.pth.tar")
                 del state
                 if epoch == args.epochs or (args.eval_every and epoch % args.eval_every == 0):

@@ -16,9 +16,16 @@ A video is written under ROOT/.extract/tmp/ and moved into place only when whole
 ROOT/.extract/done/ then records it. A killed run leaves no half video in the layout, and a rerun
 skips the videos that have a marker. Folders in the layout that this tool did not write (say, a
 download in the same ROOT) are never replaced: such a video is reported as failed.
+
+Several machines, one ROOT (a shared folder): machine I of N runs with ``--shard I/N`` and takes
+the videos whose name hashes to I (a stable hash of the name alone, so every machine picks the
+same split whatever order it lists the files in); together they cover every video once. Each
+shard lists its failures in failed-I-of-N.txt. When all are done,
+``--out ROOT --index-only`` rebuilds ROOT/index.json from the finished videos in the folder.
 """
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
@@ -209,6 +216,39 @@ def _write_index(root: Path, settings: ExtractionSettings, sources: dict[str, st
     return len(videos)
 
 
+def shard_of(name: str, shards: int) -> int:
+    """The shard (1..shards) a video belongs to: a stable hash of its name (not Python's hash,
+    which changes between processes)."""
+    digest = hashlib.sha1(name.encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") % shards + 1
+
+
+def _parse_shard(text: str) -> tuple[int, int]:
+    """'I/N' -> (I, N) with 1 <= I <= N."""
+    try:
+        index, count = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise UserError(f"--shard {text!r} must be I/N, e.g. 1/4 for the first of 4") from None
+    if not 1 <= index <= count:
+        raise UserError(f"--shard {text}: I must be in 1..N, e.g. 1/{max(count, 1)}")
+    return index, count
+
+
+def _rebuild_index(root: Path, videos_dir: Path | None) -> int:
+    """--index-only: ROOT/index.json from the finished videos, with the settings they were made
+    with; ``videos_dir`` (optional) adds each video's source path."""
+    path = root / STATE_DIR / "settings.json"
+    if not path.is_file():
+        raise UserError(f"{root} holds no extraction by this tool ({path} is missing); check --out")
+    settings = ExtractionSettings.from_dict(json.loads(path.read_text()))
+    sources = {}
+    if videos_dir is not None:
+        sources = {n: str(p.relative_to(videos_dir)) for n, p in _collect(videos_dir).items()}
+    listed = _write_index(root, settings, sources)
+    print(f"wrote {root / INDEX_NAME} ({listed} videos)")
+    return listed
+
+
 def _init_worker(threads: int) -> None:
     import cv2
 
@@ -217,9 +257,7 @@ def _init_worker(threads: int) -> None:
 
 def parse_args(argv):
     parser = Parser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--videos", type=Path, required=True, help="folder of raw videos (searched at any depth)"
-    )
+    parser.add_argument("--videos", type=Path, help="folder of raw videos (searched at any depth)")
     parser.add_argument("--out", type=Path, required=True, help="output ROOT of the frame layout")
     parser.add_argument(
         "--workers",
@@ -268,12 +306,28 @@ def parse_args(argv):
         "deterministically (train with --dataset custom)",
     )
     parser.add_argument(
+        "--shard",
+        metavar="I/N",
+        help="extract only shard I of N (1 <= I <= N; a stable hash of the video name), so N "
+        "machines writing to one --out cover every video once",
+    )
+    parser.add_argument(
+        "--index-only",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="extract nothing: rebuild ROOT/index.json from the finished videos in --out "
+        "(after all shards are done); --videos, if given, adds their source paths",
+    )
+    parser.add_argument(
         "--debug",
         action=argparse.BooleanOptionalAction,
         default=False,
         help="show tracebacks of failed videos",
     )
     args = parser.parse_args(argv)
+    args.shard = _parse_shard(args.shard) if args.shard else None
+    if args.videos is None and not args.index_only:
+        raise UserError("give --videos, the folder of raw videos (or --index-only)")
     if args.workers < 1:
         raise UserError(f"--workers must be at least 1, got {args.workers}")
     if args.short_side < 0:
@@ -319,6 +373,9 @@ def _run_jobs(todo, root, settings, workers, debug):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.index_only:
+        _rebuild_index(args.out, args.videos)
+        return 0
     settings = ExtractionSettings(
         args.short_side, args.bound, args.preset, args.max_frames, args.jpeg_quality
     )
@@ -328,13 +385,18 @@ def main(argv=None) -> int:
     _check_settings(root, settings)
     sources = {name: str(path.relative_to(args.videos)) for name, path in videos.items()}
 
-    todo = [(name, path) for name, path in videos.items() if not _is_done(root, name)]
+    mine = videos
+    if args.shard is not None:
+        index, count = args.shard
+        mine = {name: path for name, path in videos.items() if shard_of(name, count) == index}
+    todo = [(name, path) for name, path in mine.items() if not _is_done(root, name)]
     todo.sort(key=lambda item: -item[1].stat().st_size)  # longest first: no straggler at the end
-    skipped = len(videos) - len(todo)
+    skipped = len(mine) - len(todo)
     workers = min(args.workers, max(1, len(todo)))
+    part = f" (shard {index}/{count}: {len(mine)} of them)" if args.shard else ""
     plan = f"{len(todo)} to extract with {workers} worker(s)" if todo else "nothing to extract"
     print(
-        f"{len(videos)} videos under {args.videos}: {skipped} already done, {plan}, "
+        f"{len(videos)} videos under {args.videos}{part}: {skipped} already done, {plan}, "
         f"preset {args.preset}"
     )
 
@@ -357,6 +419,8 @@ def main(argv=None) -> int:
     if args.test_fraction is not None:
         _write_split(args.videos, videos, root / SPLIT_FOLDERS["custom"], args.test_fraction)
     failed_path = root / FAILED_NAME
+    if args.shard is not None:  # shards must not remove each other's list
+        failed_path = root / f"failed-{index}-of-{count}.txt"
     if failed:
         lines = "".join(f"{sources[n]}\t{failed[n]}\n" for n in sorted(failed))
         write_text(failed_path, lines)

@@ -1,0 +1,62 @@
+"""Extraction on several machines: tools/extract_frames_flow.py --shard I/N and --index-only."""
+
+import json
+
+import numpy as np
+import pytest
+
+from dataloader.extraction import write_video
+from tools import extract_frames_flow as tool
+from utils.errors import UserError
+
+NAMES = [
+    f"v_Class{c:03d}_g{g:02d}_c{k:02d}" for c in range(101) for g in range(1, 8) for k in (1, 2)
+]
+
+
+@pytest.mark.parametrize("count", [1, 2, 3])
+def test_shards_cover_every_video_once_and_stay_balanced(count):
+    owners = {name: tool.shard_of(name, count) for name in NAMES}
+    assert set(owners.values()) == set(range(1, count + 1))  # 1..N, each video exactly one
+    sizes = np.bincount(list(owners.values()))[1:]
+    assert sizes.sum() == len(NAMES) and sizes.min() > 0.9 * len(NAMES) / count
+    # A machine that lists the files in another order picks the same videos.
+    assert {n: tool.shard_of(n, count) for n in reversed(NAMES)} == owners
+
+
+def _frames(seed, n=4):
+    rng = np.random.default_rng(seed)
+    return [rng.integers(0, 255, (32, 48, 3), dtype=np.uint8) for _ in range(n)]
+
+
+def test_two_machines_cover_every_video_and_the_index_is_rebuilt(tmp_path, capsys):
+    videos, out = tmp_path / "videos", tmp_path / "out"
+    names = ["a", "b", "c", "d", "e"]
+    for i, name in enumerate(names):
+        write_video(videos / f"{name}.avi", _frames(i))
+    base = ["--videos", str(videos), "--out", str(out), "--workers", "1", "--short-side", "32"]
+    done = []
+    for shard in ("1/2", "2/2"):
+        before = set(p.name for p in (out / "jpegs_256").glob("*")) if out.exists() else set()
+        assert tool.main(base + ["--shard", shard]) == 0
+        new = {p.name for p in (out / "jpegs_256").glob("*")} - before
+        assert new == {n for n in names if tool.shard_of(n, 2) == int(shard[0])}
+        done += sorted(new)
+    assert sorted(done) == names  # every video, each once
+    (out / "index.json").unlink()
+    assert tool.main(["--out", str(out), "--index-only"]) == 0
+    index = json.loads((out / "index.json").read_text())
+    assert sorted(index["videos"]) == names and index["settings"]["short_side"] == 32
+    assert index["videos"]["a"]["frames"] == 4
+    assert "wrote" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("shard", ["0/2", "3/2", "1-2", "x/y"])
+def test_bad_shard_is_a_user_error(shard, tmp_path):
+    with pytest.raises(UserError, match="--shard"):
+        tool.main(["--videos", str(tmp_path), "--out", str(tmp_path), "--shard", shard])
+
+
+def test_index_only_needs_an_extracted_folder(tmp_path):
+    with pytest.raises(UserError, match="no extraction"):
+        tool.main(["--out", str(tmp_path), "--index-only"])
