@@ -16,6 +16,7 @@ from torch import nn
 from engine.cli import plain
 from engine.loops import evaluate, train_one_epoch
 from engine.streams import StreamSpec
+from network.archs import RECURRENT
 from utils.checkpoint import FORMAT, atomic_save, rng_state, set_rng_state
 from utils.classes import class_difference
 from utils.errors import UserError
@@ -40,14 +41,22 @@ def lr_lambda(args, iters_per_epoch: int):
 
 
 def make_optimizer(model: nn.Module, args) -> torch.optim.SGD:
-    """SGD with weight decay on conv/linear weights only (not on BN parameters and biases)."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    decay = [p for p in params if p.ndim > 1]
-    no_decay = [p for p in params if p.ndim <= 1]
+    """SGD with weight decay on conv/linear weights only (not on BN parameters and biases).
+
+    The head learns at ``--head-lr-mult`` times ``--lr`` (a new head on a pretrained backbone
+    may want more). Groups of equal settings are one group: at 1 it is the two groups of old.
+    """
+    head = {id(p) for p in model.head.parameters()} if hasattr(model, "head") else set()
+    head_mult = getattr(args, "head_lr_mult", 1.0)
+    groups: dict[tuple, list] = {}
+    for p in model.parameters():
+        if p.requires_grad:
+            mult = head_mult if id(p) in head else 1.0
+            groups.setdefault((mult, p.ndim > 1), []).append(p)
     return torch.optim.SGD(
         [
-            {"params": decay, "weight_decay": args.weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
+            {"params": params, "lr": args.lr * mult, "weight_decay": args.weight_decay * decay}
+            for (mult, decay), params in groups.items()
         ],
         lr=args.lr,
         momentum=args.momentum,
@@ -81,7 +90,11 @@ def check_compatible(ckpt: dict, path, spec: StreamSpec, config: dict, classes) 
             f"{path} takes {theirs['in_channels']} input channels, the data gives "
             f"{config['in_channels']}; use the sample options it was trained with"
         )
-    for key in spec.resume_match:
+    # A recurrent head's weights fit only a head of the same cell and shape (avg and max share).
+    head_keys = ()
+    if theirs["consensus"] in RECURRENT or config["consensus"] in RECURRENT:
+        head_keys = ("consensus", "rnn_hidden", "rnn_layers", "bidirectional")
+    for key in (*head_keys, *spec.resume_match):
         if key not in ("arch", "in_channels") and theirs.get(key) != config.get(key):
             raise UserError(
                 f"{path} was trained with {key} {theirs.get(key)!r}, not {config.get(key)!r}; "
@@ -181,24 +194,25 @@ class Trainer:
         """
         args = self.args
         self.epoch, self.best_val = ckpt["epoch"], ckpt.get("best_val_top1", -1.0)
+        # Each group's rate and decay as this command line sets them (make_optimizer).
+        fresh = [(g["initial_lr"], g["weight_decay"]) for g in self.optimizer.param_groups]
         try:
             self.optimizer.load_state_dict(ckpt["optimizer"])
-        except ValueError as err:  # other trainable parameters, e.g. partial BN switched
+        except ValueError as err:  # other trainable parameters or groups
             raise UserError(
                 f"the optimizer state of {path} does not fit this model ({err}); "
-                "resume with the --partial-bn setting it was trained with"
+                "resume with the --partial-bn and --head-lr-mult settings it was trained with"
             ) from err
         self.scheduler.load_state_dict(ckpt["scheduler"])
         if self.scaler is not None and ckpt.get("scaler"):
             self.scaler.load_state_dict(ckpt["scaler"])
         steps = len(self.loaders["train"])
         self.scheduler.last_epoch = self.epoch * steps
-        self.scheduler.base_lrs = [args.lr for _ in self.optimizer.param_groups]
-        decays = (args.weight_decay, 0.0)
-        for group, wd in zip(self.optimizer.param_groups, decays, strict=True):
+        self.scheduler.base_lrs = [lr for lr, _ in fresh]
+        for group, (lr, wd) in zip(self.optimizer.param_groups, fresh, strict=True):
             group.update(
-                initial_lr=args.lr,
-                lr=args.lr * self.factor(self.scheduler.last_epoch),
+                initial_lr=lr,
+                lr=lr * self.factor(self.scheduler.last_epoch),
                 momentum=args.momentum,
                 weight_decay=wd,
             )
