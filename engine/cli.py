@@ -11,7 +11,7 @@ from pathlib import Path
 from dataloader.layout import add_layout_arguments
 from dataloader.splits import DATASETS
 from engine.streams import StreamSpec
-from network.archs import ARCHS, CONSENSUS
+from network.archs import ARCHS, CONSENSUS, RECURRENT
 from utils.cli import Parser
 from utils.errors import UserError
 
@@ -42,6 +42,8 @@ DEFAULTS = dict(
 )
 TEST_FRAMES = 19  # frames (stacks) per test video, as the two-stream reference implementation
 BOOL = argparse.BooleanOptionalAction  # every switch has a --no- form, to undo a checkpoint's
+# Training segments when none are given: TSN's 3, or more for a head that learns from their order.
+SEGMENTS, RECURRENT_SEGMENTS = 3, 8
 
 
 def build_parser(spec: StreamSpec) -> argparse.ArgumentParser:
@@ -68,7 +70,13 @@ def build_parser(spec: StreamSpec) -> argparse.ArgumentParser:
         help="folder of the split files (default: ucfTrainTestlist/, testTrainMulti_7030_splits/ "
         "or splits/, under --data-root or beside it)",
     )
-    data.add_argument("--num-segments", type=int, default=3, help="TSN segments per training video")
+    data.add_argument(
+        "--num-segments",
+        type=int,
+        default=SEGMENTS,
+        help=f"TSN segments per training video, in time order (default: {SEGMENTS}; "
+        f"{RECURRENT_SEGMENTS} with --consensus lstm or gru)",
+    )
     data.add_argument(
         "--test-frames", type=int, default=TEST_FRAMES, help="frames (stacks) per test video"
     )
@@ -112,7 +120,21 @@ def build_parser(spec: StreamSpec) -> argparse.ArgumentParser:
         "--consensus",
         default="avg",
         choices=CONSENSUS,
-        help="how the segments' scores make the video's: TSN's average, or the maximum",
+        help="how the segments make the video's score: TSN's average or maximum of their "
+        "scores, or an LSTM/GRU over their features in time order (see --rnn-*)",
+    )
+    model.add_argument(
+        "--rnn-hidden", type=int, default=512, help="lstm/gru: hidden units (per direction)"
+    )
+    model.add_argument("--rnn-layers", type=int, default=1, help="lstm/gru: stacked layers")
+    model.add_argument(
+        "--rnn-dropout",
+        type=float,
+        default=0.0,
+        help="lstm/gru: dropout on the features entering the RNN and between its layers",
+    )
+    model.add_argument(
+        "--bidirectional", action="store_true", help="lstm/gru: read the segments both ways"
     )
     model.add_argument(
         "--partial-bn",
@@ -144,6 +166,13 @@ def build_parser(spec: StreamSpec) -> argparse.ArgumentParser:
         default=d["lr"],
         help="initial learning rate, for the effective batch (the stream multiplies it per "
         "parameter group: first conv, biases; see README)",
+    )
+    train.add_argument(
+        "--head-lr-mult",
+        type=float,
+        default=1.0,
+        help="the head's learning rate is this times --lr (e.g. 10 for a new head on a "
+        "pretrained backbone)",
     )
     train.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
     train.add_argument(
@@ -305,13 +334,21 @@ def parse_args(spec: StreamSpec, argv=None) -> tuple[argparse.Namespace, dict | 
             if key not in given and key not in RUN_LOCAL and hasattr(args, key):
                 setattr(args, key, value)
     resolve_partial_bn(args)
-    for name in ("epochs", "batch_size", "accum_steps", "num_segments", "test_frames", "crop_size"):
+    saved = ckpt.get("args", {}) if ckpt else {}
+    if "num_segments" not in given and "num_segments" not in saved and args.consensus in RECURRENT:
+        args.num_segments = RECURRENT_SEGMENTS
+    names = ("epochs", "batch_size", "accum_steps", "num_segments", "test_frames", "crop_size")
+    for name in (*names, "rnn_hidden"):
         if getattr(args, name) < 1:
             raise UserError(f"--{name.replace('_', '-')} must be at least 1")
     if args.dist_timeout <= 0:
         raise UserError("--dist-timeout must be a positive number of seconds")
     if args.lr <= 0 or args.workers < 0 or args.eval_every < 0 or args.val_groups < 0:
         raise UserError("--lr must be positive; --workers, --eval-every, --val-groups at least 0")
+    if args.head_lr_mult <= 0:
+        raise UserError(f"--head-lr-mult {args.head_lr_mult} must be positive (1: same as --lr)")
+    if args.rnn_layers < 1 or not 0 <= args.rnn_dropout < 1:
+        raise UserError("--rnn-layers must be at least 1 and --rnn-dropout in [0, 1)")
     if args.data_root is None:
         raise UserError("give --data-root, the folder that holds the extracted frames")
     if not Path(args.data_root).is_dir():

@@ -34,6 +34,10 @@ def model_config(args, num_classes: int, in_channels: int) -> dict:
         "dropout": args.dropout,
         "partial_bn": args.partial_bn,
         "consensus": args.consensus,
+        "rnn_hidden": args.rnn_hidden,
+        "rnn_layers": args.rnn_layers,
+        "rnn_dropout": args.rnn_dropout,
+        "bidirectional": args.bidirectional,
     }
 
 

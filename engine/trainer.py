@@ -18,6 +18,7 @@ from engine.cli import plain
 from engine.distributed import SINGLE, Dist, all_gather, is_main, mean_over_processes, wrap
 from engine.loops import evaluate, train_one_epoch
 from engine.streams import StreamSpec
+from network.archs import RECURRENT
 from utils.checkpoint import FORMAT, atomic_save, rng_state, set_rng_state
 from utils.classes import class_difference
 from utils.errors import UserError
@@ -47,21 +48,32 @@ def steps_per_epoch(batches: int, accum_steps: int) -> int:
 
 
 # Parameter groups in optimizer order, with TSN's weight-decay multipliers (tsn-pytorch
-# get_optim_policies): decay on conv/linear weights only, none on biases and norm layers.
-PARAM_GROUPS = {"weight": 1.0, "first_conv": 1.0, "bias": 0.0, "norm": 0.0}
+# get_optim_policies): decay on conv/linear weights only, none on biases and norm layers. The
+# head's weights and biases are groups of their own, so --head-lr-mult can speed them up.
+PARAM_GROUPS = {
+    "weight": 1.0,
+    "first_conv": 1.0,
+    "bias": 0.0,
+    "norm": 0.0,
+    "head_weight": 1.0,
+    "head_bias": 0.0,
+}
 _NORMS = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm)
 
 
 def parameter_groups(model: nn.Module) -> dict[str, list]:
     """Trainable parameters by PARAM_GROUPS name: the first conv's weight, other weights,
-    biases, norm layers' scale and shift."""
+    biases, norm layers' scale and shift, and the head's weights and biases."""
     groups = {name: [] for name in PARAM_GROUPS}
     first_conv = next((m for m in model.modules() if isinstance(m, nn.modules.conv._ConvNd)), None)
+    head = {id(p) for p in model.head.parameters()} if hasattr(model, "head") else set()
     for module in model.modules():
         for name, p in module.named_parameters(recurse=False):
             if not p.requires_grad:
                 continue
-            if isinstance(module, _NORMS):
+            if id(p) in head:
+                groups["head_weight" if p.ndim > 1 else "head_bias"].append(p)
+            elif isinstance(module, _NORMS):
                 groups["norm"].append(p)
             elif module is first_conv and name == "weight":
                 groups["first_conv"].append(p)
@@ -72,9 +84,21 @@ def parameter_groups(model: nn.Module) -> dict[str, list]:
     return groups
 
 
+def group_lr_mults(lr_mults: dict, head_lr_mult: float) -> dict[str, float]:
+    """Each group's multiplier of --lr: the stream spec's, and the head's times --head-lr-mult
+    (a head weight learns like a weight, a head bias like a bias, then faster)."""
+    mults = {
+        name: float(lr_mults.get(name, 1.0)) for name in ("weight", "first_conv", "bias", "norm")
+    }
+    mults["head_weight"] = mults["weight"] * head_lr_mult
+    mults["head_bias"] = mults["bias"] * head_lr_mult
+    return mults
+
+
 def make_optimizer(model: nn.Module, args, lr_mults: dict | None = None) -> torch.optim.SGD:
     """SGD with one group per PARAM_GROUPS entry, each at ``args.lr`` x its multiplier (a stream
-    spec's ``lr_mults``) and ``args.weight_decay`` x its decay multiplier.
+    spec's ``lr_mults``, and ``--head-lr-mult`` for the head) and ``args.weight_decay`` x its
+    decay multiplier. Empty groups are kept, so every run has the same group layout.
 
     Each group keeps its ``lr_mult`` and ``decay_mult``, so a resumed run re-applies them.
     """
@@ -82,13 +106,14 @@ def make_optimizer(model: nn.Module, args, lr_mults: dict | None = None) -> torc
     unknown = set(lr_mults) - set(PARAM_GROUPS)
     if unknown:
         raise ValueError(f"unknown parameter groups {sorted(unknown)}; use {list(PARAM_GROUPS)}")
+    mults = group_lr_mults(lr_mults, float(getattr(args, "head_lr_mult", 1.0)))
     groups = [
         {
             "params": params,
             "name": name,
-            "lr_mult": float(lr_mults.get(name, 1.0)),
+            "lr_mult": mults[name],
             "decay_mult": PARAM_GROUPS[name],
-            "lr": args.lr * float(lr_mults.get(name, 1.0)),
+            "lr": args.lr * mults[name],
             "weight_decay": args.weight_decay * PARAM_GROUPS[name],
         }
         for name, params in parameter_groups(model).items()
@@ -140,7 +165,11 @@ def check_compatible(ckpt: dict, path, spec: StreamSpec, config: dict, classes) 
             f"{path} takes {theirs['in_channels']} input channels, the data gives "
             f"{config['in_channels']}; use the sample options it was trained with"
         )
-    for key in spec.resume_match:
+    # A recurrent head's weights fit only a head of the same cell and shape (avg and max share).
+    head_keys = ()
+    if theirs["consensus"] in RECURRENT or config["consensus"] in RECURRENT:
+        head_keys = ("consensus", "rnn_hidden", "rnn_layers", "bidirectional")
+    for key in (*head_keys, *spec.resume_match):
         if key not in ("arch", "in_channels") and theirs.get(key) != config.get(key):
             raise UserError(
                 f"{path} was trained with {key} {theirs.get(key)!r}, not {config.get(key)!r}; "
@@ -316,7 +345,7 @@ class Trainer:
         except ValueError as err:  # other trainable parameters, e.g. partial BN switched
             raise UserError(
                 f"the optimizer state of {path} does not fit this model ({err}); "
-                "resume with the --partial-bn setting it was trained with"
+                "resume with the --partial-bn and --head-lr-mult settings it was trained with"
             ) from err
         self.scheduler.load_state_dict(ckpt["scheduler"])
         if self.scaler is not None and ckpt.get("scaler"):

@@ -1,12 +1,19 @@
 """Consensus heads: how a recognizer turns its snippets' features into one video score.
 
-A head takes the backbone's pooled features of a video's K snippets, ``[B, K, D]``, and returns
-``[B, classes]``. ``SegmentConsensus`` is TSN's: the classifier scores every snippet and the
-scores are averaged (or max-pooled), so snippet order does not matter.
+A head takes the backbone's pooled features of a video's K snippets, ``[B, K, D]``, in time
+order, and returns ``[B, classes]``. ``SegmentConsensus`` is TSN's: the classifier scores every
+snippet and the scores are averaged (or max-pooled), so snippet order does not matter.
+``RecurrentHead`` (CNN + LSTM/GRU) reads the features in order, so it can tell a clip from the
+same clip played backwards, which no order-free consensus can.
 """
 
 import torch
 from torch import nn
+
+from network.archs import RECURRENT
+
+# The recurrent head's settings and the values a config without them (older checkpoints) gets.
+HEAD_DEFAULTS = {"rnn_hidden": 512, "rnn_layers": 1, "rnn_dropout": 0.0, "bidirectional": False}
 
 
 class SegmentConsensus(nn.Module):
@@ -32,5 +39,58 @@ class SegmentConsensus(nn.Module):
         return scores.mean(dim=1) if self.mode == "avg" else scores.amax(dim=1)
 
 
-def build_head(consensus: str, features: int, num_classes: int, dropout: float) -> nn.Module:
+class RecurrentHead(nn.Module):
+    """An LSTM or GRU over the snippets' pooled features, a classifier on its mean output.
+
+    The classifier reads the RNN's output averaged over time (not only the last step): every
+    step gets a gradient, a bidirectional RNN needs no choice of "last", and it is the
+    time-averaged prediction of Ng et al. (2015). ``rnn_dropout`` drops the features entering
+    the RNN and, with several layers, between them; ``dropout`` is before the classifier.
+
+    Every step is a real snippet: the samplers never pad (a video shorter than K repeats
+    frames, in order), so there is nothing to mask.
+    """
+
+    def __init__(
+        self,
+        features: int,
+        num_classes: int,
+        dropout: float,
+        cell: str = "lstm",
+        rnn_hidden: int = 512,
+        rnn_layers: int = 1,
+        rnn_dropout: float = 0.0,
+        bidirectional: bool = False,
+    ):
+        super().__init__()
+        if cell not in RECURRENT:
+            raise ValueError(f"unknown recurrent cell {cell!r}")
+        rnn = nn.LSTM if cell == "lstm" else nn.GRU
+        self.input_dropout = nn.Dropout(rnn_dropout)
+        self.rnn = rnn(
+            features,
+            rnn_hidden,
+            num_layers=rnn_layers,
+            batch_first=True,
+            dropout=rnn_dropout if rnn_layers > 1 else 0.0,
+            bidirectional=bidirectional,
+        )
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(rnn_hidden * (2 if bidirectional else 1), num_classes)
+
+    def forward(self, features: torch.Tensor, probabilities: bool = False) -> torch.Tensor:
+        """``probabilities``: the softmax of the video's score (there is one score per video)."""
+        outputs, _ = self.rnn(self.input_dropout(features))
+        scores = self.fc(self.dropout(outputs.mean(dim=1)))
+        return scores.float().softmax(dim=-1) if probabilities else scores
+
+
+def build_head(
+    consensus: str, features: int, num_classes: int, dropout: float, **options
+) -> nn.Module:
+    """The head named by ``consensus``; ``options`` are HEAD_DEFAULTS' keys (recurrent heads)."""
+    if consensus in RECURRENT:
+        return RecurrentHead(
+            features, num_classes, dropout, consensus, **{**HEAD_DEFAULTS, **options}
+        )
     return SegmentConsensus(features, num_classes, dropout, consensus)

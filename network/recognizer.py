@@ -17,11 +17,13 @@ import torch
 from torch import nn
 
 from network.backbones import build_backbone
-from network.heads import build_head
+from network.heads import HEAD_DEFAULTS, build_head
 from utils.errors import UserError
 
 # The config a recognizer is built from, and so what a checkpoint must hold to rebuild it.
 CONFIG_KEYS = ("arch", "num_classes", "in_channels", "dropout", "partial_bn", "consensus")
+# Keys added later, with the value a config written before them means (older checkpoints).
+CONFIG_DEFAULTS = dict(HEAD_DEFAULTS)
 
 
 class Recognizer(nn.Module):
@@ -73,14 +75,21 @@ class Recognizer(nn.Module):
 
 
 def build_recognizer(config: dict, mean, std, pretrained: str = "none") -> Recognizer:
-    """A recognizer from its ``config`` (CONFIG_KEYS) and input statistics (0..255 scale)."""
+    """A recognizer from its ``config`` (CONFIG_KEYS, CONFIG_DEFAULTS) and input statistics."""
+    config = {**CONFIG_DEFAULTS, **config}
     missing = [k for k in CONFIG_KEYS if k not in config]
     if missing:
         raise ValueError(f"model config lacks {', '.join(missing)}")
     if len(mean) != config["in_channels"] or len(std) != config["in_channels"]:
         raise ValueError(f"statistics for {len(mean)} channels, not {config['in_channels']}")
     backbone, features = build_backbone(config["arch"], config["in_channels"], pretrained)
-    head = build_head(config["consensus"], features, config["num_classes"], config["dropout"])
+    head = build_head(
+        config["consensus"],
+        features,
+        config["num_classes"],
+        config["dropout"],
+        **{key: config[key] for key in HEAD_DEFAULTS},
+    )
     return Recognizer(backbone, head, mean, std, config)
 
 
@@ -109,7 +118,8 @@ def _upgrade_format_1(ckpt: dict) -> tuple[dict, dict]:
 
 def model_config(ckpt: dict) -> dict:
     """The recognizer config a checkpoint was trained with (any checkpoint format)."""
-    return ckpt["model_config"] if "model_config" in ckpt else _upgrade_format_1(ckpt)[0]
+    config = ckpt["model_config"] if "model_config" in ckpt else _upgrade_format_1(ckpt)[0]
+    return {**CONFIG_DEFAULTS, **config}
 
 
 def model_state(ckpt: dict) -> dict:
@@ -138,10 +148,12 @@ def build_model(
     pretrained: str = "none",
     partial_bn: bool = True,
     consensus: str = "avg",
+    **head_options,
 ) -> Recognizer:
     """A recognizer for RGB (3 channels) or flow stacks (any other count), with their statistics.
 
     The short form for scripts and notebooks; the engine builds from a stream spec instead.
+    ``head_options``: a recurrent head's settings (network.heads.HEAD_DEFAULTS).
     """
     from network.statistics import flow_statistics, rgb_statistics
 
@@ -153,5 +165,6 @@ def build_model(
         "dropout": dropout,
         "partial_bn": partial_bn,
         "consensus": consensus,
+        **head_options,
     }
     return build_recognizer(config, *stats, pretrained=pretrained)
