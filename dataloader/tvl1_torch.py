@@ -267,16 +267,49 @@ def _median(u: torch.Tensor, ksize: int, out: torch.Tensor, scratch: _Scratch) -
     out.copy_(wires[where[result]])
 
 
+def _taps(t: torch.Tensor, mode: str) -> list[torch.Tensor]:
+    """Interpolation weights of the taps at offsets -1..2 (bicubic) or 0..1 (bilinear).
+
+    Bicubic is Keys' kernel with a = -0.75, as OpenCV's INTER_CUBIC; at t = 0 the weights are
+    exactly (0, 1, 0, 0), so a zero flow samples the image exactly.
+    """
+    if mode == "bilinear":
+        return [1 - t, t]
+    a, s = -0.75, 1 - t
+    w0 = ((a * (t + 1) - 5 * a) * (t + 1) + 8 * a) * (t + 1) - 4 * a
+    w1 = ((a + 2) * t - (a + 3)) * t * t + 1
+    w2 = ((a + 2) * s - (a + 3)) * s * s + 1
+    return [w0, w1, w2, 1 - w0 - w1 - w2]
+
+
 def _remap(stack: torch.Tensor, flow: torch.Tensor, mode: str) -> torch.Tensor:
-    """Sample [b, C, H, W] at (x + u, y + v): cv::remap with zero outside the image."""
-    _, _, h, w = stack.shape
-    ys = torch.arange(h, device=stack.device, dtype=torch.float32)[:, None]
-    xs = torch.arange(w, device=stack.device, dtype=torch.float32)[None, :]
-    # align_corners=True maps -1..1 to pixel centres 0..w-1, so positions are in pixels
-    gx = (xs + flow[:, 0]) * (2 / max(w - 1, 1)) - 1
-    gy = (ys + flow[:, 1]) * (2 / max(h - 1, 1)) - 1
-    grid = torch.stack((gx, gy), dim=-1)
-    return F.grid_sample(stack, grid, mode=mode, padding_mode="zeros", align_corners=True)
+    """Sample [b, C, H, W] at (x + u, y + v): cv::remap, taps outside the image read 0.
+
+    Positions stay in pixels (no normalised grid as in grid_sample, whose round trip would
+    move a zero flow off the pixel centres by ~1e-6 px and break OpenCV's exact zero flow on
+    identical frames).
+    """
+    b, c, h, w = stack.shape
+    first = -1 if mode == "bicubic" else 0
+    n = 4 if mode == "bicubic" else 2
+    pad = 2
+    padded = F.pad(stack, (pad, pad, pad, pad)).reshape(b, c, -1)
+    width = w + 2 * pad
+    x = torch.arange(w, device=stack.device, dtype=torch.float32) + flow[:, 0]
+    y = torch.arange(h, device=stack.device, dtype=torch.float32)[:, None] + flow[:, 1]
+    x0, y0 = x.floor(), y.floor()
+    wx, wy = _taps(x - x0, mode), _taps(y - y0, mode)
+    # taps beyond the zero border are moved onto it: they read 0 as well
+    cols = [(x0 + first + i).clamp_(-pad, w + pad - 1).long() + pad for i in range(n)]
+    out = torch.zeros_like(stack)
+    for j in range(n):
+        row = ((y0 + first + j).clamp_(-pad, h + pad - 1).long() + pad) * width
+        acc = torch.zeros_like(stack)
+        for i in range(n):
+            index = (row + cols[i]).reshape(b, 1, -1).expand(b, c, -1)
+            acc.addcmul_(padded.gather(2, index).reshape(b, c, h, w), wx[i][:, None])
+        out.addcmul_(acc, wy[j][:, None])
+    return out
 
 
 class _Warp:
