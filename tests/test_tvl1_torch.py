@@ -72,6 +72,31 @@ def test_matches_opencv_on_a_synthetic_pair():
     assert np.abs(flow - ref).mean() < 0.02
 
 
+@pytest.mark.parametrize(
+    ("ours", "theirs", "scale"),
+    [
+        ({"gamma": 0.5}, {"gamma": 0.5}, 255),  # illumination variable u3
+        ({}, {}, 1.0),  # float input is 0..1, scaled by 255 as OpenCV does
+        ({"initial_flow": True}, {"useInitialFlow": True}, 255),
+    ],
+    ids=["gamma", "float-input", "initial-flow"],
+)
+def test_options_match_opencv(ours, theirs, scale):
+    cv2.setNumThreads(1)
+    prev, nxt = (f.astype(np.float32) * (scale / 255) for f in _shifted_pair((2.3, 0.7)))
+    if scale == 255:
+        prev, nxt = prev.astype(np.uint8), nxt.astype(np.uint8)
+    start = np.zeros((HEIGHT, WIDTH, 2), np.float32)
+    start += np.random.default_rng(0).normal((2.0, 0.5), 0.3, start.shape).astype(np.float32)
+    solver = cv2.optflow.DualTVL1OpticalFlow_create(**OPENCV_SHORT, **theirs)
+    ref = solver.calc(prev, nxt, start.copy() if "useInitialFlow" in theirs else None)
+    if "initial_flow" in ours:
+        ours = {"initial_flow": torch.from_numpy(start)[None]}
+    flow = tvl1_flow(*_tensors(prev, nxt), **SHORT, **ours)[0].numpy()
+    assert _corr(flow, ref) > 0.999
+    assert np.abs(flow - ref).mean() < 0.02
+
+
 def _real_pair(size=(80, 60)):
     clip = SHARED_DATA / "ucf101" / "UCF-101" / "Biking" / REAL_CLIP
     if not clip.is_file():
