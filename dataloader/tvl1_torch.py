@@ -385,6 +385,9 @@ def _solve_level(i0, i1, u, prm: dict, warp: bool) -> torch.Tensor:
         ids, wpx, wpy = torch.arange(b, device=u.device), px, py
         wu, spare = scratch.get("u_a", u.shape), scratch.get("u_b", u.shape)
         wu.copy_(u)
+        if inner == 0 and median > 1:  # OpenCV still opens each (empty) outer round with it
+            for _ in range(outer):
+                _median(wu[:, :2], median, wu[:, :2], scratch)
         for n in range(inner * outer):
             if median > 1 and n % inner == 0:  # each outer round opens with a median filter
                 _median(wu[:, :2], median, wu[:, :2], scratch)
