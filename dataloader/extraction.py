@@ -28,6 +28,7 @@ import cv2
 import numpy as np
 
 from dataloader.extraction_settings import (  # noqa: F401  (the contract, re-exported)
+    FLOW_METHODS,
     INDEX_NAME,
     PRESETS,
     ExtractionSettings,
@@ -125,33 +126,79 @@ def decode_video(path, short_side: int | None = 256, max_frames: int | None = No
     return DecodedVideo(frames=np.stack(frames), fps=video_fps(path))
 
 
-def make_tvl1(preset: str = "fast") -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
-    """A function ``flow(prev_gray, next_gray) -> float32 [H, W, 2]`` (x, y in pixels).
+# OpenCV's DualTVL1 parameter names -> dataloader.tvl1_torch's, so one preset serves both.
+_TORCH_NAMES = {
+    "nscales": "nscales",
+    "scaleStep": "scale_step",
+    "warps": "warps",
+    "epsilon": "epsilon",
+    "innnerIterations": "inner_iterations",
+    "outerIterations": "outer_iterations",
+}
 
-    Keep one per process and reuse it: OpenCV's TV-L1 object holds buffers sized to the frames.
-    """
+
+def _check_preset(preset: str) -> FlowPreset:
     if preset not in PRESETS:
         raise ValueError(f"unknown flow preset {preset!r}; choose from {sorted(PRESETS)}")
-    settings = PRESETS[preset]
-    tvl1 = cv2.optflow.DualTVL1OpticalFlow_create(**settings.tvl1)
-    scale = settings.scale
+    return PRESETS[preset]
 
-    def flow(prev: np.ndarray, nxt: np.ndarray) -> np.ndarray:
-        if scale == 1.0:
-            return tvl1.calc(prev, nxt, None)
-        height, width = prev.shape[:2]
-        small = (max(8, round(width * scale)), max(8, round(height * scale)))
-        result = tvl1.calc(
-            cv2.resize(prev, small, interpolation=cv2.INTER_AREA),
-            cv2.resize(nxt, small, interpolation=cv2.INTER_AREA),
-            None,
-        )
-        result = cv2.resize(result, (width, height), interpolation=cv2.INTER_LINEAR)
-        result[..., 0] *= width / small[0]
-        result[..., 1] *= height / small[1]
-        return result
 
-    return flow
+def _solve_scaled(solve, prevs: np.ndarray, nexts: np.ndarray, scale: float) -> np.ndarray:
+    """``solve`` on copies of [N, H, W] frames resized by ``scale``, flow brought back to H x W."""
+    if scale == 1.0:
+        return solve(prevs, nexts)
+    height, width = prevs.shape[1:3]
+    small = (max(8, round(width * scale)), max(8, round(height * scale)))
+
+    def shrink(frames):
+        return np.stack([cv2.resize(f, small, interpolation=cv2.INTER_AREA) for f in frames])
+
+    flows = solve(shrink(prevs), shrink(nexts))
+    out = np.empty((len(flows), height, width, 2), np.float32)
+    for i, f in enumerate(flows):
+        out[i] = cv2.resize(f, (width, height), interpolation=cv2.INTER_LINEAR)
+    out[..., 0] *= width / small[0]
+    out[..., 1] *= height / small[1]
+    return out
+
+
+def make_flow(
+    preset: str = "quality", method: str = "opencv", device: str = "cpu", batch_size: int = 8
+) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """``flows(prev_grays, next_grays)``: [N, H, W] uint8 pairs -> float32 [N, H, W, 2].
+
+    ``opencv`` solves pair by pair with OpenCV contrib's DualTVL1; ``torch`` with the batched
+    PyTorch TV-L1 of dataloader.tvl1_torch (same algorithm and parameters) on ``device``,
+    ``batch_size`` pairs at a time. Keep one per process and reuse it.
+    """
+    settings = _check_preset(preset)
+    if method == "opencv":
+        tvl1 = cv2.optflow.DualTVL1OpticalFlow_create(**settings.tvl1)
+
+        def solve(prevs, nexts):
+            return np.stack([tvl1.calc(a, b, None) for a, b in zip(prevs, nexts, strict=True)])
+
+    elif method == "torch":
+        from dataloader.tvl1_torch import TorchTVL1
+
+        params = {_TORCH_NAMES[k]: v for k, v in settings.tvl1.items()}
+        solve = TorchTVL1(device=device, batch_size=batch_size, **params)
+    else:
+        raise ValueError(f"unknown flow method {method!r}; choose from {FLOW_METHODS}")
+
+    def flows(prevs, nexts) -> np.ndarray:
+        return _solve_scaled(solve, np.asarray(prevs), np.asarray(nexts), settings.scale)
+
+    return flows
+
+
+def make_tvl1(
+    preset: str = "fast", method: str = "opencv", device: str = "cpu"
+) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """A function ``flow(prev_gray, next_gray) -> float32 [H, W, 2]`` (x, y in pixels): one
+    pair at a time through ``make_flow``."""
+    flows = make_flow(preset, method, device, batch_size=1)
+    return lambda prev, nxt: flows(prev[None], nxt[None])[0]
 
 
 def flow_to_uint8(flow: np.ndarray, bound: float = 20.0) -> np.ndarray:

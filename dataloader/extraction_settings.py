@@ -12,6 +12,8 @@ from pathlib import Path
 # The extraction tool's record of how a data root's frames were made: ``<root>/index.json``
 # holds {"settings": ExtractionSettings as a dict, "videos": {...}}.
 INDEX_NAME = "index.json"
+# TV-L1 implementations: OpenCV contrib's (CPU), or dataloader/tvl1_torch.py (any torch device).
+FLOW_METHODS = ("opencv", "torch")
 
 
 @dataclass(frozen=True)
@@ -23,6 +25,7 @@ class ExtractionSettings:
     preset: str = "quality"  # TV-L1 preset (PRESETS); "fast" is ~15x faster, less accurate
     max_frames: int | None = None  # keep only the first N frames of each video
     jpeg_quality: int = 95  # JPEG quality of RGB and flow frames
+    method: str = "opencv"  # TV-L1 implementation (FLOW_METHODS): OpenCV's, or ours in PyTorch
 
     def as_dict(self) -> dict:
         return asdict(self)

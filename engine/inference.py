@@ -110,7 +110,9 @@ def jpeg_round_trip(image: np.ndarray, quality: int) -> np.ndarray:
     return decode_jpeg(data, color)
 
 
-def memory_reader(frames: np.ndarray, modality: str, settings: ExtractionSettings):
+def memory_reader(
+    frames: np.ndarray, modality: str, settings: ExtractionSettings, flow_device: str = "cpu"
+):
     """``read(i)`` over [N, H, W, 3] RGB frames in memory, as the dataset reads files.
 
     ``rgb``: frame i. ``flow``: flow frame i, TV-L1 from frame i to i+1 as the extraction tool
@@ -124,7 +126,7 @@ def memory_reader(frames: np.ndarray, modality: str, settings: ExtractionSetting
         raise ValueError(f"no in-memory reader for modality {modality!r}")
     if len(frames) < 2:
         raise UserError("the video has a single frame: a flow stream needs two")
-    tvl1 = make_tvl1(settings.preset)
+    tvl1 = make_tvl1(settings.preset, settings.method, flow_device)
 
     def read(i):
         f = tvl1(to_gray(frames[i]), to_gray(frames[i + 1]))
@@ -135,10 +137,12 @@ def memory_reader(frames: np.ndarray, modality: str, settings: ExtractionSetting
     return read, len(frames) - 1
 
 
-def test_sample(stream: StreamModel, frames: np.ndarray, settings: ExtractionSettings):
+def test_sample(
+    stream: StreamModel, frames: np.ndarray, settings: ExtractionSettings, device="cpu"
+):
     """The stream's test sample of a video in memory ``[crops, N, C, S, S]``."""
     samples = stream.samples()
-    read, count = memory_reader(frames, samples.modality, settings)
+    read, count = memory_reader(frames, samples.modality, settings, str(device))
     return samples(read, count, train=False)
 
 
@@ -213,7 +217,7 @@ def predict_video(
         clip = frames[side][: config.max_frames]
         if len(clip) < 2 and stream.samples().modality == "flow":
             raise UserError(f"{path} has a single frame: the {name} stream needs two")
-        scores[name] = stream.scores(test_sample(stream, clip, config), device)
+        scores[name] = stream.scores(test_sample(stream, clip, config, device), device)
     columns = {name: streams[name].probabilities(s) for name, s in scores.items()}
     if len(scores) == 2:
         kinds = [

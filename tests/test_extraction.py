@@ -160,25 +160,25 @@ def test_rerun_skips_finished_videos_and_redoes_interrupted_ones(tmp_path, capsy
 def test_interrupt_leaves_no_half_video_and_rerun_completes(tmp_path, monkeypatch):
     videos, out = tmp_path / "videos", tmp_path / "out"
     write_video(videos / "clip.avi", _moving_frames(STEP))
-    real_make_tvl1 = extraction.make_tvl1
+    real_make_flow = extraction.make_flow
 
-    def interrupted_after_two_pairs(preset):
-        flow, calls = real_make_tvl1(preset), []
+    def interrupted_after_two_pairs(*args, **kwargs):
+        flows, calls = real_make_flow(*args, **kwargs), []
 
-        def interrupted(prev, nxt):
-            calls.append(1)
-            if len(calls) > 2:
+        def interrupted(prevs, nexts):
+            calls.append(len(prevs))
+            if sum(calls) > 2:
                 raise KeyboardInterrupt
-            return flow(prev, nxt)
+            return flows(prevs, nexts)
 
         return interrupted
 
-    monkeypatch.setattr(extraction, "make_tvl1", interrupted_after_two_pairs)
+    monkeypatch.setattr(extraction, "make_flow", interrupted_after_two_pairs)
     with pytest.raises(KeyboardInterrupt):
-        _run(videos, out)
+        _run(videos, out, "--flow-batch", "1")  # two flow frames written, then killed
     for folder in ("jpegs_256", "tvl1_flow/u", "tvl1_flow/v"):
         assert not (out / folder / "clip").exists()
-    monkeypatch.setattr(extraction, "make_tvl1", real_make_tvl1)
+    monkeypatch.setattr(extraction, "make_flow", real_make_flow)
     assert _run(videos, out) == 0
     assert _count(out / "jpegs_256" / "clip") == FRAMES
 
@@ -259,3 +259,23 @@ def test_two_real_clips(shared_data, tmp_path):
         assert _count(out / "jpegs_256" / clip.stem) == 4
         assert _count(out / "tvl1_flow" / "u" / clip.stem) == 3
         assert _count(out / "tvl1_flow" / "v" / clip.stem) == 3
+
+
+def test_torch_method_writes_the_same_layout_and_flow_as_opencv(tmp_path):
+    """--method torch: same files, quantisation and index; flow agrees with OpenCV's TV-L1."""
+    videos = tmp_path / "videos"
+    write_video(videos / "clip.avi", _moving_frames(STEP))
+    args = ["--preset", "quality", "--flow-batch", "3"]
+    assert _run(videos, tmp_path / "cv", *args) == 0
+    assert _run(videos, tmp_path / "torch", *args, "--method", "torch") == 0
+    index = json.loads((tmp_path / "torch" / "index.json").read_text())
+    assert index["settings"]["method"] == "torch"
+    for axis in "uv":
+        a = sorted((tmp_path / "cv" / "tvl1_flow" / axis / "clip").iterdir())
+        b = sorted((tmp_path / "torch" / "tvl1_flow" / axis / "clip").iterdir())
+        assert [p.name for p in a] == [p.name for p in b] and len(a) == FRAMES - 1
+        x = np.stack([cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) for p in a]).astype(float)
+        y = np.stack([cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) for p in b]).astype(float)
+        assert np.abs(x - y).mean() < 2.0  # of 255 levels; 128 +- 6.4 per pixel of motion
+    with pytest.raises(UserError, match="--method torch"):
+        _run(videos, tmp_path / "other", "--device", "cuda")
