@@ -93,12 +93,19 @@ def _run(spec: StreamSpec, args, ckpt, dist, device) -> int:
     test_loader = make_loader(test_set, args, device, train=False, seed=args.seed, dist=dist)
     if args.evaluate:
         path = evaluation_scores_path(args, ckpt["epoch"])
-        test_and_save(
+        metrics = test_and_save(
             model, test_loader, spec, args, device, split.classes, ckpt["epoch"], path=path
         )
         prefix = path.name.removesuffix(".npz").removesuffix("scores").rstrip("_") + "_"
         for report in write_reports(path, prefix=prefix):
             print(f"wrote {report}", flush=True)
+        if dist.rank == 0:
+            from engine.trainer import test_mode
+            from utils.records import append_evaluation
+
+            row = dict(metrics, epoch=ckpt["epoch"], checkpoint=args.resume, scores=path)
+            log = append_evaluation(path.parent / "eval.csv", dict(row, test=test_mode(args)))
+            print(f"wrote a row of {log}", flush=True)
         return 0
 
     loaders = {"test": test_loader}

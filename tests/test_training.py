@@ -1,4 +1,5 @@
 import argparse
+import csv
 import os
 import shutil
 import signal
@@ -322,6 +323,13 @@ def test_evaluate_leaves_checkpoint_and_run_results_unchanged_and_names_its_scor
     # Test options are in the name (FAST tests 3 frames, not 19); --scores-out puts it anywhere.
     main(SPATIAL, [*argv, "--ten-crop", "--softmax-average", "--test-frames", "2"])
     assert (record / "eval_checkpoint_e2_tencrop_softmax_f2_scores.npz").is_file()
+    with open(record / "eval.csv", newline="") as f:  # one row per evaluation, appended
+        rows = list(csv.DictReader(f))
+    assert [(r["epoch"], r["test"]) for r in rows] == [
+        ("2", "3 snippets, centre crop"),
+        ("2", "2 snippets, 10 crops"),
+    ]
+    assert rows[1]["scores"].endswith("eval_checkpoint_e2_tencrop_softmax_f2_scores.npz")
     main(SPATIAL, [*argv, "--scores-out", str(tmp_path / "mine.npz")])
     assert (tmp_path / "mine.npz").is_file() and (tmp_path / "mine_misclassified.csv").is_file()
 

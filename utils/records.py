@@ -33,6 +33,33 @@ class CsvLog:
             csv.DictWriter(f, self.fields, extrasaction="ignore").writerow(row)
 
 
+EVAL_FIELDS = [
+    "epoch",
+    "checkpoint",
+    "test",
+    "loss",
+    "top1",
+    "top5",
+    "mean_class",
+    "seconds",
+    "scores",
+]
+
+
+def append_evaluation(path, row: dict) -> Path:
+    """One row per ``--evaluate`` run in ``eval.csv`` (EVAL_FIELDS), created with its header;
+    earlier rows are kept, so every evaluation of a run stays listed."""
+    path = Path(path)
+    new = not path.is_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, EVAL_FIELDS, extrasaction="ignore")
+        if new:
+            writer.writeheader()
+        writer.writerow({k: _fmt(v) for k, v in row.items()})
+    return path
+
+
 def _fmt(value):
     return f"{value:.6g}" if isinstance(value, float) else value
 
