@@ -74,12 +74,6 @@ def get_args(argv=None) -> argparse.Namespace:
         default=False,
         help="fuse files whose stored stream differs from their option (e.g. two spatial runs)",
     )
-    parser.add_argument(
-        "--debug",
-        action=argparse.BooleanOptionalAction,
-        default=False,
-        help="show tracebacks instead of one line",
-    )
     return parser.parse_args(argv)
 
 

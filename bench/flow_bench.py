@@ -23,7 +23,6 @@ end-point error against it is printed too), and real clips (by default the first
 of three UCF101 classes in ../shared/data, when present), each alone and pooled.
 """
 
-import argparse
 import os
 import sys
 import tempfile
@@ -45,6 +44,7 @@ from dataloader.extraction import (
     write_video,
 )
 from dataloader.tvl1_torch import TorchTVL1
+from utils.cli import Parser  # noqa: E402
 from utils.errors import UserError, run_cli
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -192,7 +192,7 @@ def default_real_clips(count=3) -> list[Path]:
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = Parser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pairs", type=int, default=8, help="flow pairs measured per clip")
     parser.add_argument("--short-side", type=int, default=256, help="frames resized to this")
     parser.add_argument("--bound", type=float, default=20.0, help="clip flow to +-bound (px)")
@@ -218,7 +218,6 @@ def parse_args(argv):
         "--speed-pairs", type=int, default=8, help="pairs per speed-table run (at least one batch)"
     )
     parser.add_argument("--no-speed", action="store_true", help="skip the speed table")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks")
     args = parser.parse_args(argv)
     if args.pairs < 1:
         raise UserError(f"--pairs must be at least 1, got {args.pairs}")

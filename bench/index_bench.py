@@ -6,7 +6,6 @@ Without --data-root it builds a throw-away tree of empty frame files (13,320 vid
 folders) in a temporary folder; counting never reads file contents.
 """
 
-import argparse
 import sys
 import tempfile
 import time
@@ -17,6 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from dataloader.frame_index import index_videos  # noqa: E402
 from dataloader.layout import Layout  # noqa: E402
 from dataloader.splits import Video  # noqa: E402
+from utils.cli import Parser  # noqa: E402
 from utils.errors import run_cli  # noqa: E402
 
 
@@ -32,11 +32,10 @@ def build_tree(root: Path, videos: int, frames: int, layout: Layout) -> list[Vid
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = Parser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--videos", type=int, default=13320, help="videos in the generated tree")
     parser.add_argument("--frames", type=int, default=20, help="frame files per folder")
     parser.add_argument("--data-root", help="index this existing tree instead (all its videos)")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks")
     args = parser.parse_args(argv)
 
     layout = Layout()

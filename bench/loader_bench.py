@@ -7,7 +7,6 @@ prints samples/s of the straightforward loader (PIL open -> resize to the crop -
 frame, stacked), then of the toolkit's loader; the last line is ``samples/s: <number>``.
 """
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -18,20 +17,26 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 from torchvision.transforms import functional as F  # noqa: E402
 
-from dataloader.datasets import MotionDataset, SpatialDataset, worker_init  # noqa: E402
+from dataloader.datasets import (  # noqa: E402
+    FrameDataset,
+    MotionDataset,
+    SpatialDataset,
+    worker_init,
+)
 from dataloader.layout import (  # noqa: E402
     Layout,  # noqa: E402
     add_layout_arguments,
     frame_path,
 )
 from dataloader.splits import Video  # noqa: E402
+from utils.cli import Parser  # noqa: E402
 from utils.errors import run_cli  # noqa: E402
 
 
 class NaiveDataset(torch.utils.data.Dataset):
     """The loader of the older two-stream repositories, frame by frame through PIL."""
 
-    def __init__(self, fast: SpatialDataset | MotionDataset):
+    def __init__(self, fast: FrameDataset):
         self.fast = fast
 
     def __len__(self):
@@ -39,19 +44,20 @@ class NaiveDataset(torch.utils.data.Dataset):
 
     def _load(self, path: Path, mode: str) -> torch.Tensor:
         image = Image.open(path).convert(mode)
-        size = self.fast.crop_size
+        size = self.fast.samples.crop_size
         return F.to_tensor(image.resize((size, size), Image.BILINEAR))
 
     def __getitem__(self, index):
         item = self.fast.items[index]
         layout = self.fast.layout
-        if isinstance(self.fast, SpatialDataset):
-            idx = self.fast.positions(item.num_frames)
+        samples = self.fast.samples
+        if self.fast.modality == "rgb":
+            idx = samples.positions(item.num_frames, train=True)
             (folder,) = item.dirs
             frames = [self._load(frame_path(folder, layout.rgb_pattern, i), "RGB") for i in idx]
             return torch.stack(frames), item.label
-        length = self.fast.stack_length
-        starts = self.fast.positions(max(item.num_frames - length + 1, 1))
+        length = samples.stack_length
+        starts = samples.positions(max(item.num_frames - length + 1, 1), train=True)
         x_dir, y_dir = item.dirs
         stacks = []
         for s in starts.tolist():
@@ -86,7 +92,7 @@ def throughput(dataset, seconds: float, workers: int) -> float:
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = Parser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-root", required=True, help="folder with the preprocessed frames")
     parser.add_argument("--stream", choices=("spatial", "motion"), default="motion")
     parser.add_argument("--seconds", type=float, default=10.0, help="time per loader")
@@ -94,7 +100,6 @@ def main(argv=None):
     parser.add_argument("--crop-size", type=int, default=224)
     parser.add_argument("--num-segments", type=int, default=3)
     parser.add_argument("--skip-naive", action="store_true", help="time only the toolkit loader")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks")
     add_layout_arguments(parser)
     args = parser.parse_args(argv)
 

@@ -134,7 +134,7 @@ def build_parser(spec: StreamSpec) -> argparse.ArgumentParser:
         help="lstm/gru: dropout on the features entering the RNN and between its layers",
     )
     model.add_argument(
-        "--bidirectional", action="store_true", help="lstm/gru: read the segments both ways"
+        "--bidirectional", action=BOOL, default=False, help="lstm/gru: read the segments both ways"
     )
     model.add_argument(
         "--partial-bn",
@@ -266,7 +266,6 @@ def build_parser(spec: StreamSpec) -> argparse.ArgumentParser:
         help="torchrun: seconds a process waits to join the others (or for a collective step) "
         "before it stops with an error",
     )
-    run.add_argument("--debug", action=BOOL, default=False, help="show tracebacks of errors")
     return p
 
 

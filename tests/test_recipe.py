@@ -65,14 +65,15 @@ def test_motion_first_conv_learns_5x_and_biases_2x_without_decay():
     assert groups["first_conv"]["lr"] == pytest.approx(0.05)
     assert groups["weight"]["lr"] == pytest.approx(0.01)
     assert groups["weight"]["weight_decay"] == pytest.approx(5e-4)
-    assert groups["bias"]["params"] == [model.head.fc.bias]
-    assert groups["bias"]["lr"] == pytest.approx(0.02) and groups["bias"]["weight_decay"] == 0
+    assert groups["head_bias"]["params"] == [model.head.fc.bias]  # the head's: --head-lr-mult
+    assert groups["head_bias"]["lr"] == pytest.approx(0.02)
+    assert groups["head_bias"]["weight_decay"] == 0 and groups["head_weight"]["lr"] == 0.01
     assert groups["norm"]["lr"] == pytest.approx(0.01) and groups["norm"]["weight_decay"] == 0
     every = [p for g in groups.values() for p in g["params"]]
     assert len(every) == len(set(map(id, every))) == len(list(model.parameters()))
     _, spatial = _groups(SPATIAL, 3)
     assert spatial["first_conv"]["lr"] == pytest.approx(0.01)
-    assert spatial["bias"]["lr"] == pytest.approx(0.02)
+    assert spatial["head_bias"]["lr"] == pytest.approx(0.02)
 
 
 # 4. Effective batch = batch x accumulation steps; the documented defaults reach TSN's 128.

@@ -46,7 +46,7 @@ OUTPUTS = (
     "demo.json",
 )
 # The temporal spatial stream: 4 ordered segments, a small RNN, a higher rate than the others.
-TEMPORAL = dict(num_segments=4, rnn_hidden=128, lr=0.01)
+TEMPORAL = dict(num_segments=4, rnn_hidden=128, lr=0.02)
 # More training scenes with a temporal head: direction from RGB order generalises from 10 less well.
 TEMPORAL_TRAIN_PER_CLASS = 20
 
@@ -75,12 +75,6 @@ def get_args(argv=None) -> argparse.Namespace:
         help="also train a spatial stream with this recurrent head over ordered frames",
     )
     parser.add_argument("--device", default="cpu", help="torch device of training and prediction")
-    parser.add_argument(
-        "--debug",
-        action=argparse.BooleanOptionalAction,
-        default=False,
-        help="show tracebacks of errors",
-    )
     args = parser.parse_args(argv)
     if args.train_per_class is None:
         args.train_per_class = TEMPORAL_TRAIN_PER_CLASS if args.consensus else 10

@@ -355,12 +355,6 @@ def parse_args(argv):
         help="extract nothing: rebuild ROOT/index.json from the finished videos in --out "
         "(after all shards are done); --videos, if given, adds their source paths",
     )
-    parser.add_argument(
-        "--debug",
-        action=argparse.BooleanOptionalAction,
-        default=False,
-        help="show tracebacks of failed videos",
-    )
     args = parser.parse_args(argv)
     args.shard = _parse_shard(args.shard) if args.shard else None
     if args.videos is None and not args.index_only:

@@ -114,12 +114,6 @@ def get_args(argv=None) -> argparse.Namespace:
         help="JPEG quality of the extracted frames; the round trip is done in memory (0: none)",
     )
     parser.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
-    parser.add_argument(
-        "--debug",
-        action=argparse.BooleanOptionalAction,
-        default=False,
-        help="show tracebacks of errors",
-    )
     return parser.parse_args(argv)
 
 

@@ -23,7 +23,6 @@ Videos are MPEG-4 AVI files in UCF101's folder layout, ``OUT/videos/<Class>/v_<C
 with UCF101-style split files (classInd.txt, trainlist01.txt, testlist01.txt) in ``OUT/splits``.
 """
 
-import argparse
 import math
 import sys
 from dataclasses import dataclass
@@ -221,9 +220,6 @@ def main(argv=None):
     )
     parser.add_argument("--fps", type=int, default=25, help="frame rate written in the files")
     parser.add_argument("--seed", type=int, default=0, help="same seed, same videos")
-    parser.add_argument(
-        "--debug", action=argparse.BooleanOptionalAction, default=False, help="show tracebacks"
-    )
     args = parser.parse_args(argv)
     data = generate(
         args.out,

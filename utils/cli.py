@@ -1,5 +1,5 @@
 """argparse as every entry point here uses it: one-line errors, a guess for a mistyped option,
-and help that shows each default once."""
+--debug, and help that shows each default once."""
 
 import argparse
 import difflib
@@ -17,6 +17,12 @@ class Parser(argparse.ArgumentParser):
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("formatter_class", HelpFormatter)
         super().__init__(*args, **kwargs)
+        self.add_argument(  # read by utils.errors.run_cli
+            "--debug",
+            action=argparse.BooleanOptionalAction,
+            default=False,
+            help="show tracebacks of errors instead of one line",
+        )
 
     def error(self, message):
         hint = ""
@@ -38,6 +44,6 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         text = action.help or ""
         if action.default is None or action.required or "default" in text:
             return text
-        if action.default is False and isinstance(action, argparse._StoreTrueAction):
+        if action.default is False:  # a switch that is off unless given
             return text
         return super()._get_help_string(action)
