@@ -22,6 +22,7 @@ from utils.errors import run_cli  # noqa: E402
 ENTRY_POINTS = [
     "spatial_cnn.py",
     "motion_cnn.py",
+    "clip_cnn.py",
     "fusion.py",
     "tools/predict.py",
     "tools/extract_frames_flow.py",

@@ -7,17 +7,32 @@ memory): a prediction sees exactly what evaluation sees. Shapes (uint8):
 - training: ``[K, C, S, S]``, one snippet per TSN segment, all with the same random crop;
 - test: ``[crops, N, C, S, S]``, N uniformly spaced snippets under each of 1 (centre) or 10
   crops; the model scores every crop's sequence and the crops' scores are averaged.
+
+A clip stream's snippet is a clip, ``[3, T, S, S]`` in place of ``[C, S, S]`` (ClipSamples).
 """
 
 import numpy as np
 import torch
 
-from dataloader.defaults import SAMPLE_OPTIONS, STACK_LENGTH  # noqa: F401  (re-exported)
-from dataloader.sampling import num_stack_starts, segment_indices, stack_indices, uniform_indices
+from dataloader.defaults import (  # noqa: F401  (re-exported)
+    CLIP_LENGTH,
+    CLIP_SHORT_SIDE,
+    SAMPLE_OPTIONS,
+    STACK_LENGTH,
+)
+from dataloader.sampling import (
+    clip_indices,
+    num_clip_starts,
+    num_stack_starts,
+    segment_indices,
+    stack_indices,
+    uniform_indices,
+)
 from dataloader.transforms import (
     FLOW_SCALES,
     TSN_SCALES,
     Crop,
+    crop_resize,
     flow_clip,
     multiscale_crop,
     rgb_clip,
@@ -115,3 +130,69 @@ class FlowSamples(Samples):
         height, width = flows[int(idx[0, 0])][0].shape
         crops = self.crops(width, height, train)
         return flow_clip(flows, idx, crops, self.crop_size), len(crops)
+
+
+class ClipSamples(Samples):
+    """The clip stream: clips of ``clip_length`` RGB frames, every ``frame_stride``-th one.
+
+    Training takes ``num_segments`` clips, each at a random start within its equal segment of the
+    video, with one random crop and flip for the whole sample; test takes ``test_frames`` clips at
+    uniformly spaced starts, under the centre crop (or ten crops). Crops follow the C3D and
+    torchvision video convention "short side 128, crop 112": a crop of ``crop_size`` pixels of
+    the frame scaled to a short side of ``short_side``, cut from the unscaled frame and resized
+    once. A video shorter than a clip repeats its last frame. Snippets are ``[3, T, S, S]``.
+    """
+
+    modality = "rgb"
+    in_channels = 3
+
+    def __init__(
+        self,
+        *,
+        clip_length: int = CLIP_LENGTH,
+        frame_stride: int = 1,
+        short_side: int = CLIP_SHORT_SIDE,
+        **options,
+    ):
+        super().__init__(**options)
+        if clip_length < 1 or frame_stride < 1:
+            raise UserError("--clip-length and --frame-stride must be at least 1")
+        if short_side < self.crop_size:
+            raise UserError(
+                f"--clip-short-side {short_side} must be at least --crop-size {self.crop_size}"
+            )
+        self.clip_length = clip_length
+        self.frame_stride = frame_stride
+        self.short_side = short_side
+
+    def clip_crops(self, width: int, height: int, train: bool) -> list[Crop]:
+        """Square crops of crop_size / short_side of the frame's short side."""
+        base = min(width, height)
+        side = max(1, min(base, int(round(base * self.crop_size / self.short_side))))
+        if not train:
+            if self.ten_crop:
+                corners = [(0, 0), (width - side, 0), (0, height - side)]
+                corners.append((width - side, height - side))
+                corners.append(((width - side) // 2, (height - side) // 2))
+                return [Crop(x, y, side, side, flip) for flip in (False, True) for x, y in corners]
+            return [Crop((width - side) // 2, (height - side) // 2, side, side)]
+        draw = torch.rand(3).tolist()
+        x = int(draw[0] * (width - side + 1))
+        y = int(draw[1] * (height - side + 1))
+        return [Crop(x, y, side, side, flip=draw[2] < 0.5)]
+
+    def build(self, read, num_frames, train):
+        length, stride = self.clip_length, self.frame_stride
+        starts = self.positions(num_clip_starts(num_frames, length, stride), train)
+        idx = clip_indices(starts, length, stride, num_frames)
+        frames = {i: read(i) for i in np.unique(idx).tolist()}
+        height, width = frames[int(idx[0, 0])].shape[:2]
+        crops = self.clip_crops(width, height, train)
+        size, n = self.crop_size, len(idx)
+        out = np.empty((len(crops) * n, length, size, size, 3), np.uint8)
+        for c, crop in enumerate(crops):
+            for k, frame_ids in enumerate(idx.tolist()):
+                for t, i in enumerate(frame_ids):
+                    crop_resize(frames[i], crop, size, out=out[c * n + k, t])
+        # [clips, T, S, S, 3] -> [clips, 3, T, S, S]
+        return torch.from_numpy(out).permute(0, 4, 1, 2, 3).contiguous(), len(crops)

@@ -37,3 +37,17 @@ def stack_indices(starts: np.ndarray, stack_length: int, num_flow: int) -> np.nd
 def num_stack_starts(num_flow: int, stack_length: int) -> int:
     """How many start positions keep a whole stack inside the video (at least 1)."""
     return max(num_flow - stack_length + 1, 1)
+
+
+def clip_indices(starts: np.ndarray, clip_length: int, stride: int, num_frames: int) -> np.ndarray:
+    """[len(starts), clip_length] frame indices of clips of every ``stride``-th frame.
+
+    A video shorter than a clip repeats its last frame.
+    """
+    steps = stride * np.arange(clip_length)
+    return np.minimum(starts[:, None] + steps[None, :], num_frames - 1)
+
+
+def num_clip_starts(num_frames: int, clip_length: int, stride: int) -> int:
+    """How many start positions keep a whole clip inside the video (at least 1)."""
+    return max(num_frames - (clip_length - 1) * stride, 1)

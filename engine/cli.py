@@ -11,7 +11,7 @@ from pathlib import Path
 from dataloader.layout import add_layout_arguments
 from dataloader.splits import DATASETS
 from engine.streams import StreamSpec
-from network.archs import ARCHS, CONSENSUS, RECURRENT
+from network.archs import CONSENSUS, RECURRENT
 from utils.cli import Parser
 from utils.errors import UserError
 
@@ -29,9 +29,17 @@ RUN_LOCAL = {
     "sync_bn",
     "dist_timeout",
 }
+TEST_FRAMES = 19  # frames (stacks) per test video, as the two-stream reference implementation
+# Training segments when none are given: TSN's 3, or more for a head that learns from their order.
+SEGMENTS, RECURRENT_SEGMENTS = 3, 8
 # Hyper-parameters a spec may set; these are the defaults of a spec that does not. TSN's lr 0.001
 # was for batches of 128 videos: 32 per step x 4 accumulated steps reach that on one GPU.
 DEFAULTS = dict(
+    arch="resnet101",
+    pretrained="imagenet",
+    num_segments=SEGMENTS,
+    test_frames=TEST_FRAMES,
+    crop_size=224,
     dropout=0.8,
     lr=0.001,
     epochs=80,
@@ -40,10 +48,7 @@ DEFAULTS = dict(
     accum_steps=4,
     clip_grad=20.0,
 )
-TEST_FRAMES = 19  # frames (stacks) per test video, as the two-stream reference implementation
 BOOL = argparse.BooleanOptionalAction  # every switch has a --no- form, to undo a checkpoint's
-# Training segments when none are given: TSN's 3, or more for a head that learns from their order.
-SEGMENTS, RECURRENT_SEGMENTS = 3, 8
 
 
 def build_parser(spec: StreamSpec) -> argparse.ArgumentParser:
@@ -73,14 +78,16 @@ def build_parser(spec: StreamSpec) -> argparse.ArgumentParser:
     data.add_argument(
         "--num-segments",
         type=int,
-        default=SEGMENTS,
-        help=f"TSN segments per training video, in time order (default: {SEGMENTS}; "
+        default=d["num_segments"],
+        help=f"TSN segments per training video, in time order (default: {d['num_segments']}; "
         f"{RECURRENT_SEGMENTS} with --consensus lstm or gru)",
     )
     data.add_argument(
-        "--test-frames", type=int, default=TEST_FRAMES, help="frames (stacks) per test video"
+        "--test-frames", type=int, default=d["test_frames"], help="frames (stacks) per test video"
     )
-    data.add_argument("--crop-size", type=int, default=224, help="network input size in pixels")
+    data.add_argument(
+        "--crop-size", type=int, default=d["crop_size"], help="network input size in pixels"
+    )
     data.add_argument(
         "--ten-crop", action=BOOL, default=False, help="test on 10 crops of every frame"
     )
@@ -109,11 +116,12 @@ def build_parser(spec: StreamSpec) -> argparse.ArgumentParser:
     add_layout_arguments(p)
 
     model = p.add_argument_group("model")
-    model.add_argument("--arch", default="resnet101", choices=ARCHS, help="torchvision ResNet")
+    model.add_argument("--arch", default=d["arch"], choices=spec.archs, help="the backbone")
     model.add_argument(
         "--pretrained",
-        default="imagenet",
-        help="'imagenet' (torchvision weights), 'none' (from scratch) or a state-dict file",
+        default=d["pretrained"],
+        help=f"'{d['pretrained']}' (torchvision weights), 'none' (from scratch) or a "
+        "state-dict file",
     )
     model.add_argument("--dropout", type=float, default=d["dropout"], help="before the classifier")
     model.add_argument(
@@ -340,6 +348,8 @@ def parse_args(spec: StreamSpec, argv=None) -> tuple[argparse.Namespace, dict | 
     for name in (*names, "rnn_hidden"):
         if getattr(args, name) < 1:
             raise UserError(f"--{name.replace('_', '-')} must be at least 1")
+    if spec.check is not None:
+        spec.check(args)
     if args.dist_timeout <= 0:
         raise UserError("--dist-timeout must be a positive number of seconds")
     if args.lr <= 0 or args.workers < 0 or args.eval_every < 0 or args.val_groups < 0:

@@ -219,7 +219,7 @@ def predict_video(
             raise UserError(f"{path} has a single frame: the {name} stream needs two")
         scores[name] = stream.scores(test_sample(stream, clip, config, device), device)
     columns = {name: streams[name].probabilities(s) for name, s in scores.items()}
-    if len(scores) == 2:
+    if len(scores) >= 2:
         kinds = [
             "probabilities" if s.args["softmax_average"] else "logits" for s in streams.values()
         ]

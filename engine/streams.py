@@ -13,7 +13,9 @@ import argparse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from dataloader.defaults import SAMPLE_OPTIONS, STACK_LENGTH
+from dataloader.defaults import CLIP_LENGTH, CLIP_SHORT_SIDE, SAMPLE_OPTIONS, STACK_LENGTH
+from network.archs import ARCHS, CLIP_ARCHS
+from utils.errors import UserError
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,10 @@ class StreamSpec:
     # Learning-rate multipliers per parameter group (engine.trainer.PARAM_GROUPS: first_conv,
     # weight, bias, norm); groups left out train at the base rate.
     lr_mults: dict = field(default_factory=dict)
+    # The --arch choices: 2D ResNets for frame streams, 3D networks for clip streams.
+    archs: tuple[str, ...] = ARCHS
+    # (args) -> None: checks of option combinations only this stream has (raise UserError).
+    check: Callable | None = None
 
 
 def sample_options(args: argparse.Namespace) -> dict:
@@ -88,4 +94,80 @@ MOTION = StreamSpec(
     add_arguments=_flow_arguments,
     lr_mults=dict(first_conv=5.0, bias=2.0),
 )
-STREAMS = {spec.name: spec for spec in (SPATIAL, MOTION)}
+
+
+def _clip_samples(args):
+    from dataloader.samples import ClipSamples
+
+    return ClipSamples(
+        clip_length=args.clip_length,
+        frame_stride=args.frame_stride,
+        short_side=args.clip_short_side,
+        **sample_options(args),
+    )
+
+
+def _kinetics_statistics(in_channels):
+    from network.statistics import kinetics_statistics
+
+    return kinetics_statistics(in_channels)
+
+
+def _clip_arguments(group) -> None:
+    group.add_argument(
+        "--clip-length", type=int, default=CLIP_LENGTH, help="frames per clip (C3D: 16)"
+    )
+    group.add_argument(
+        "--frame-stride", type=int, default=1, help="take every N-th frame into a clip"
+    )
+    group.add_argument(
+        "--test-clips",
+        dest="test_frames",
+        metavar="N",
+        type=int,
+        default=CLIP_TEST_CLIPS,
+        help="uniformly spaced clips per test video (the same as --test-frames)",
+    )
+    group.add_argument(
+        "--clip-short-side",
+        type=int,
+        default=CLIP_SHORT_SIDE,
+        help="crops are --crop-size pixels of the frame scaled to this short side "
+        "('resize to 128, crop 112')",
+    )
+
+
+def _clip_check(args) -> None:
+    if args.arch == "c3d" and (args.clip_length != 16 or args.crop_size != 112):
+        raise UserError("c3d takes 16-frame clips of 112 x 112: --clip-length 16 --crop-size 112")
+
+
+# Clips: one per training video and 10 per test video (C3D's and the torchvision video models'
+# UCF101 fine-tuning), short side 128, crop 112, Kinetics weights and statistics. The lr and
+# schedule are a starting point for fine-tuning on UCF101/HMDB51, not a reproduced recipe.
+CLIP_TEST_CLIPS = 10
+CLIP = StreamSpec(
+    name="clip",
+    description="a 3D network (C3D, R3D, MC3, R(2+1)D) on short RGB clips",
+    samples=_clip_samples,
+    statistics=_kinetics_statistics,
+    defaults=dict(
+        arch="r2plus1d_18",
+        pretrained="kinetics",
+        num_segments=1,
+        test_frames=CLIP_TEST_CLIPS,
+        crop_size=112,
+        dropout=0.5,
+        lr=0.001,
+        epochs=45,
+        lr_steps=[20, 40],
+        batch_size=8,
+        accum_steps=4,
+    ),
+    add_arguments=_clip_arguments,
+    resume_match=("arch", "in_channels"),
+    lr_mults=dict(bias=2.0),
+    archs=CLIP_ARCHS,
+    check=_clip_check,
+)
+STREAMS = {spec.name: spec for spec in (SPATIAL, MOTION, CLIP)}

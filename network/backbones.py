@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from torchvision.models import get_model, get_model_weights
 
-from network.archs import ARCHS
+from network.archs import ARCHS, CLIP_ARCHS
 from utils.errors import UserError
 
 
@@ -46,9 +46,15 @@ def build_backbone(
     ``pretrained``: 'imagenet' (torchvision's default ImageNet weights, downloaded once into the
     torch hub cache), 'none' (random initialisation) or the path of a torchvision state-dict file
     for ``arch``. A 3-channel conv1 is adapted to ``in_channels`` by cross-modality averaging.
+    A 3D ``arch`` (network.archs.CLIP_ARCHS) is built by network.backbones3d.
     """
+    if arch in CLIP_ARCHS:
+        from network.backbones3d import build_backbone3d
+
+        return build_backbone3d(arch, in_channels, pretrained)
     if arch not in ARCHS:
-        raise UserError(f"unknown --arch {arch!r}; choose one of {', '.join(ARCHS)}")
+        choices = ", ".join(ARCHS + CLIP_ARCHS)
+        raise UserError(f"unknown --arch {arch!r}; choose one of {choices}")
     base = get_model(arch)
     if pretrained == "imagenet":
         weights = get_model_weights(arch).DEFAULT

@@ -10,7 +10,7 @@ from scipy.special import softmax
 
 from engine.inference import extraction_settings, load_stream
 from engine.run import main as train_main
-from engine.streams import MOTION, SPATIAL
+from engine.streams import CLIP, MOTION, SPATIAL
 from tools import extract_frames_flow, predict
 from tools.synthetic_actions import generate
 from utils.errors import UserError
@@ -37,6 +37,9 @@ def trained(tmp_path_factory):
     try:
         train_main(SPATIAL, [*common, "--record-dir", str(base / "spatial")])
         train_main(MOTION, [*common, "--stack-length", "4", "--record-dir", str(base / "motion")])
+        clip = ["--arch", "mc3_18", "--clip-length", "4", "--clip-short-side", "40"]
+        common[common.index("resnet18")] = "mc3_18"
+        train_main(CLIP, [*common, *clip, "--record-dir", str(base / "clip")])
     finally:
         torch.set_num_threads(threads)
     test_clip = next(c for c in data.clips if not c.train)
@@ -47,6 +50,7 @@ def trained(tmp_path_factory):
         "name": test_clip.name,
         "spatial": base / "spatial" / "checkpoint.pth.tar",
         "motion": base / "motion" / "checkpoint.pth.tar",
+        "clip": base / "clip" / "checkpoint.pth.tar",
     }
 
 
@@ -84,6 +88,18 @@ def test_predict_matches_evaluation_and_fuses(trained, capsys):
     assert rows[0].split()[-2:] == [result["top1"], f"{100 * max(result['fused']):.1f}%"]
 
 
+def test_predict_fuses_a_third_clip_stream(trained, capsys):
+    streams = ("spatial", "motion", "clip")
+    result = _predict(trained, *(x for s in streams for x in (f"--{s}", trained[s])))
+    for stream in streams:
+        probs = np.array(result[stream])
+        np.testing.assert_allclose(probs, _evaluated_probabilities(trained, stream), atol=1e-5)
+    logits = sum(np.log(np.array(result[s])) for s in streams) / 3
+    np.testing.assert_allclose(result["fused"], softmax(logits), atol=1e-5)
+    header = next(line for line in capsys.readouterr().out.splitlines() if "#" in line)
+    assert header.split() == ["#", *streams, "fused"]
+
+
 def test_predict_with_one_stream_writes_gif_and_json(trained, tmp_path, capsys):
     gif, out_json = tmp_path / "clip.gif", tmp_path / "clip.json"
     result = _predict(trained, "--motion", trained["motion"], "--top", 2, "--gif", gif)
@@ -103,7 +119,7 @@ def test_predict_with_one_stream_writes_gif_and_json(trained, tmp_path, capsys):
 
 
 def test_predict_refuses_bad_input(trained, tmp_path):
-    with pytest.raises(UserError, match="--spatial CHECKPOINT, --motion CHECKPOINT or both"):
+    with pytest.raises(UserError, match="one or more of --spatial, --motion and --clip"):
         _predict(trained)
     with pytest.raises(UserError, match="video not found"):
         predict.main([str(tmp_path / "missing.avi"), "--spatial", str(trained["spatial"])])

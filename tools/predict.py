@@ -1,7 +1,8 @@
-"""Classify raw videos with trained stream checkpoints: top-k of spatial, motion and fused.
+"""Classify raw videos with trained stream checkpoints: top-k of spatial, motion, clip and fused.
 
     python tools/predict.py clip.avi --spatial record/spatial/checkpoint.pth.tar \\
-        --motion record/motion/checkpoint.pth.tar [--top 5] [--gif out.gif]
+        --motion record/motion/checkpoint.pth.tar [--clip record/clip/checkpoint.pth.tar] \\
+        [--top 5] [--gif out.gif]
     python tools/predict.py clips/ more.mp4 --spatial ... --motion ... --csv predictions.csv
 
 The video is decoded, resized and turned into TV-L1 flow in memory with the extraction tool's own
@@ -31,6 +32,7 @@ from utils.cli import Parser
 from utils.errors import UserError, run_cli
 from utils.tables import format_table
 
+STREAM_OPTIONS = ("spatial", "motion", "clip")  # stream spec names, in the table's order
 EXTRACTION_OPTIONS = ("short_side", "bound", "preset", "max_frames", "jpeg_quality")
 
 
@@ -86,6 +88,9 @@ def get_args(argv=None) -> argparse.Namespace:
         "--spatial", type=Path, help="spatial-stream checkpoint (checkpoint.pth.tar)"
     )
     parser.add_argument("--motion", type=Path, help="motion-stream checkpoint (checkpoint.pth.tar)")
+    parser.add_argument(
+        "--clip", type=Path, help="clip-stream (3D network) checkpoint: an optional third stream"
+    )
     parser.add_argument("--top", type=int, default=5, help="how many classes to list per stream")
     add_fusion_arguments(parser)
     parser.add_argument("--gif", type=Path, help="also write an animated GIF with the fused top-1")
@@ -153,8 +158,8 @@ def main(argv=None) -> dict | list[dict]:
     from engine.device import resolve_device
     from engine.inference import collect_videos, extraction_settings, load_stream, predict_video
 
-    if args.spatial is None and args.motion is None:
-        raise UserError("give --spatial CHECKPOINT, --motion CHECKPOINT or both")
+    if args.spatial is None and args.motion is None and args.clip is None:
+        raise UserError("give one or more of --spatial, --motion and --clip CHECKPOINT")
     if args.top < 1:
         raise UserError(f"--top must be at least 1, got {args.top}")
     videos = collect_videos(args.videos)
@@ -164,13 +169,13 @@ def main(argv=None) -> dict | list[dict]:
     device = resolve_device(args.device)
     streams = {
         name: load_stream(getattr(args, name), name, device)
-        for name in ("spatial", "motion")
+        for name in STREAM_OPTIONS
         if getattr(args, name) is not None
     }
-    if len(streams) == 2:
-        a, b = streams.values()
+    first, *others = streams.values()
+    for other in others:
         hint = "give checkpoints trained on the same dataset and split files"
-        check_same_classes(a.classes, b.classes, a.path, b.path, hint)
+        check_same_classes(first.classes, other.classes, first.path, other.path, hint)
     classes = next(iter(streams.values())).classes
     given = {k: getattr(args, k) for k in EXTRACTION_OPTIONS}
     settings = {name: extraction_settings(stream, given) for name, stream in streams.items()}

@@ -1,0 +1,133 @@
+"""3D backbones over RGB clips [N, 3, T, H, W]: C3D and torchvision's video ResNets.
+
+Like the 2D backbones they return pooled features and leave the classifier to the head, so the
+clip stream reuses the recognizer and its consensus heads (the average over clips is the video's
+score). Weights: torchvision's Kinetics-400 ones, a local state-dict file, or none.
+"""
+
+from pathlib import Path
+
+from torch import nn
+from torchvision.models import get_model, get_model_weights
+
+from network.archs import CLIP_ARCHS
+from utils.errors import UserError
+
+C3D_INPUT = (16, 112, 112)  # frames, height, width: the size fc6 was laid out for
+
+
+class C3D(nn.Module):
+    """C3D (Tran et al. 2015): 8 3x3x3 convs, 5 max pools, fc6/fc7 of 4096 with dropout.
+
+    Layer names follow the common PyTorch port of the Sports-1M weights (conv1 ... conv5b,
+    fc6, fc7, fc8), so a converted state dict loads with ``--pretrained PATH``. The input must be
+    3 x 16 x 112 x 112: pool5 then leaves 512 x 1 x 4 x 4 = 8192 features for fc6.
+    """
+
+    def __init__(self, num_classes: int = 487, dropout: float = 0.5):
+        super().__init__()
+
+        def conv(cin, cout):
+            return nn.Conv3d(cin, cout, kernel_size=3, padding=1)
+
+        self.conv1, self.pool1 = conv(3, 64), nn.MaxPool3d((1, 2, 2), (1, 2, 2))
+        self.conv2, self.pool2 = conv(64, 128), nn.MaxPool3d(2, 2)
+        self.conv3a, self.conv3b, self.pool3 = conv(128, 256), conv(256, 256), nn.MaxPool3d(2, 2)
+        self.conv4a, self.conv4b, self.pool4 = conv(256, 512), conv(512, 512), nn.MaxPool3d(2, 2)
+        self.conv5a, self.conv5b = conv(512, 512), conv(512, 512)
+        self.pool5 = nn.MaxPool3d(2, 2, padding=(0, 1, 1))
+        self.fc6 = nn.Linear(8192, 4096)
+        self.fc7 = nn.Linear(4096, 4096)
+        self.fc8 = nn.Linear(4096, num_classes)
+        self.relu = nn.ReLU(inplace=True)
+        self.dropout = nn.Dropout(dropout)
+
+    def features(self, x):
+        """[N, 3, 16, 112, 112] -> [N, 4096]: the fc7 activations (after ReLU and dropout)."""
+        if tuple(x.shape[-3:]) != C3D_INPUT:
+            raise ValueError(f"C3D takes clips of 16 x 112 x 112, not {tuple(x.shape[-3:])}")
+        r = self.relu
+        x = self.pool1(r(self.conv1(x)))
+        x = self.pool2(r(self.conv2(x)))
+        x = self.pool3(r(self.conv3b(r(self.conv3a(x)))))
+        x = self.pool4(r(self.conv4b(r(self.conv4a(x)))))
+        x = self.pool5(r(self.conv5b(r(self.conv5a(x)))))
+        x = self.dropout(r(self.fc6(x.flatten(1))))
+        return self.dropout(r(self.fc7(x)))
+
+    def forward(self, x):
+        return self.fc8(self.features(x))
+
+
+class _Features(nn.Module):
+    """C3D without fc8: what the recognizer's head reads."""
+
+    def __init__(self, net: C3D):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x):
+        return self.net.features(x)
+
+
+def _state(arch: str, pretrained: str) -> dict | None:
+    """The pretrained state dict ``pretrained`` names, classifier included (None: scratch)."""
+    from network.backbones import _load_state_dict_file
+
+    if pretrained in ("none", "", None):
+        return None
+    if pretrained == "kinetics":
+        if arch == "c3d":
+            raise UserError(
+                "torchvision has no C3D weights; give --pretrained PATH (a converted Sports-1M "
+                "state dict) or none"
+            )
+        weights = get_model_weights(arch).DEFAULT
+        try:
+            return weights.get_state_dict(progress=True)
+        except Exception as err:  # no network, proxy, broken cache file
+            raise UserError(
+                f"cannot download the Kinetics-400 weights of {arch} ({err}); download "
+                f"{weights.url} and pass the file with --pretrained PATH"
+            ) from err
+    if pretrained == "imagenet":
+        raise UserError(f"{arch} is a 3D network: use --pretrained kinetics, none or a file")
+    return _load_state_dict_file(Path(pretrained))
+
+
+def build_backbone3d(
+    arch: str = "r2plus1d_18", in_channels: int = 3, pretrained: str = "none"
+) -> tuple[nn.Module, int]:
+    """A 3D network without its classifier, and the size of its features.
+
+    ``pretrained``: 'kinetics' (torchvision's Kinetics-400 weights; not for C3D), 'none' or the
+    path of a state-dict file for ``arch``. Clips are RGB: ``in_channels`` must be 3.
+    """
+    if arch not in CLIP_ARCHS:
+        raise UserError(f"unknown 3D --arch {arch!r}; choose one of {', '.join(CLIP_ARCHS)}")
+    if in_channels != 3:
+        raise UserError(f"{arch} takes RGB clips (3 channels), not {in_channels}")
+    state = _state(arch, pretrained)
+    if arch == "c3d":
+        net, classifier, features = C3D(), "fc8.", 4096
+    else:
+        net, classifier, features = get_model(arch), "fc.", 512
+    if state is not None:
+        state = {k: v for k, v in state.items() if not k.startswith(classifier)}
+        try:
+            missing, unexpected = net.load_state_dict(state, strict=False)
+        except RuntimeError as err:  # shape mismatch: weights of another arch
+            detail = " ".join(str(err).split())[:300]
+            raise UserError(f"--pretrained {pretrained} does not fit {arch}: {detail}") from err
+        missing = [k for k in missing if not k.startswith(classifier)]
+        if missing or unexpected:
+            raise UserError(
+                f"--pretrained {pretrained} does not fit {arch}: "
+                f"{len(missing)} missing keys (e.g. {missing[:2]}), "
+                f"{len(unexpected)} unexpected keys (e.g. {unexpected[:2]})"
+            )
+    if arch == "c3d":
+        del net.fc8
+        return _Features(net), features
+    net.fc = nn.Identity()
+    return net, features
