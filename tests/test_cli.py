@@ -1,5 +1,6 @@
 """The command lines as a user meets them: help text, typos, start-up and quiet evaluation."""
 
+import re
 import subprocess
 import sys
 import warnings
@@ -38,7 +39,8 @@ def test_help_shows_each_default_once_and_answers_without_torch(script):
         [sys.executable, "-c", code, script], cwd=ROOT, capture_output=True, text=True
     ).stdout
     assert "usage:" in out and out.strip().endswith("NO TORCH"), out[-300:]
-    assert "(default: None)" not in out and ") (default:" not in out
+    assert "(default: None)" not in out
+    assert not re.search(r"\(default: [^)]*\)\s+\(default:", out), "a default shown twice"
 
 
 def test_a_parser_has_debug_and_hides_off_switch_defaults():
