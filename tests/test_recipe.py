@@ -9,8 +9,8 @@ import torch
 from dataloader.samples import FlowSamples, RgbSamples
 from dataloader.transforms import multiscale_crop
 from engine.cli import parse_args
+from engine.optim import make_optimizer
 from engine.streams import MOTION, SPATIAL
-from engine.trainer import make_optimizer
 from network.heads import SegmentConsensus
 from network.recognizer import build_model, model_from_checkpoint
 from network.statistics import flow_statistics

@@ -16,9 +16,9 @@ from torch.utils.data import DataLoader, Dataset
 
 from dataloader.splits import load_split
 from engine.loops import evaluate, train_one_epoch
+from engine.optim import lr_lambda
 from engine.run import main
 from engine.streams import MOTION, SPATIAL
-from engine.trainer import lr_lambda
 from network.heads import SegmentConsensus
 from network.recognizer import Recognizer, build_model
 from tests.helpers import single_thread
@@ -349,7 +349,7 @@ def test_resume_applies_the_new_lr_to_every_group_with_its_multiplier(straight, 
 
 
 def test_optimizer_state_of_two_unnamed_groups_is_regrouped_with_its_momentum():
-    from engine.trainer import make_optimizer, regroup_optimizer_state
+    from engine.optim import make_optimizer, regroup_optimizer_state
 
     torch.manual_seed(0)
     model = build_model("resnet18", num_classes=3, dropout=0.0, partial_bn=False)

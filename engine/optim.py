@@ -1,0 +1,123 @@
+"""The optimizer and its schedule: TSN's parameter groups (first conv, weights, biases, norm
+layers, the head) with their learning-rate and weight-decay multipliers, the learning-rate
+schedule per optimizer step, and the reading of optimizer states saved before the groups had
+names.
+"""
+
+import math
+
+import torch
+from torch import nn
+
+
+def lr_lambda(args, iters_per_epoch: int):
+    """Learning-rate multiplier per iteration: optional linear warm-up, then step or cosine."""
+    warmup = args.warmup_epochs * iters_per_epoch
+    total = args.epochs * iters_per_epoch
+
+    def factor(it: int) -> float:
+        if it < warmup:
+            return (it + 1) / warmup
+        if args.lr_schedule == "cosine":
+            t = (it - warmup) / max(total - warmup, 1)
+            return 0.5 * (1.0 + math.cos(math.pi * min(t, 1.0)))
+        epoch = it // iters_per_epoch
+        return args.lr_gamma ** sum(epoch >= s for s in args.lr_steps)
+
+    return factor
+
+
+def steps_per_epoch(batches: int, accum_steps: int) -> int:
+    """Optimizer steps in an epoch of ``batches`` batches (a last short group still steps)."""
+    return max(1, math.ceil(batches / max(1, accum_steps)))
+
+
+# Parameter groups in optimizer order, with TSN's weight-decay multipliers (tsn-pytorch
+# get_optim_policies): decay on conv/linear weights only, none on biases and norm layers. The
+# head's weights and biases are groups of their own, so --head-lr-mult can speed them up.
+PARAM_GROUPS = {
+    "weight": 1.0,
+    "first_conv": 1.0,
+    "bias": 0.0,
+    "norm": 0.0,
+    "head_weight": 1.0,
+    "head_bias": 0.0,
+}
+_NORMS = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm)
+
+
+def parameter_groups(model: nn.Module) -> dict[str, list]:
+    """Trainable parameters by PARAM_GROUPS name: the first conv's weight, other weights,
+    biases, norm layers' scale and shift, and the head's weights and biases."""
+    groups = {name: [] for name in PARAM_GROUPS}
+    first_conv = next((m for m in model.modules() if isinstance(m, nn.modules.conv._ConvNd)), None)
+    head = {id(p) for p in model.head.parameters()} if hasattr(model, "head") else set()
+    for module in model.modules():
+        for name, p in module.named_parameters(recurse=False):
+            if not p.requires_grad:
+                continue
+            if id(p) in head:
+                groups["head_weight" if p.ndim > 1 else "head_bias"].append(p)
+            elif isinstance(module, _NORMS):
+                groups["norm"].append(p)
+            elif module is first_conv and name == "weight":
+                groups["first_conv"].append(p)
+            elif p.ndim > 1:
+                groups["weight"].append(p)
+            else:
+                groups["bias"].append(p)
+    return groups
+
+
+def group_lr_mults(lr_mults: dict, head_lr_mult: float) -> dict[str, float]:
+    """Each group's multiplier of --lr: the stream spec's, and the head's times --head-lr-mult
+    (a head weight learns like a weight, a head bias like a bias, then faster)."""
+    mults = {
+        name: float(lr_mults.get(name, 1.0)) for name in ("weight", "first_conv", "bias", "norm")
+    }
+    mults["head_weight"] = mults["weight"] * head_lr_mult
+    mults["head_bias"] = mults["bias"] * head_lr_mult
+    return mults
+
+
+def make_optimizer(model: nn.Module, args, lr_mults: dict | None = None) -> torch.optim.SGD:
+    """SGD with one group per PARAM_GROUPS entry, each at ``args.lr`` x its multiplier (a stream
+    spec's ``lr_mults``, and ``--head-lr-mult`` for the head) and ``args.weight_decay`` x its
+    decay multiplier. Empty groups are kept, so every run has the same group layout.
+
+    Each group keeps its ``lr_mult`` and ``decay_mult``, so a resumed run re-applies them.
+    """
+    lr_mults = lr_mults or {}
+    unknown = set(lr_mults) - set(PARAM_GROUPS)
+    if unknown:
+        raise ValueError(f"unknown parameter groups {sorted(unknown)}; use {list(PARAM_GROUPS)}")
+    mults = group_lr_mults(lr_mults, float(getattr(args, "head_lr_mult", 1.0)))
+    groups = [
+        {
+            "params": params,
+            "name": name,
+            "lr_mult": mults[name],
+            "decay_mult": PARAM_GROUPS[name],
+            "lr": args.lr * mults[name],
+            "weight_decay": args.weight_decay * PARAM_GROUPS[name],
+        }
+        for name, params in parameter_groups(model).items()
+    ]
+    return torch.optim.SGD(groups, lr=args.lr, momentum=args.momentum)
+
+
+def regroup_optimizer_state(saved: dict, optimizer, model: nn.Module) -> dict:
+    """An optimizer state from before named parameter groups (two groups: decayed weights, then
+    the rest, each in model order) laid out on ``optimizer``'s groups, momentum kept."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    old_order = [p for p in params if p.ndim > 1] + [p for p in params if p.ndim <= 1]
+    if sum(len(g["params"]) for g in saved["param_groups"]) != len(old_order):
+        return saved  # does not fit: load_state_dict says so
+    old_index = {id(p): i for i, p in enumerate(old_order)}
+    current = optimizer.state_dict()
+    state = {}
+    for group, live in zip(current["param_groups"], optimizer.param_groups, strict=True):
+        for index, p in zip(group["params"], live["params"], strict=True):
+            if old_index[id(p)] in saved["state"]:
+                state[index] = saved["state"][old_index[id(p)]]
+    return {"state": state, "param_groups": current["param_groups"]}
