@@ -23,12 +23,14 @@ from engine.fusion import (
     fused_kind,
     load_score_file,
     match_videos,
+    tune_weights,
 )
 from utils.atomic import write_json
 from utils.cli import Parser
 from utils.errors import UserError, run_cli
 from utils.metrics import accuracy_report, guess_kind
 from utils.scores import load_npz, save_scores
+from utils.video_names import video_key
 
 
 def get_args(argv=None) -> argparse.Namespace:
@@ -69,6 +71,23 @@ def get_args(argv=None) -> argparse.Namespace:
         "--dataset", default="ucf101", choices=DATASETS, help="dataset of --splits-dir"
     )
     parser.add_argument(
+        "--tune-weights",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="choose --weights (a 0.1 grid over the simplex) and, unless --softmax/--no-softmax "
+        "is given, the softmax setting by the best top-1 on validation score files: "
+        "val_scores.npz beside each test file (runs with --val-groups or a val.txt write it) or "
+        "--val NAME=PATH; the test files are only fused with the choice",
+    )
+    parser.add_argument(
+        "--val",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="a stream's validation score file for --tune-weights (default: val_scores.npz "
+        "beside its test file)",
+    )
+    parser.add_argument(
         "--force",
         action=argparse.BooleanOptionalAction,
         default=False,
@@ -77,17 +96,70 @@ def get_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def _named_paths(items: list[str], option: str) -> dict[str, Path]:
+    paths = {}
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise UserError(f"{option} {item!r}: give NAME=PATH, e.g. clip=record/clip/scores.npz")
+        if name in paths:
+            raise UserError(f"{option} {item!r}: the stream {name!r} is given twice")
+        paths[name] = Path(path)
+    return paths
+
+
+def tuned(args, paths: dict, streams: dict) -> tuple[list[float], bool]:
+    """--tune-weights: weights and softmax chosen on the validation files alone, then saved."""
+    if args.weights is not None:
+        raise UserError("--tune-weights chooses the weights: leave --weights out")
+    val_paths = {name: path.parent / "val_scores.npz" for name, path in paths.items()}
+    given = _named_paths(args.val, "--val")
+    unknown = sorted(set(given) - set(paths))
+    if unknown:
+        raise UserError(f"--val {unknown[0]}=...: no such stream (streams: {', '.join(paths)})")
+    val_paths.update(given)
+    missing = [f"{n} ({p})" for n, p in val_paths.items() if not p.is_file()]
+    if missing:
+        raise UserError(
+            f"--tune-weights needs validation scores; none for {', '.join(missing)}: train with "
+            "--val-groups N (or a custom val.txt), or give --val NAME=PATH"
+        )
+    val = {name: load_npz(path) for name, path in val_paths.items()}
+    test_keys = {video_key(v) for f in streams.values() for v in f.videos}
+    for score in val.values():
+        shared = [v for v in score.videos if video_key(v) in test_keys]
+        if shared:
+            raise UserError(
+                f"{score.path} holds {len(shared)} test videos (e.g. {shared[0]}); weights "
+                "must be tuned on validation videos only: give the validation score file"
+            )
+    choices = (False, True) if args.softmax is None else (args.softmax,)
+    choice = tune_weights(list(val.values()), choices, args.allow_partial)
+    shown = ", ".join(f"{n} {w:g}" for n, w in zip(paths, choice["weights"], strict=True))
+    v = choice["validation"]
+    print(
+        f"tuned on {v['videos']} validation videos: weights {shown}, softmax "
+        f"{'on' if choice['softmax'] else 'off'} (validation top-1 {v['top1']:.2f}%)"
+    )
+    record = {
+        "streams": list(paths),
+        **choice,
+        "validation_files": [str(p) for p in val_paths.values()],
+    }
+    saved = (args.out.parent if args.out is not None else Path(".")) / "fusion_weights.json"
+    write_json(saved, record)
+    print(f"wrote {saved}")
+    return choice["weights"], choice["softmax"]
+
+
 def main(argv=None) -> dict:
     args = get_args(argv)
     splits = {"splits_dir": args.splits_dir, "split": args.split, "dataset": args.dataset}
     paths = {name: getattr(args, name) for name in ("spatial", "motion") if getattr(args, name)}
-    for item in args.stream:
-        name, sep, path = item.partition("=")
-        if not sep or not name or not path:
-            raise UserError(f"--stream {item!r}: give NAME=PATH, e.g. clip=record/clip/scores.npz")
+    for name, path in _named_paths(args.stream, "--stream").items():
         if name in paths or name == "fused":
-            raise UserError(f"--stream {item!r}: the stream {name!r} is given twice")
-        paths[name] = Path(path)
+            raise UserError(f"--stream {name}={path}: the stream {name!r} is given twice")
+        paths[name] = path
     if len(paths) < 2:
         raise UserError("give at least two score files: --spatial, --motion and/or --stream N=P")
     if args.weights is not None and len(args.weights) != len(paths):
@@ -99,11 +171,14 @@ def main(argv=None) -> dict:
     files = list(streams.values())
     check_streams(streams, args.force)
     check_classes(files)
+    if args.tune_weights:
+        args.weights, args.softmax = tuned(args, paths, streams)
     rows = match_videos(files, args.allow_partial)
     first = files[0]
     labels = first.labels[rows[0]]
     scores = [f.scores[r] for f, r in zip(files, rows, strict=True)]
     kinds = [guess_kind(f.scores, f.kind) for f in files]
+    args.softmax = bool(args.softmax)
     kind = fused_kind(kinds, args.softmax)
     if not args.softmax and len(set(kinds)) > 1:
         held = ", ".join(f"{name} holds {k}" for name, k in zip(streams, kinds, strict=True))

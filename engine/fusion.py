@@ -31,8 +31,9 @@ def add_fusion_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--softmax",
         action=argparse.BooleanOptionalAction,
-        default=False,
-        help="turn each stream's scores into probabilities before averaging; without it, files "
+        default=None,
+        help="(default: off) turn each stream's scores into probabilities before averaging; "
+        "without it, files "
         "of one kind are averaged as they are and files of different kinds (logits, "
         "probabilities) as log-probabilities",
     )
@@ -208,3 +209,45 @@ def format_results(results: dict, files: dict[str, ScoreFile] | None = None) -> 
         rows.append([name, *row, epoch, mode])
     header = ["stream", "top-1", "top-5", "mean class", "videos", "epoch", "test"]
     return format_table(header, rows, {1, 2, 3, 4, 5})
+
+
+def simplex_grid(streams: int, step: float = 0.1) -> list[tuple[float, ...]]:
+    """Every weight vector with entries in multiples of ``step`` that sum to 1."""
+    parts = round(1 / step)
+
+    def compose(total, slots):
+        if slots == 1:
+            yield (total,)
+            return
+        for first in range(total + 1):
+            for rest in compose(total - first, slots - 1):
+                yield (first, *rest)
+
+    return [tuple(k / parts for k in c) for c in compose(parts, streams)]
+
+
+def tune_weights(val_files: list[ScoreFile], softmax_choices, allow_partial: bool) -> dict:
+    """The fusion weights (and softmax setting) with the best validation top-1.
+
+    Only ``val_files`` are read: the choice cannot depend on the test split. Ties go to the
+    better mean class accuracy, then to the weights closest to equal.
+    """
+    from utils.metrics import accuracy_report
+
+    check_classes(val_files)
+    rows = match_videos(val_files, allow_partial)
+    labels = val_files[0].labels[rows[0]]
+    scores = [f.scores[r] for f, r in zip(val_files, rows, strict=True)]
+    kinds = [guess_kind(f.scores, f.kind) for f in val_files]
+    equal = np.full(len(val_files), 1 / len(val_files))
+    best = None
+    for use_softmax in softmax_choices:
+        for weights in simplex_grid(len(val_files)):
+            if not any(weights):
+                continue
+            report = accuracy_report(fuse(scores, weights, use_softmax, kinds), labels)
+            key = (report["top1"], report["mean_class"], -np.abs(np.subtract(weights, equal)).sum())
+            if best is None or key > best[0]:
+                best = (key, weights, use_softmax, report)
+    _, weights, use_softmax, report = best
+    return {"weights": list(weights), "softmax": use_softmax, "validation": report}

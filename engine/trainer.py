@@ -93,6 +93,22 @@ def evaluation_scores_path(args, epoch: int) -> Path:
     return Path(args.record_dir) / f"{name}_scores.npz"
 
 
+def save_split_scores(path, loader, scores, spec: StreamSpec, args, classes, epoch) -> Path:
+    """A score file of one evaluated set (test or validation), with what it was made with."""
+    return save_scores(
+        path,
+        videos=loader.dataset.names,
+        labels=loader.dataset.labels,
+        classes=classes,
+        scores=scores,
+        stream=spec.name,
+        split=args.split,
+        epoch=epoch,
+        kind="probabilities" if args.softmax_average else "logits",
+        test_mode=test_mode(args),
+    )
+
+
 def test_and_save(
     model, loader, spec: StreamSpec, args, device, classes, epoch, records=None, path=None
 ):
@@ -110,18 +126,7 @@ def test_and_save(
     path = path or Path(args.record_dir) / "video_scores.npz"
     if not is_main():  # every process has all scores (engine.loops.evaluate); one writes them
         return metrics
-    save_scores(
-        path,
-        videos=loader.dataset.names,
-        labels=loader.dataset.labels,
-        classes=classes,
-        scores=scores,
-        stream=spec.name,
-        split=args.split,
-        epoch=epoch,
-        kind="probabilities" if args.softmax_average else "logits",
-        test_mode=test_mode(args),
-    )
+    save_split_scores(path, loader, scores, spec, args, classes, epoch)
     if records is not None:
         records.log("test", epoch, metrics)
     print(
@@ -273,9 +278,10 @@ class Trainer:
         )
 
     def _validate(self, epoch, records) -> bool:
-        """Evaluate on the hold-out; True when this epoch is the best so far."""
+        """Evaluate on the hold-out and write val_scores.npz (what fusion.py --tune-weights
+        reads); True when this epoch is the best so far."""
         args = self.args
-        _, val = evaluate(
+        scores, val = evaluate(
             self.net,
             self.loaders["val"],
             self.device,
@@ -285,6 +291,10 @@ class Trainer:
             desc=f"epoch {epoch} val",
         )
         records.log("val", epoch, val)
+        if self.is_main:
+            loader = self.loaders["val"]
+            path = self.record_dir / "val_scores.npz"
+            save_split_scores(path, loader, scores, self.spec, args, self.classes, epoch)
         is_best = val["top1"] > self.best_val
         self.best_val = max(self.best_val, val["top1"])
         print(

@@ -401,3 +401,70 @@ def test_three_streams_with_weights_equal_the_weighted_average_by_hand(pair, tmp
         fusion.main([*argv[:4], "--stream", str(clip)])
     with pytest.raises(UserError, match="at least two score files"):
         fusion.main(["--spatial", str(spatial)])
+
+
+VAL_VIDEOS = [f"v_{c}_g0{i}_c02" for c in CLASSES for i in (3, 4)]  # other groups than the test's
+# On validation, motion is right on 4 of 6 and spatial on 4 of 6, differently: only some mixes
+# get all 6 right, which the brute force below finds independently.
+VAL_SPATIAL = np.array(
+    [[5, 0, 0], [0, 4, 0], [0, 6, 0], [0, 5, 0], [0, 0, 4], [3, 0, 0]], np.float32
+)
+VAL_MOTION = np.array(
+    [[0, 2, 0], [3, 0, 0], [0, 2, 0], [0, 1, 0], [0, 0, 2], [0, 0, 2]], np.float32
+)
+
+
+def _val_pair(folder):
+    spatial = write_npz(folder / "spatial" / "val_scores.npz", VAL_SPATIAL, VAL_VIDEOS)
+    motion = write_npz(
+        folder / "motion" / "val_scores.npz", VAL_MOTION, VAL_VIDEOS, stream="motion"
+    )
+    return spatial, motion
+
+
+def _brute_force_best(softmax):
+    labels = np.array(LABELS)
+    best = None
+    for ws in np.round(np.arange(0, 1.01, 0.1), 1):
+        wm = round(1 - ws, 1)
+        if softmax:
+            p = [np.exp(s) / np.exp(s).sum(1, keepdims=True) for s in (VAL_SPATIAL, VAL_MOTION)]
+            fused = ws * p[0] + wm * p[1]
+        else:
+            fused = ws * VAL_SPATIAL + wm * VAL_MOTION
+        top1 = accuracy_report(fused, labels)["top1"]
+        key = (top1, -abs(ws - 0.5))
+        if best is None or key > best[0]:
+            best = (key, [ws, wm])
+    return best
+
+
+def test_tuned_weights_are_the_validation_best_and_blind_to_test_scores(pair, tmp_path, capsys):
+    spatial, motion = pair
+    _val_pair(tmp_path)  # beside the test files: <stream>/val_scores.npz
+    out = tmp_path / "fused" / "fused.npz"
+    argv = ["--spatial", str(spatial), "--motion", str(motion), "--tune-weights", "--no-softmax"]
+    fusion.main([*argv, "--out", str(out)])
+    chosen = json.loads((out.parent / "fusion_weights.json").read_text())
+    (top1, _), expected = _brute_force_best(softmax=False)
+    assert chosen["weights"] == pytest.approx(expected) and chosen["softmax"] is False
+    assert chosen["validation"]["top1"] == pytest.approx(top1)
+    assert "tuned on 6 validation videos" in capsys.readouterr().out
+    # Other test scores, same validation files: the same choice.
+    write_npz(spatial, MOTION)
+    write_npz(motion, SPATIAL[::-1].copy(), stream="motion")
+    fusion.main([*argv, "--out", str(tmp_path / "again" / "fused.npz")])
+    again = json.loads((tmp_path / "again" / "fusion_weights.json").read_text())
+    assert again["weights"] == chosen["weights"] and again["softmax"] == chosen["softmax"]
+
+
+def test_weight_tuning_refuses_missing_or_test_files(pair, tmp_path):
+    spatial, motion = pair
+    argv = ["--spatial", str(spatial), "--motion", str(motion), "--tune-weights"]
+    with pytest.raises(UserError, match="needs validation scores; none for spatial"):
+        fusion.main(argv)
+    _val_pair(tmp_path)
+    with pytest.raises(UserError, match="holds 6 test videos .* validation videos only"):
+        fusion.main([*argv, "--val", f"spatial={spatial}", "--out", str(tmp_path / "f.npz")])
+    with pytest.raises(UserError, match="leave --weights out"):
+        fusion.main([*argv, "--weights", "1", "2"])

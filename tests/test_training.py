@@ -460,6 +460,9 @@ def test_validation_groups_keep_model_best(frame_root, tmp_path):
     assert len((tmp_path / "val.csv").read_text().splitlines()) == 3
     best = torch.load(tmp_path / "model_best.pth.tar", weights_only=True)
     assert best["epoch"] in (1, 2) and best["best_val_top1"] >= 0
+    with np.load(tmp_path / "val_scores.npz") as val, np.load(tmp_path / "video_scores.npz") as t:
+        assert str(val["stream"]) == "spatial" and int(val["epoch"]) == 2  # the last epoch's
+        assert len(val["videos"]) == 3 and not set(val["videos"]) & set(t["videos"])
 
 
 def test_both_streams_train_on_frames_of_real_clips(shared_data, tmp_path):
