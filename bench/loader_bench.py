@@ -28,6 +28,8 @@ from dataloader.layout import (  # noqa: E402
     add_layout_arguments,
     frame_path,
 )
+from dataloader.samples import ClipSamples  # noqa: E402
+from dataloader.sampling import clip_indices, num_clip_starts  # noqa: E402
 from dataloader.splits import Video  # noqa: E402
 from utils.cli import Parser  # noqa: E402
 from utils.errors import run_cli  # noqa: E402
@@ -51,6 +53,19 @@ class NaiveDataset(torch.utils.data.Dataset):
         item = self.fast.items[index]
         layout = self.fast.layout
         samples = self.fast.samples
+        if isinstance(samples, ClipSamples):  # each clip frame by frame: open, resize, stack
+            num_clip = num_clip_starts(item.num_frames, samples.clip_length, samples.frame_stride)
+            starts = samples.positions(num_clip, train=True)
+            idx = clip_indices(starts, samples.clip_length, samples.frame_stride, item.num_frames)
+            (folder,) = item.dirs
+            clips = [
+                torch.stack(
+                    [self._load(frame_path(folder, layout.rgb_pattern, i), "RGB") for i in ids],
+                    dim=1,
+                )
+                for ids in idx.tolist()
+            ]
+            return torch.stack(clips), item.label
         if self.fast.modality == "rgb":
             idx = samples.positions(item.num_frames, train=True)
             (folder,) = item.dirs
@@ -94,7 +109,8 @@ def throughput(dataset, seconds: float, workers: int) -> float:
 def main(argv=None):
     parser = Parser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-root", required=True, help="folder with the preprocessed frames")
-    parser.add_argument("--stream", choices=("spatial", "motion"), default="motion")
+    parser.add_argument("--stream", choices=("spatial", "motion", "clip"), default="motion")
+    parser.add_argument("--clip-length", type=int, default=16, help="clip stream: frames per clip")
     parser.add_argument("--seconds", type=float, default=10.0, help="time per loader")
     parser.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
     parser.add_argument("--crop-size", type=int, default=224)
@@ -107,15 +123,15 @@ def main(argv=None):
     folder = Path(args.data_root) / layout.rgb_dir
     names = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
     videos = [Video(name, 0) for name in names]
-    cls = SpatialDataset if args.stream == "spatial" else MotionDataset
-    dataset = cls(
-        args.data_root,
-        videos,
-        train=True,
-        num_segments=args.num_segments,
-        crop_size=args.crop_size,
-        layout=layout,
-    )
+    options = dict(num_segments=args.num_segments, crop_size=args.crop_size)
+    if args.stream == "clip":
+        samples = ClipSamples(
+            clip_length=args.clip_length, short_side=max(args.crop_size, 128), **options
+        )
+        dataset = FrameDataset(args.data_root, videos, True, samples, layout=layout)
+    else:
+        cls = SpatialDataset if args.stream == "spatial" else MotionDataset
+        dataset = cls(args.data_root, videos, train=True, layout=layout, **options)
     torch.set_num_threads(1)
     print(
         f"{args.stream} stream, {len(dataset)} videos, crop {args.crop_size}, workers {args.workers}"

@@ -94,3 +94,49 @@ def single_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def extract_real_clips(shared_data, tmp_path, short_side: int = 64, max_frames: int = 24):
+    """One training and one test clip of two UCF101 classes from ../shared/data, extracted with
+    the extraction tool (fast preset), and the official split files trimmed to them.
+
+    Returns (data root, splits folder, the chosen video names: train, test, train, test).
+    """
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    from dataloader.splits import load_split
+
+    ucf = shared_data / "ucf101"
+    official = ucf / "ucfTrainTestlist"
+    split = load_split("ucf101", official, 1)
+    on_disk = {p.stem: p for p in (ucf / "UCF-101").rglob("*.avi")}
+    chosen = []
+    for label in sorted({v.label for v in split.test if v.name in on_disk})[:2]:
+        for videos in (split.train, split.test):
+            chosen.append(next(v.name for v in videos if v.label == label and v.name in on_disk))
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    for name in chosen:
+        (clips / f"{name}.avi").symlink_to(on_disk[name])
+    root = tmp_path / "root"
+    extraction = subprocess.run(
+        [sys.executable, "tools/extract_frames_flow.py", "--videos", str(clips), "--out", str(root)]
+        + ["--short-side", str(short_side), "--max-frames", str(max_frames), "--workers", "1"]
+        + ["--preset", "fast"],
+        cwd=Path(__file__).resolve().parents[1],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, OMP_NUM_THREADS="1"),
+    )
+    assert extraction.returncode == 0, extraction.stderr[-2000:]
+    splits = tmp_path / "splits"
+    splits.mkdir()
+    shutil.copy(official / "classInd.txt", splits)
+    for listed in ("trainlist01.txt", "testlist01.txt"):
+        lines = (official / listed).read_bytes().splitlines(keepends=True)
+        kept = [line for line in lines if any(f"/{n}.avi" in line.decode() for n in chosen)]
+        (splits / listed).write_bytes(b"".join(kept))
+    return root, splits, chosen

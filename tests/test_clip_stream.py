@@ -15,7 +15,7 @@ from network.backbones import build_backbone
 from network.backbones3d import C3D
 from network.recognizer import build_recognizer
 from network.statistics import kinetics_statistics
-from tests.helpers import single_thread, write_coded_video
+from tests.helpers import extract_real_clips, single_thread, write_coded_video
 from utils.errors import UserError
 from utils.scores import load_npz, save_scores
 
@@ -161,3 +161,27 @@ def test_clip_stream_trains_evaluates_and_fuses(frame_root, tmp_path):
     assert list(results) == ["spatial", "clip", "fused"] and results["fused"]["videos"] == 6
     by_hand = ((spatial + 3 * scores.scores) / 4).argmax(1)
     assert results["fused"]["top1"] == pytest.approx(100 * np.mean(by_hand == scores.labels))
+
+
+def test_clip_checkpoint_resumes_bit_identically(frame_root, tmp_path):
+    common = ["--data-root", str(frame_root), *FAST, "--accum-steps", "1"]
+    main(CLIP, [*common, "--epochs", "2", "--record-dir", str(tmp_path / "straight")])
+    main(CLIP, [*common, "--epochs", "1", "--record-dir", str(tmp_path / "resumed")])
+    ckpt = tmp_path / "resumed" / "checkpoint.pth.tar"
+    main(CLIP, ["--resume", str(ckpt), "--epochs", "2", "--workers", "0"])
+    straight = torch.load(tmp_path / "straight" / "checkpoint.pth.tar", weights_only=True)
+    resumed = torch.load(ckpt, weights_only=True)
+    assert resumed["epoch"] == 2 and straight["model"].keys() == resumed["model"].keys()
+    for key, value in straight["model"].items():
+        assert torch.equal(value, resumed["model"][key]), key
+
+
+def test_clip_stream_trains_on_frames_of_real_clips(shared_data, tmp_path):
+    """Real UCF101 clips -> extraction tool -> one short epoch of the clip stream."""
+    root, splits, chosen = extract_real_clips(shared_data, tmp_path)
+    record = tmp_path / "clip"
+    argv = ["--data-root", str(root), "--splits-dir", str(splits), "--record-dir", str(record)]
+    main(CLIP, [*argv, *FAST, "--batch-size", "2"])
+    scores = load_npz(record / "video_scores.npz")
+    assert scores.scores.shape == (2, 101) and np.isfinite(scores.scores).all()
+    assert sorted(scores.videos) == sorted(chosen[1::2])

@@ -14,14 +14,13 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from dataloader.splits import load_split
 from engine.loops import evaluate, train_one_epoch
 from engine.optim import lr_lambda
 from engine.run import main
 from engine.streams import MOTION, SPATIAL
 from network.heads import SegmentConsensus
 from network.recognizer import Recognizer, build_model
-from tests.helpers import single_thread
+from tests.helpers import extract_real_clips, single_thread
 from utils.errors import UserError, run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -467,36 +466,7 @@ def test_validation_groups_keep_model_best(frame_root, tmp_path):
 
 def test_both_streams_train_on_frames_of_real_clips(shared_data, tmp_path):
     """Real UCF101 clips -> extraction tool -> one short epoch of each stream, official lists."""
-    ucf = shared_data / "ucf101"
-    official = ucf / "ucfTrainTestlist"
-    split = load_split("ucf101", official, 1)
-    on_disk = {p.stem: p for p in (ucf / "UCF-101").rglob("*.avi")}
-    chosen = []  # one training and one test clip of two classes
-    for label in sorted({v.label for v in split.test if v.name in on_disk})[:2]:
-        for videos in (split.train, split.test):
-            chosen.append(next(v.name for v in videos if v.label == label and v.name in on_disk))
-    clips = tmp_path / "clips"
-    clips.mkdir()
-    for name in chosen:
-        (clips / f"{name}.avi").symlink_to(on_disk[name])
-    root = tmp_path / "root"
-    extraction = subprocess.run(
-        [sys.executable, "tools/extract_frames_flow.py", "--videos", str(clips), "--out", str(root)]
-        + ["--short-side", "64", "--max-frames", "24", "--workers", "1", "--preset", "fast"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        env=dict(os.environ, OMP_NUM_THREADS="1"),
-    )
-    assert extraction.returncode == 0, extraction.stderr[-2000:]
-    # The official files, with only the extracted clips left in the lists.
-    splits = tmp_path / "splits"
-    splits.mkdir()
-    shutil.copy(official / "classInd.txt", splits)
-    for listed in ("trainlist01.txt", "testlist01.txt"):
-        lines = (official / listed).read_bytes().splitlines(keepends=True)
-        kept = [line for line in lines if any(f"/{n}.avi" in line.decode() for n in chosen)]
-        (splits / listed).write_bytes(b"".join(kept))
+    root, splits, chosen = extract_real_clips(shared_data, tmp_path)
     for stream in (SPATIAL, MOTION):
         record = tmp_path / stream.name
         main(
