@@ -146,7 +146,8 @@ def tuned(args, paths: dict, streams: dict) -> tuple[list[float], bool]:
         **choice,
         "validation_files": [str(p) for p in val_paths.values()],
     }
-    saved = (args.out.parent if args.out is not None else Path(".")) / "fusion_weights.json"
+    beside = args.out if args.out is not None else args.json  # else the working folder
+    saved = (beside.parent if beside is not None else Path(".")) / "fusion_weights.json"
     write_json(saved, record)
     print(f"wrote {saved}")
     return choice["weights"], choice["softmax"]

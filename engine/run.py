@@ -60,13 +60,8 @@ def _run(spec: StreamSpec, args, ckpt, dist, device) -> int:
     import torch
 
     from engine.data import build_datasets, load_run_split, make_loader
-    from engine.trainer import (
-        Trainer,
-        check_compatible,
-        evaluation_scores_path,
-        test_and_save,
-        write_reports,
-    )
+    from engine.evaluation import evaluation_scores_path, test_and_save, test_mode, write_reports
+    from engine.trainer import Trainer, check_compatible
     from network.recognizer import build_recognizer, model_state
 
     if args.amp == "fp16" and device.type != "cuda":
@@ -100,7 +95,6 @@ def _run(spec: StreamSpec, args, ckpt, dist, device) -> int:
         for report in write_reports(path, prefix=prefix):
             print(f"wrote {report}", flush=True)
         if dist.rank == 0:
-            from engine.trainer import test_mode
             from utils.records import append_evaluation
 
             row = dict(metrics, epoch=ckpt["epoch"], checkpoint=args.resume, scores=path)

@@ -14,7 +14,8 @@ import torch
 from torch import nn
 
 from engine.cli import plain
-from engine.distributed import SINGLE, Dist, all_gather, is_main, mean_over_processes, wrap
+from engine.distributed import SINGLE, Dist, all_gather, mean_over_processes, wrap
+from engine.evaluation import save_split_scores, test_and_save, write_reports
 from engine.loops import evaluate, train_one_epoch
 from engine.optim import (
     lr_lambda,
@@ -27,7 +28,6 @@ from network.archs import RECURRENT
 from utils.checkpoint import FORMAT, atomic_save, rng_state, set_rng_state
 from utils.classes import class_difference
 from utils.errors import UserError
-from utils.scores import load_npz, save_scores
 
 
 def check_compatible(ckpt: dict, path, spec: StreamSpec, config: dict, classes) -> None:
@@ -67,85 +67,6 @@ def check_compatible(ckpt: dict, path, spec: StreamSpec, config: dict, classes) 
                 f"{path} was trained with {key} {theirs.get(key)!r}, not {config.get(key)!r}; "
                 f"leave --{key.replace('_', '-')} out to use the checkpoint's"
             )
-
-
-def test_mode(args) -> str:
-    """How a test video was sampled, as score files and fusion's table say it."""
-    crops = "10 crops" if args.ten_crop else "centre crop"
-    return f"{args.test_frames} snippets, {crops}"
-
-
-def evaluation_scores_path(args, epoch: int) -> Path:
-    """Where ``--evaluate`` writes: --scores-out, else a name of the checkpoint, its epoch and
-    the test options, so it never replaces the training run's video_scores.npz."""
-    if args.scores_out:
-        return Path(args.scores_out)
-    from engine.cli import TEST_FRAMES
-
-    stem = Path(args.resume).name.removesuffix(".tar").removesuffix(".pth")
-    name = f"eval_{stem}_e{epoch}"
-    if args.ten_crop:
-        name += "_tencrop"
-    if args.softmax_average:
-        name += "_softmax"
-    if args.test_frames != TEST_FRAMES:
-        name += f"_f{args.test_frames}"
-    return Path(args.record_dir) / f"{name}_scores.npz"
-
-
-def save_split_scores(path, loader, scores, spec: StreamSpec, args, classes, epoch) -> Path:
-    """A score file of one evaluated set (test or validation), with what it was made with."""
-    return save_scores(
-        path,
-        videos=loader.dataset.names,
-        labels=loader.dataset.labels,
-        classes=classes,
-        scores=scores,
-        stream=spec.name,
-        split=args.split,
-        epoch=epoch,
-        kind="probabilities" if args.softmax_average else "logits",
-        test_mode=test_mode(args),
-    )
-
-
-def test_and_save(
-    model, loader, spec: StreamSpec, args, device, classes, epoch, records=None, path=None
-):
-    """Evaluate on the test split; write the scores (``path``, default video_scores.npz in the
-    record folder) and (with ``records``) a test.csv row."""
-    scores, metrics = evaluate(
-        model,
-        loader,
-        device,
-        softmax_average=args.softmax_average,
-        chunk=args.eval_chunk,
-        amp=args.amp,
-        desc=f"epoch {epoch} test",
-    )
-    path = path or Path(args.record_dir) / "video_scores.npz"
-    if not is_main():  # every process has all scores (engine.loops.evaluate); one writes them
-        return metrics
-    save_split_scores(path, loader, scores, spec, args, classes, epoch)
-    if records is not None:
-        records.log("test", epoch, metrics)
-    print(
-        f"epoch {epoch} test: top-1 {metrics['top1']:.2f}%  top-5 {metrics['top5']:.2f}%  "
-        f"mean class {metrics['mean_class']:.2f}%  loss {metrics['loss']:.4f}  "
-        f"({metrics['videos']} videos, {metrics['seconds']:.0f} s) -> {path}",
-        flush=True,
-    )
-    return metrics
-
-
-def write_reports(scores_path, prefix: str = "") -> list[Path]:
-    """Per-class accuracy, confusion matrix and misclassified videos beside the score file."""
-    from utils.reports import write_reports as write  # late: matplotlib takes seconds to import
-
-    if not is_main():
-        return []
-    scores_path = Path(scores_path)
-    return write(load_npz(scores_path), scores_path.parent, prefix=prefix)
 
 
 def extraction_record(data_root) -> dict | None:

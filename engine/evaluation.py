@@ -1,0 +1,92 @@
+"""A trained model on a test or validation set: its scores, the files they go to and the reports.
+
+Used by the trainer (after the last epoch, and on the validation set every epoch) and by
+``--evaluate`` (engine.run), whose output is named after the checkpoint and test options so it
+never replaces a training run's ``video_scores.npz``.
+"""
+
+from pathlib import Path
+
+from engine.distributed import is_main
+from engine.loops import evaluate
+from engine.streams import StreamSpec
+from utils.scores import load_npz, save_scores
+
+
+def test_mode(args) -> str:
+    """How a test video was sampled, as score files and fusion's table say it."""
+    crops = "10 crops" if args.ten_crop else "centre crop"
+    return f"{args.test_frames} snippets, {crops}"
+
+
+def evaluation_scores_path(args, epoch: int) -> Path:
+    """Where ``--evaluate`` writes: --scores-out, else a name of the checkpoint, its epoch and
+    the test options, so it never replaces the training run's video_scores.npz."""
+    if args.scores_out:
+        return Path(args.scores_out)
+    from engine.cli import TEST_FRAMES
+
+    stem = Path(args.resume).name.removesuffix(".tar").removesuffix(".pth")
+    name = f"eval_{stem}_e{epoch}"
+    if args.ten_crop:
+        name += "_tencrop"
+    if args.softmax_average:
+        name += "_softmax"
+    if args.test_frames != TEST_FRAMES:
+        name += f"_f{args.test_frames}"
+    return Path(args.record_dir) / f"{name}_scores.npz"
+
+
+def save_split_scores(path, loader, scores, spec: StreamSpec, args, classes, epoch) -> Path:
+    """A score file of one evaluated set (test or validation), with what it was made with."""
+    return save_scores(
+        path,
+        videos=loader.dataset.names,
+        labels=loader.dataset.labels,
+        classes=classes,
+        scores=scores,
+        stream=spec.name,
+        split=args.split,
+        epoch=epoch,
+        kind="probabilities" if args.softmax_average else "logits",
+        test_mode=test_mode(args),
+    )
+
+
+def test_and_save(
+    model, loader, spec: StreamSpec, args, device, classes, epoch, records=None, path=None
+):
+    """Evaluate on the test split; write the scores (``path``, default video_scores.npz in the
+    record folder) and (with ``records``) a test.csv row."""
+    scores, metrics = evaluate(
+        model,
+        loader,
+        device,
+        softmax_average=args.softmax_average,
+        chunk=args.eval_chunk,
+        amp=args.amp,
+        desc=f"epoch {epoch} test",
+    )
+    path = path or Path(args.record_dir) / "video_scores.npz"
+    if not is_main():  # every process has all scores (engine.loops.evaluate); one writes them
+        return metrics
+    save_split_scores(path, loader, scores, spec, args, classes, epoch)
+    if records is not None:
+        records.log("test", epoch, metrics)
+    print(
+        f"epoch {epoch} test: top-1 {metrics['top1']:.2f}%  top-5 {metrics['top5']:.2f}%  "
+        f"mean class {metrics['mean_class']:.2f}%  loss {metrics['loss']:.4f}  "
+        f"({metrics['videos']} videos, {metrics['seconds']:.0f} s) -> {path}",
+        flush=True,
+    )
+    return metrics
+
+
+def write_reports(scores_path, prefix: str = "") -> list[Path]:
+    """Per-class accuracy, confusion matrix and misclassified videos beside the score file."""
+    from utils.reports import write_reports as write  # late: matplotlib takes seconds to import
+
+    if not is_main():
+        return []
+    scores_path = Path(scores_path)
+    return write(load_npz(scores_path), scores_path.parent, prefix=prefix)
