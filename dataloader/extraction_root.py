@@ -1,0 +1,180 @@
+"""An extraction root on disk: each video's frames and flow written whole, the done markers, the
+settings every video of the root shares, and ``index.json``.
+
+tools/extract_frames_flow.py drives it (options, workers, shards, summary). A video is written
+under ``ROOT/.extract/tmp/`` and moved into the layout only when whole; a marker in
+``ROOT/.extract/done/`` then records it, so a killed run leaves no half video and a rerun skips
+finished ones. Folders in the layout this code did not write are never replaced. PyAV and
+OpenCV are imported when a video is written, so a command line can import this at once.
+"""
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+from dataloader.extraction_settings import INDEX_NAME, ExtractionSettings
+from dataloader.layout import Layout
+from utils.atomic import write_text
+from utils.errors import UserError
+
+STATE_DIR = ".extract"
+
+
+def _imwrite(path: Path, image, quality: int) -> None:
+    import cv2
+
+    if not cv2.imwrite(str(path), image, [cv2.IMWRITE_JPEG_QUALITY, quality]):
+        raise OSError(f"cannot write {path}")
+
+
+def extract_video(
+    path: Path,
+    name: str,
+    root: Path,
+    settings: ExtractionSettings,
+    device: str = "cpu",
+    flow_batch: int = 8,
+) -> dict:
+    """Write one video's RGB and flow folders under ``root``; return its index entry.
+
+    Everything goes to ROOT/.extract/tmp/<name> first; the three folders are moved into the
+    layout only when complete, then the marker ROOT/.extract/done/<name>.json is written. Flow
+    is computed ``flow_batch`` consecutive pairs at a time (one batch for the torch method).
+    """
+    import numpy as np
+
+    from dataloader.extraction import (  # here: PyAV and OpenCV take a while to import
+        DecodeError,
+        flow_to_uint8,
+        iter_frames,
+        make_flow,
+        to_gray,
+        video_fps,
+    )
+
+    layout = Layout()
+    tmp = root / STATE_DIR / "tmp" / name
+    shutil.rmtree(tmp, ignore_errors=True)  # left by a killed run
+    parts = {
+        "rgb": (tmp / "rgb", root / layout.rgb_dir / name, layout.rgb_pattern),
+        "u": (tmp / "u", root / layout.flow_x_dir / name, layout.flow_x_pattern),
+        "v": (tmp / "v", root / layout.flow_y_dir / name, layout.flow_y_pattern),
+    }
+
+    def write_flows(grays: list, first: int) -> None:
+        """Flow files first.. for the consecutive frames ``grays`` (frame numbers first..)."""
+        for j, f in enumerate(flows(np.stack(grays[:-1]), np.stack(grays[1:]))):
+            for key, channel in (("u", 0), ("v", 1)):
+                folder, _, pattern = parts[key]
+                image = flow_to_uint8(f[..., channel], settings.bound)
+                _imwrite(folder / (pattern % (first + j)), image, settings.jpeg_quality)
+
+    try:
+        for work, _, _ in parts.values():
+            work.mkdir(parents=True)
+        flows = make_flow(settings.preset, settings.method, device, flow_batch)
+        count, size, grays = 0, None, []
+        for rgb in iter_frames(path, settings.short_side, settings.max_frames):
+            count += 1
+            size = (rgb.shape[1], rgb.shape[0])
+            folder, _, pattern = parts["rgb"]
+            _imwrite(folder / (pattern % count), rgb[..., ::-1], settings.jpeg_quality)
+            grays.append(to_gray(rgb))
+            if len(grays) > flow_batch:
+                write_flows(grays, count - len(grays) + 1)
+                grays = grays[-1:]
+        if len(grays) > 1:
+            write_flows(grays, count - len(grays) + 1)
+        if count == 0:
+            raise DecodeError(f"{path}: no frames decoded")
+        entry = {
+            "frames": count,
+            "fps": video_fps(path),
+            "width": size[0],
+            "height": size[1],
+        }
+        # "moving" marks the few renames below, so a rerun after a kill among them knows the
+        # folders already in place are ours to replace; folders without a marker are not.
+        moving, done = (
+            root / STATE_DIR / "moving" / name,
+            root / STATE_DIR / "done" / f"{name}.json",
+        )
+        for _, final, _ in parts.values():
+            if final.exists() and not (moving.exists() or done.exists()):
+                raise FileExistsError(
+                    f"{final} exists but was not written by this tool; remove it or use another --out"
+                )
+        moving.parent.mkdir(parents=True, exist_ok=True)
+        moving.touch()
+        for work, final, _ in parts.values():
+            if final.exists():
+                shutil.rmtree(final)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(work, final)
+        done.parent.mkdir(parents=True, exist_ok=True)
+        write_text(done, json.dumps(entry))
+        moving.unlink()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return entry
+
+
+def is_done(root: Path, name: str) -> bool:
+    layout = Layout()
+    dirs = (layout.rgb_dir, layout.flow_x_dir, layout.flow_y_dir)
+    marker = root / STATE_DIR / "done" / f"{name}.json"
+    return marker.is_file() and all((root / d / name).is_dir() for d in dirs)
+
+
+def read_root_settings(root: Path) -> ExtractionSettings | None:
+    """The settings the videos of ``root`` were extracted with; None before the first video."""
+    path = root / STATE_DIR / "settings.json"
+    if not path.is_file():
+        return None
+    return ExtractionSettings.from_dict(json.loads(path.read_text()))
+
+
+def check_settings(root: Path, settings: ExtractionSettings) -> None:
+    """Refuse to mix frames made with different options in one ROOT."""
+    saved = read_root_settings(root)
+    if saved is not None:
+        old = saved.as_dict()
+        if old != settings.as_dict():
+            diff = ", ".join(
+                f"--{k.replace('_', '-')} {old.get(k)} (now {v})"
+                for k, v in settings.as_dict().items()
+                if old.get(k) != v
+            )
+            raise UserError(
+                f"{root} was extracted with {diff}; rerun with the same options or use another --out"
+            )
+    else:
+        write_text(root / STATE_DIR / "settings.json", json.dumps(settings.as_dict()))
+
+
+def write_index(root: Path, settings: ExtractionSettings, sources: dict[str, str]) -> int:
+    """ROOT/index.json from the markers of all finished videos (this run's and earlier ones)."""
+    videos = {}
+    for marker in sorted((root / STATE_DIR / "done").glob("*.json")):
+        name = marker.stem
+        if is_done(root, name):
+            entry = json.loads(marker.read_text())
+            if name in sources:
+                entry["source"] = sources[name]
+            videos[name] = entry
+    index = {
+        "settings": settings.as_dict(),
+        "flow": "flow file i is the motion from frame i to frame i+1; N frames, N-1 flow frames",
+        "videos": videos,
+    }
+    write_text(root / INDEX_NAME, json.dumps(index, indent=1))
+    return len(videos)
+
+
+def shard_of(name: str, shards: int) -> int:
+    """The shard (1..shards) a video belongs to: a stable hash of its name (not Python's hash,
+    which changes between processes)."""
+    digest = hashlib.sha1(name.encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") % shards + 1
