@@ -37,6 +37,12 @@ def evaluation_scores_path(args, epoch: int) -> Path:
     return Path(args.record_dir) / f"{name}_scores.npz"
 
 
+def score_kind(softmax_average: bool) -> str:
+    """What an evaluation's video scores are (utils.metrics.SCORE_KINDS): mean logits, or mean
+    probabilities with --softmax-average."""
+    return "probabilities" if softmax_average else "logits"
+
+
 def save_split_scores(path, loader, scores, spec: StreamSpec, args, classes, epoch) -> Path:
     """A score file of one evaluated set (test or validation), with what it was made with."""
     return save_scores(
@@ -48,7 +54,7 @@ def save_split_scores(path, loader, scores, spec: StreamSpec, args, classes, epo
         stream=spec.name,
         split=args.split,
         epoch=epoch,
-        kind="probabilities" if args.softmax_average else "logits",
+        kind=score_kind(args.softmax_average),
         test_mode=test_mode(args),
     )
 

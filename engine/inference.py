@@ -29,6 +29,7 @@ from dataloader.extraction import (
     to_gray,
 )
 from engine.cli import build_parser
+from engine.evaluation import score_kind
 from engine.fusion import fuse, fused_kind
 from engine.loops import video_score
 from engine.streams import STREAMS
@@ -66,9 +67,13 @@ class StreamModel:
         )
         return score.numpy()
 
+    @property
+    def kind(self) -> str:
+        """What ``scores`` returns, as evaluation's score files say it."""
+        return score_kind(bool(self.args["softmax_average"]))
+
     def probabilities(self, scores: np.ndarray) -> np.ndarray:
-        kind = "probabilities" if self.args["softmax_average"] else "logits"
-        return probabilities(scores, kind)
+        return probabilities(scores, self.kind)
 
 
 def load_stream(path, stream: str, device: torch.device) -> StreamModel:
@@ -215,14 +220,14 @@ def predict_video(
         if side not in frames:
             frames[side] = np.stack([resize_short_side(f, side) for f in video.frames])
         clip = frames[side][: config.max_frames]
-        if len(clip) < 2 and stream.samples().modality == "flow":
-            raise UserError(f"{path} has a single frame: the {name} stream needs two")
-        scores[name] = stream.scores(test_sample(stream, clip, config, device), device)
+        try:
+            sample = test_sample(stream, clip, config, device)
+        except UserError as err:  # e.g. a single frame for a flow stream: say which video
+            raise UserError(f"{path}, {name} stream: {err}") from None
+        scores[name] = stream.scores(sample, device)
     columns = {name: streams[name].probabilities(s) for name, s in scores.items()}
     if len(scores) >= 2:
-        kinds = [
-            "probabilities" if s.args["softmax_average"] else "logits" for s in streams.values()
-        ]
+        kinds = [s.kind for s in streams.values()]
         fused = fuse([s[None] for s in scores.values()], weights, use_softmax, kinds)
         columns["fused"] = probabilities(fused[0], fused_kind(kinds, use_softmax))
     if verbose:
