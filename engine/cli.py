@@ -11,7 +11,7 @@ from pathlib import Path
 from dataloader.layout import add_layout_arguments
 from dataloader.splits import DATASETS
 from engine.streams import StreamSpec
-from network.archs import CONSENSUS, RECURRENT
+from network.archs import CONSENSUS, IMAGE_FAMILIES, RECURRENT, check_image_arch
 from utils.cli import Parser
 from utils.errors import UserError
 
@@ -116,12 +116,20 @@ def build_parser(spec: StreamSpec) -> argparse.ArgumentParser:
     add_layout_arguments(p)
 
     model = p.add_argument_group("model")
-    model.add_argument("--arch", default=d["arch"], choices=spec.archs, help="the backbone")
+    model.add_argument(
+        "--arch",
+        default=d["arch"],
+        choices=spec.archs,
+        help="the backbone: " + ("one of the 3D networks" if spec.archs else IMAGE_FAMILIES),
+    )
+    family = d["pretrained"]
+    version = {"imagenet": "imagenet1k_v2", "kinetics": "kinetics400_v1"}.get(family, family)
     model.add_argument(
         "--pretrained",
-        default=d["pretrained"],
-        help=f"'{d['pretrained']}' (torchvision weights), 'none' (from scratch) or a "
-        "state-dict file",
+        default=family,
+        help=f"'{family}' (torchvision's {family} weights, the V1 version where there are "
+        f"several, as the published recipes used), a version by name (e.g. {version}), 'none' "
+        "(from scratch) or a torchvision state-dict file",
     )
     model.add_argument("--dropout", type=float, default=d["dropout"], help="before the classifier")
     model.add_argument(
@@ -366,4 +374,6 @@ def parse_args(spec: StreamSpec, argv=None) -> tuple[argparse.Namespace, dict | 
         )
     if not (args.resume or args.check_data):
         _refuse_to_overwrite(Path(args.record_dir) / "checkpoint.pth.tar")
+    if spec.archs is None:  # last: it imports torchvision
+        check_image_arch(args.arch, args.crop_size)
     return args, ckpt

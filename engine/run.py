@@ -81,6 +81,9 @@ def _run(spec: StreamSpec, args, ckpt, dist, device) -> int:
     model = build_recognizer(config, mean, std, pretrained)
     if ckpt:
         model.load_state_dict(model_state(ckpt))
+        model.weights = ckpt.get("weights", "unknown")
+    if dist.is_main:
+        print(f"{spec.name} stream: {args.arch} initialised from {model.weights}", flush=True)
     model.to(device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True

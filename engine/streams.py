@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from dataloader.defaults import CLIP_LENGTH, CLIP_SHORT_SIDE, SAMPLE_OPTIONS, STACK_LENGTH
-from network.archs import ARCHS, CLIP_ARCHS
+from network.archs import CLIP_ARCHS
 from utils.errors import UserError
 
 
@@ -31,8 +31,9 @@ class StreamSpec:
     # Learning-rate multipliers per parameter group (engine.trainer.PARAM_GROUPS: first_conv,
     # weight, bias, norm); groups left out train at the base rate.
     lr_mults: dict = field(default_factory=dict)
-    # The --arch choices: 2D ResNets for frame streams, 3D networks for clip streams.
-    archs: tuple[str, ...] = ARCHS
+    # The --arch choices: None for any torchvision image model (frame streams), or a list
+    # (the 3D networks of clip streams).
+    archs: tuple[str, ...] | None = None
     # (args) -> None: checks of option combinations only this stream has (raise UserError).
     check: Callable | None = None
 

@@ -132,6 +132,7 @@ class Trainer:
             "classes": list(self.classes),
             "in_channels": config["in_channels"],
             "model_config": dict(config),
+            "weights": self.net.weights,  # what training started from (network.weights)
             "args": plain(self.args),
             "model": self.net.state_dict(),
             "optimizer": self.optimizer.state_dict(),

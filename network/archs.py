@@ -1,8 +1,64 @@
-"""The architectures the command line offers; a plain list, importable without torch."""
+"""The architectures the command line offers, named without importing torch.
 
-ARCHS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
+2-D backbones are torchvision's image classification models (``torchvision.models.list_models``
+of the top-level module), built through its model and weights API; ``check_image_arch`` asks
+torchvision, so it is called once the options are parsed, not for ``--help``.
+"""
+
+import difflib
+
+from utils.errors import UserError
+
+# What --help says instead of 80 names.
+IMAGE_FAMILIES = (
+    "any torchvision image classification model: resnet18..resnet152, resnext*, wide_resnet*, "
+    "mobilenet_v2, mobilenet_v3_small/large, efficientnet_b0..b7/v2_s/m/l, regnet_x/y_*, "
+    "convnext_tiny..large, densenet*, shufflenet_v2_*, mnasnet*, vgg*, alexnet; vit_*, swin_*, "
+    "maxvit_t at 224 px crops"
+)
+# Models of torchvision.models that do not fit a recognizer's backbone, and why.
+UNSUPPORTED = {
+    "squeezenet1_0": "its classifier is a convolution, not a linear layer",
+    "squeezenet1_1": "its classifier is a convolution, not a linear layer",
+    "googlenet": "it has auxiliary classifiers",
+    "inception_v3": "it has auxiliary classifiers and takes 299 px input",
+}
+# Transformers whose position embeddings or windows fix the input size.
+FIXED_SIZE = {"vit_": 224, "maxvit_": 224}
 # 3D networks over RGB clips (the clip stream): C3D (network.backbones3d) and torchvision's video
 # ResNets, whose Kinetics-400 weights torchvision provides.
 CLIP_ARCHS = ("c3d", "r3d_18", "mc3_18", "r2plus1d_18")
 CONSENSUS = ("avg", "max", "lstm", "gru")
 RECURRENT = ("lstm", "gru")  # heads that read the snippets in order
+
+
+def image_archs() -> list[str]:
+    """The 2-D archs: torchvision's classification models less UNSUPPORTED (imports torchvision)."""
+    import torchvision.models
+    from torchvision.models import list_models
+
+    return [n for n in list_models(module=torchvision.models) if n not in UNSUPPORTED]
+
+
+def unknown_arch(name: str, choices) -> UserError:
+    """The one-line error for an arch that is not among ``choices``, with the nearest names."""
+    near = difflib.get_close_matches(name, list(choices), n=3, cutoff=0.6)
+    hint = f"; did you mean {' or '.join(near)}?" if near else ""
+    return UserError(
+        f"unknown --arch {name!r}{hint} (choose {IMAGE_FAMILIES} or a 3D {CLIP_ARCHS})"
+    )
+
+
+def check_image_arch(name: str, crop_size: int | None = None) -> None:
+    """Refuse a name that is no supported 2-D arch, or a crop a fixed-size transformer cannot take."""
+    if name in UNSUPPORTED:
+        raise UserError(f"--arch {name} cannot be a backbone here: {UNSUPPORTED[name]}")
+    if name in CLIP_ARCHS:
+        raise UserError(
+            f"--arch {name} is a 3D network: it belongs to the clip stream (clip_cnn.py)"
+        )
+    if name not in image_archs():
+        raise unknown_arch(name, image_archs())
+    for prefix, size in FIXED_SIZE.items():
+        if name.startswith(prefix) and crop_size not in (None, size):
+            raise UserError(f"--arch {name} takes {size} px input: pass --crop-size {size}")

@@ -1,96 +1,113 @@
-"""Backbones: torchvision ResNets for any number of input channels, returning pooled features.
+"""2-D backbones: any torchvision image classification model, for any number of input channels,
+returning pooled features.
 
-The recipe is TSN's (Wang et al., 2016): ImageNet weights, and the first conv of a flow network
-made by cross-modality averaging. The classifier belongs to the head (network.heads).
+The recipe is TSN's (Wang et al., 2016): ImageNet weights, and the first convolution of a flow
+network made by cross-modality averaging. Nothing here is kept per architecture: the first
+convolution is the first one that reads the 3-channel input, whatever its name (``conv1``,
+``features.0.0``, ``stem.0``, ``conv_proj``); the classifier is the model's last linear layer,
+which the recognizer's head replaces (with the dropout right before it: the head has its own).
 """
 
-from pathlib import Path
+from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torchvision.models import get_model, get_model_weights
+from torchvision.models import get_model
 
-from network.archs import ARCHS, CLIP_ARCHS
-from utils.errors import UserError
-
-
-def _load_state_dict_file(path: Path) -> dict:
-    """A torchvision-style state dict from a file (plain, or under 'state_dict'/'model')."""
-    if not path.is_file():
-        raise UserError(f"--pretrained file not found: {path}; give 'imagenet', 'none' or a path")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise UserError(f"cannot read pretrained weights {path}: {err}") from err
-    for key in ("state_dict", "model"):
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
-            state = state[key]
-    if not isinstance(state, dict):
-        raise UserError(f"{path} does not hold a state dict")
-    return {k.removeprefix("module."): v for k, v in state.items()}
+from network.archs import check_image_arch
+from network.weights import load_into, resolve
 
 
-def _adapt_conv1(weight: torch.Tensor, in_channels: int) -> torch.Tensor:
+@dataclass
+class Backbone:
+    net: nn.Module  # images [N, C, H, W] -> pooled features [N, features]
+    features: int
+    weights: str  # what it was initialised from (network.weights.Pretrained.source)
+
+
+def input_conv(net: nn.Module) -> tuple[str, nn.Conv2d]:
+    """The first convolution, the one that reads the image (every torchvision model registers
+    it before any other)."""
+    for name, module in net.named_modules():
+        if isinstance(module, nn.Conv2d):
+            return name, module
+    raise ValueError(f"{type(net).__name__} has no convolution")
+
+
+def classifier(net: nn.Module) -> tuple[str, nn.Linear]:
+    """The last linear layer: the ImageNet classifier."""
+    found = [(n, m) for n, m in net.named_modules() if isinstance(m, nn.Linear)]
+    if not found:
+        raise ValueError(f"{type(net).__name__} has no linear classifier")
+    return found[-1]
+
+
+def _replace(net: nn.Module, name: str, module: nn.Module) -> None:
+    parent, _, child = name.rpartition(".")
+    setattr(net.get_submodule(parent) if parent else net, child, module)
+
+
+def cross_modality(weight: torch.Tensor, in_channels: int) -> torch.Tensor:
     """Cross-modality averaging (TSN): the mean RGB kernel, copied to every input channel."""
     if weight.shape[1] == in_channels:
         return weight
-    mean = weight.mean(dim=1, keepdim=True)
-    return mean.expand(-1, in_channels, -1, -1).contiguous()
+    return weight.mean(dim=1, keepdim=True).expand(-1, in_channels, -1, -1).contiguous()
+
+
+def _strip_classifier(net: nn.Module) -> tuple[str, int]:
+    """Replace the classifier (and the dropout right before it) by identities; its name and the
+    size of the features it read."""
+    name, fc = classifier(net)
+    _replace(net, name, nn.Identity())
+    parent, _, index = name.rpartition(".")
+    holder = net.get_submodule(parent) if parent else net
+    if isinstance(holder, nn.Sequential) and index.isdigit():
+        for i in range(int(index) - 1, -1, -1):
+            if not isinstance(holder[i], nn.Dropout):
+                break
+            holder[i] = nn.Identity()
+    return name, fc.in_features
+
+
+def _widen_input(net: nn.Module, in_channels: int) -> str:
+    """Give the input convolution ``in_channels`` channels; its name."""
+    name, conv = input_conv(net)
+    if conv.in_channels != in_channels:
+        wide = nn.Conv2d(
+            in_channels,
+            conv.out_channels,
+            conv.kernel_size,
+            conv.stride,
+            conv.padding,
+            conv.dilation,
+            conv.groups,
+            bias=conv.bias is not None,
+            padding_mode=conv.padding_mode,
+        )
+        _replace(net, name, wide)
+    return name
 
 
 def build_backbone(
     arch: str = "resnet101", in_channels: int = 3, pretrained: str = "none"
-) -> tuple[nn.Module, int]:
-    """A ResNet trunk without its classifier, and the size of its pooled features.
+) -> Backbone:
+    """A torchvision image model without its classifier, and the size of its pooled features.
 
-    ``pretrained``: 'imagenet' (torchvision's default ImageNet weights, downloaded once into the
-    torch hub cache), 'none' (random initialisation) or the path of a torchvision state-dict file
-    for ``arch``. A 3-channel conv1 is adapted to ``in_channels`` by cross-modality averaging.
-    A 3D ``arch`` (network.archs.CLIP_ARCHS) is built by network.backbones3d.
+    ``pretrained``: 'imagenet' (torchvision's IMAGENET1K_V1 weights where the arch has them,
+    downloaded once into the torch hub cache), a version of the arch's weights enum
+    ('imagenet1k_v2'), 'none' (random initialisation) or the path of a torchvision state-dict
+    file for ``arch``. A 3-channel first convolution is adapted to ``in_channels`` by
+    cross-modality averaging.
     """
-    if arch in CLIP_ARCHS:
-        from network.backbones3d import build_backbone3d
-
-        return build_backbone3d(arch, in_channels, pretrained)
-    if arch not in ARCHS:
-        choices = ", ".join(ARCHS + CLIP_ARCHS)
-        raise UserError(f"unknown --arch {arch!r}; choose one of {choices}")
-    base = get_model(arch)
-    if pretrained == "imagenet":
-        weights = get_model_weights(arch).DEFAULT
-        try:
-            state = weights.get_state_dict(progress=True)
-        except Exception as err:  # no network, proxy, broken cache file
-            raise UserError(
-                f"cannot download the ImageNet weights of {arch} ({err}); download "
-                f"{weights.url} and pass the file with --pretrained PATH"
-            ) from err
-    elif pretrained not in ("none", "", None):
-        state = _load_state_dict_file(Path(pretrained))
-    else:
-        state = None
-    if state is not None:
-        state = {k: v for k, v in state.items() if not k.startswith("fc.")}
-        if "conv1.weight" in state:
-            state["conv1.weight"] = _adapt_conv1(state["conv1.weight"], in_channels)
-    if in_channels != 3:
-        old = base.conv1
-        base.conv1 = nn.Conv2d(
-            in_channels, old.out_channels, old.kernel_size, old.stride, old.padding, bias=False
-        )
-    if state is not None:
-        try:
-            missing, unexpected = base.load_state_dict(state, strict=False)
-        except RuntimeError as err:  # shape mismatch: weights of another arch
-            detail = " ".join(str(err).split())[:300]
-            raise UserError(f"--pretrained {pretrained} does not fit {arch}: {detail}") from err
-        missing = [k for k in missing if not k.startswith("fc.")]
-        if missing or unexpected:
-            raise UserError(
-                f"--pretrained {pretrained} does not fit {arch}: "
-                f"{len(missing)} missing keys (e.g. {missing[:2]}), "
-                f"{len(unexpected)} unexpected keys (e.g. {unexpected[:2]})"
-            )
-    features = base.fc.in_features
-    base.fc = nn.Identity()
-    return base, features
+    check_image_arch(arch)
+    weights = resolve(arch, pretrained, "imagenet")
+    net = get_model(arch)
+    head_name, features = _strip_classifier(net)
+    conv_name = _widen_input(net, in_channels)
+    if weights.state is not None:
+        state = dict(weights.state)
+        key = f"{conv_name}.weight"
+        if key in state:
+            state[key] = cross_modality(state[key], in_channels)
+        load_into(net, state, arch, pretrained, skip=f"{head_name}.")
+    return Backbone(net, features, weights.source)

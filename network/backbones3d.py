@@ -5,12 +5,12 @@ clip stream reuses the recognizer and its consensus heads (the average over clip
 score). Weights: torchvision's Kinetics-400 ones, a local state-dict file, or none.
 """
 
-from pathlib import Path
-
 from torch import nn
-from torchvision.models import get_model, get_model_weights
+from torchvision.models import get_model
 
 from network.archs import CLIP_ARCHS
+from network.backbones import Backbone
+from network.weights import load_into, resolve
 from utils.errors import UserError
 
 C3D_INPUT = (16, 112, 112)  # frames, height, width: the size fc6 was laid out for
@@ -70,34 +70,9 @@ class _Features(nn.Module):
         return self.net.features(x)
 
 
-def _state(arch: str, pretrained: str) -> dict | None:
-    """The pretrained state dict ``pretrained`` names, classifier included (None: scratch)."""
-    from network.backbones import _load_state_dict_file
-
-    if pretrained in ("none", "", None):
-        return None
-    if pretrained == "kinetics":
-        if arch == "c3d":
-            raise UserError(
-                "torchvision has no C3D weights; give --pretrained PATH (a converted Sports-1M "
-                "state dict) or none"
-            )
-        weights = get_model_weights(arch).DEFAULT
-        try:
-            return weights.get_state_dict(progress=True)
-        except Exception as err:  # no network, proxy, broken cache file
-            raise UserError(
-                f"cannot download the Kinetics-400 weights of {arch} ({err}); download "
-                f"{weights.url} and pass the file with --pretrained PATH"
-            ) from err
-    if pretrained == "imagenet":
-        raise UserError(f"{arch} is a 3D network: use --pretrained kinetics, none or a file")
-    return _load_state_dict_file(Path(pretrained))
-
-
 def build_backbone3d(
     arch: str = "r2plus1d_18", in_channels: int = 3, pretrained: str = "none"
-) -> tuple[nn.Module, int]:
+) -> Backbone:
     """A 3D network without its classifier, and the size of its features.
 
     ``pretrained``: 'kinetics' (torchvision's Kinetics-400 weights; not for C3D), 'none' or the
@@ -107,27 +82,22 @@ def build_backbone3d(
         raise UserError(f"unknown 3D --arch {arch!r}; choose one of {', '.join(CLIP_ARCHS)}")
     if in_channels != 3:
         raise UserError(f"{arch} takes RGB clips (3 channels), not {in_channels}")
-    state = _state(arch, pretrained)
+    if str(pretrained).lower().startswith("imagenet"):
+        raise UserError(f"{arch} is a 3D network: use --pretrained kinetics, none or a file")
+    if pretrained == "kinetics" and arch == "c3d":
+        raise UserError(
+            "torchvision has no C3D weights; give --pretrained PATH (a converted Sports-1M "
+            "state dict) or none"
+        )
+    weights = resolve(arch, pretrained, "kinetics")
     if arch == "c3d":
         net, classifier, features = C3D(), "fc8.", 4096
     else:
         net, classifier, features = get_model(arch), "fc.", 512
-    if state is not None:
-        state = {k: v for k, v in state.items() if not k.startswith(classifier)}
-        try:
-            missing, unexpected = net.load_state_dict(state, strict=False)
-        except RuntimeError as err:  # shape mismatch: weights of another arch
-            detail = " ".join(str(err).split())[:300]
-            raise UserError(f"--pretrained {pretrained} does not fit {arch}: {detail}") from err
-        missing = [k for k in missing if not k.startswith(classifier)]
-        if missing or unexpected:
-            raise UserError(
-                f"--pretrained {pretrained} does not fit {arch}: "
-                f"{len(missing)} missing keys (e.g. {missing[:2]}), "
-                f"{len(unexpected)} unexpected keys (e.g. {unexpected[:2]})"
-            )
+    if weights.state is not None:
+        load_into(net, weights.state, arch, pretrained, skip=classifier)
     if arch == "c3d":
         del net.fc8
-        return _Features(net), features
+        return Backbone(_Features(net), features, weights.source)
     net.fc = nn.Identity()
-    return net, features
+    return Backbone(net, features, weights.source)

@@ -16,7 +16,8 @@ drift away from the ones the pretrained weights were learnt with.
 import torch
 from torch import nn
 
-from network.backbones import build_backbone
+from network.archs import CLIP_ARCHS
+from network.backbones import Backbone, build_backbone
 from network.heads import HEAD_DEFAULTS, build_head
 from utils.errors import UserError
 
@@ -27,8 +28,11 @@ CONFIG_DEFAULTS = dict(HEAD_DEFAULTS)
 
 
 class Recognizer(nn.Module):
-    def __init__(self, backbone: nn.Module, head: nn.Module, mean, std, config: dict):
+    def __init__(
+        self, backbone: nn.Module, head: nn.Module, mean, std, config: dict, weights: str = "none"
+    ):
         super().__init__()
+        self.weights = weights  # what the backbone started from (network.weights.Pretrained)
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32))
         self.backbone = backbone
@@ -82,15 +86,23 @@ def build_recognizer(config: dict, mean, std, pretrained: str = "none") -> Recog
         raise ValueError(f"model config lacks {', '.join(missing)}")
     if len(mean) != config["in_channels"] or len(std) != config["in_channels"]:
         raise ValueError(f"statistics for {len(mean)} channels, not {config['in_channels']}")
-    backbone, features = build_backbone(config["arch"], config["in_channels"], pretrained)
+    backbone = _any_backbone(config["arch"], config["in_channels"], pretrained)
     head = build_head(
         config["consensus"],
-        features,
+        backbone.features,
         config["num_classes"],
         config["dropout"],
         **{key: config[key] for key in HEAD_DEFAULTS},
     )
-    return Recognizer(backbone, head, mean, std, config)
+    return Recognizer(backbone.net, head, mean, std, config, backbone.weights)
+
+
+def _any_backbone(arch: str, in_channels: int, pretrained) -> Backbone:
+    if arch in CLIP_ARCHS:
+        from network.backbones3d import build_backbone3d
+
+        return build_backbone3d(arch, in_channels, pretrained)
+    return build_backbone(arch, in_channels, pretrained)
 
 
 def _upgrade_format_1(ckpt: dict) -> tuple[dict, dict]:

@@ -120,7 +120,7 @@ def test_clip_options(frame_root):
     assert given.test_frames == 4
     with pytest.raises(UserError, match="c3d takes 16-frame clips"):
         parse_args(CLIP, ["--data-root", str(frame_root), "--arch", "c3d", "--clip-length", "8"])
-    with pytest.raises(UserError, match="invalid choice"):  # 3D networks: the clip stream only
+    with pytest.raises(UserError, match="is a 3D network"):  # 3D networks: the clip stream only
         parse_args(SPATIAL, ["--data-root", str(frame_root), "--arch", "r3d_18"])
 
 

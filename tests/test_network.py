@@ -54,8 +54,29 @@ def test_imagenet_goes_through_torchvision_weights_api(monkeypatch, resnet18_fil
 
     monkeypatch.setattr(WeightsEnum, "get_state_dict", fake_get_state_dict)
     model = build_model("resnet18", num_classes=4, in_channels=3, pretrained="imagenet")
-    assert asked == [torchvision.models.ResNet18_Weights.DEFAULT]
+    assert asked == [torchvision.models.ResNet18_Weights.IMAGENET1K_V1]
+    assert model.weights == "ResNet18_Weights.IMAGENET1K_V1"
     assert torch.equal(model.backbone.conv1.weight, state["conv1.weight"])
+
+
+def test_imagenet_means_v1_and_a_version_can_be_named(monkeypatch):
+    """ResNet-50's DEFAULT is V2 (a later recipe); 'imagenet' keeps the V1 weights the
+    two-stream and TSN figures were made with, and imagenet1k_v2 asks for V2."""
+    asked = []
+    state = torchvision.models.resnet50().state_dict()
+    monkeypatch.setattr(
+        WeightsEnum, "get_state_dict", lambda self, **kw: asked.append(self) or state
+    )
+    v1 = build_model("resnet50", num_classes=3, pretrained="imagenet")
+    v2 = build_model("resnet50", num_classes=3, pretrained="IMAGENET1K_V2")
+    weights = torchvision.models.ResNet50_Weights
+    assert asked == [weights.IMAGENET1K_V1, weights.IMAGENET1K_V2]
+    assert (v1.weights, v2.weights) == (
+        "ResNet50_Weights.IMAGENET1K_V1",
+        "ResNet50_Weights.IMAGENET1K_V2",
+    )
+    with pytest.raises(UserError, match="has no weights 'imagenet1k_v9'.*imagenet1k_v2"):
+        build_model("resnet50", pretrained="imagenet1k_v9")
 
 
 def test_imagenet_download_failure_is_a_user_error(monkeypatch):
@@ -73,8 +94,12 @@ def test_bad_weights_and_arch_are_user_errors(tmp_path, resnet18_file):
         build_model("resnet50", pretrained=str(path))
     with pytest.raises(UserError, match="not found"):
         build_model("resnet18", pretrained=str(tmp_path / "missing.pth"))
-    with pytest.raises(UserError, match="unknown --arch"):
-        build_model("vgg16")
+    with pytest.raises(UserError, match="unknown --arch 'resnet9'; did you mean resnet"):
+        build_model("resnet9")
+    with pytest.raises(UserError, match="cannot be a backbone here: its classifier is a conv"):
+        build_model("squeezenet1_0")
+    with pytest.raises(UserError, match="is a 3D network"):
+        build_model("r3d_18", pretrained="imagenet1k_v1", in_channels=3)
 
 
 def _bns(model):

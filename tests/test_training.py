@@ -443,7 +443,9 @@ def test_checkpoint_of_another_stream_arch_or_class_count_is_refused(
     [
         (["--data-root", "{tmp}/nowhere"], "--data-root"),
         (["--data-root", "{root}", "--splits-dir", "{tmp}"], "split file not found"),
-        (["--data-root", "{root}", "--arch", "resnet9"], "invalid choice"),
+        (["--data-root", "{root}", "--arch", "resnet9"], "unknown --arch 'resnet9'; did you mean"),
+        (["--data-root", "{root}", "--arch", "vit_b_16", "--crop-size", "32"], "takes 224 px"),
+        (["--data-root", "{root}", "--arch", "mc3_18"], "is a 3D network: it belongs to the clip"),
         (["--data-root", "{root}", "--evaluate"], "--evaluate needs --resume"),
         (["--data-root", "{root}", "--resume", "{tmp}/none.pth.tar"], "checkpoint not found"),
     ],
