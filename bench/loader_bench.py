@@ -1,6 +1,6 @@
 """Training-sample throughput of the data layer against a straightforward PIL loader.
 
-    python bench/loader_bench.py --data-root DIR --stream motion --seconds 20 --workers 0
+    python bench/loader_bench.py --data-root DIR --stream spatial|motion|clip [--clock cpu]
 
 Reads every video found under DIR in the preprocessed layout (no split files needed) and
 prints samples/s of the decode floor (the JPEG files the toolkit's samples read, decoded by
@@ -95,11 +95,13 @@ class NaiveDataset(torch.utils.data.Dataset):
         return torch.stack(stacks), item.label
 
 
-def throughput(dataset, seconds: float, workers: int, clock=time.perf_counter) -> float:
+def throughput(
+    dataset, seconds: float, workers: int, batch_size: int = 1, clock=time.perf_counter
+) -> float:
     """Samples per second over about ``seconds`` of loading (after one warm-up batch)."""
     loader = torch.utils.data.DataLoader(
         dataset,
-        batch_size=1,
+        batch_size=batch_size,
         shuffle=True,
         num_workers=workers,
         worker_init_fn=worker_init,
@@ -107,11 +109,11 @@ def throughput(dataset, seconds: float, workers: int, clock=time.perf_counter) -
     )
     count, start = 0, None
     while True:
-        for _ in loader:
+        for _, labels in loader:
             if start is None:
                 start = clock()
                 continue
-            count += 1
+            count += len(labels)
             elapsed = clock() - start
             if elapsed >= seconds:
                 return count / elapsed
@@ -171,13 +173,16 @@ def main(argv=None):
         "--rounds", type=int, default=3, help="each measurement this many times, in turn"
     )
     parser.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
+    parser.add_argument(
+        "--batch-size", type=int, default=1, help="samples per DataLoader batch (collated)"
+    )
     parser.add_argument("--crop-size", type=int, default=224)
     parser.add_argument("--num-segments", type=int, default=3)
     parser.add_argument("--skip-naive", action="store_true", help="time only the toolkit loader")
     add_layout_arguments(parser)
     args = parser.parse_args(argv)
-    if args.rounds < 1 or args.seconds <= 0:
-        raise UserError("--rounds must be at least 1 and --seconds positive")
+    if args.rounds < 1 or args.batch_size < 1 or args.seconds <= 0:
+        raise UserError("--rounds and --batch-size must be at least 1, --seconds positive")
     if args.clock == "cpu" and args.workers:
         raise UserError("--clock cpu counts this process only: use it with --workers 0")
     clock = time.process_time if args.clock == "cpu" else time.perf_counter
@@ -198,7 +203,8 @@ def main(argv=None):
     torch.set_num_threads(1)
     worker_init(0)  # one OpenCV thread, as in each DataLoader worker
     print(
-        f"{args.stream} stream, {len(dataset)} videos, crop {args.crop_size}, workers {args.workers}"
+        f"{args.stream} stream, {len(dataset)} videos, crop {args.crop_size}, "
+        f"batch {args.batch_size}, workers {args.workers}"
     )
     files = sample_files(dataset, 200)
     color = dataset.modality == "rgb"
@@ -211,8 +217,16 @@ def main(argv=None):
         floors[size]: partial(decode_floor, data, flag, clock=clock) for size, flag in flags.items()
     }
     if not args.skip_naive:
-        runs[NAIVE] = partial(throughput, NaiveDataset(dataset), workers=args.workers, clock=clock)
-    runs[TOOLKIT] = partial(throughput, dataset, workers=args.workers, clock=clock)
+        runs[NAIVE] = partial(
+            throughput,
+            NaiveDataset(dataset),
+            workers=args.workers,
+            batch_size=args.batch_size,
+            clock=clock,
+        )
+    runs[TOOLKIT] = partial(
+        throughput, dataset, workers=args.workers, batch_size=args.batch_size, clock=clock
+    )
     # Rounds in turn, medians: the ratios hold on a machine whose load changes meanwhile.
     seconds = args.seconds / args.rounds
     speeds = {name: [] for name in runs}
