@@ -1,15 +1,24 @@
 """Training-sample throughput of the data layer against a straightforward PIL loader.
 
-    python bench/loader_bench.py --data-root DIR --stream motion --seconds 20 --workers 0
+    python bench/loader_bench.py --data-root DIR --stream spatial|motion|clip [--clock cpu]
 
 Reads every video found under DIR in the preprocessed layout (no split files needed) and
-prints samples/s of the straightforward loader (PIL open -> resize to the crop -> ToTensor per
-frame, stacked), then of the toolkit's loader; the last line is ``samples/s: <number>``.
+prints samples/s of the decode floor (the JPEG files the toolkit's samples read, decoded by
+cv2.imdecode alone in one process, already in memory; at full size, and at half size for the
+clip stream, which decodes 340x256 frames so), of the straightforward loader (PIL open -> resize
+to the crop -> ToTensor per frame, stacked) and of the toolkit's loader, with each loader's
+fraction of the floor. Every measurement runs --rounds times in turn and the median is shown.
+The last line is ``samples/s: <number>`` (the toolkit's loader).
 """
 
+import random
 import sys
 import time
+from functools import partial
 from pathlib import Path
+
+import cv2
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -32,7 +41,9 @@ from dataloader.samples import ClipSamples  # noqa: E402
 from dataloader.sampling import clip_indices, num_clip_starts  # noqa: E402
 from dataloader.splits import Video  # noqa: E402
 from utils.cli import Parser  # noqa: E402
-from utils.errors import run_cli  # noqa: E402
+from utils.errors import UserError, run_cli  # noqa: E402
+
+NAIVE, TOOLKIT = "straightforward PIL loader", "toolkit loader"
 
 
 class NaiveDataset(torch.utils.data.Dataset):
@@ -84,11 +95,13 @@ class NaiveDataset(torch.utils.data.Dataset):
         return torch.stack(stacks), item.label
 
 
-def throughput(dataset, seconds: float, workers: int) -> float:
+def throughput(
+    dataset, seconds: float, workers: int, batch_size: int = 1, clock=time.perf_counter
+) -> float:
     """Samples per second over about ``seconds`` of loading (after one warm-up batch)."""
     loader = torch.utils.data.DataLoader(
         dataset,
-        batch_size=1,
+        batch_size=batch_size,
         shuffle=True,
         num_workers=workers,
         worker_init_fn=worker_init,
@@ -96,14 +109,49 @@ def throughput(dataset, seconds: float, workers: int) -> float:
     )
     count, start = 0, None
     while True:
-        for _ in loader:
+        for _, labels in loader:
             if start is None:
-                start = time.perf_counter()
+                start = clock()
                 continue
-            count += 1
-            elapsed = time.perf_counter() - start
+            count += len(labels)
+            elapsed = clock() - start
             if elapsed >= seconds:
                 return count / elapsed
+
+
+def _recording(read, paths: set, item, patterns):
+    """``read`` that also notes the files it reads in ``paths``."""
+
+    def recorded(i, *args, **kwargs):
+        paths.update(str(frame_path(d, p, i)) for d, p in zip(item.dirs, patterns, strict=True))
+        return read(i, *args, **kwargs)
+
+    return recorded
+
+
+def sample_files(dataset: FrameDataset, count: int) -> list[list[str]]:
+    """The frame files each of ``count`` random training samples reads (every one once)."""
+    patterns = [pattern for _, pattern in dataset.layout.modality(dataset.modality)]
+    files = []
+    for item in random.Random(0).choices(dataset.items, k=count):
+        paths = set()
+        read = _recording(dataset.reader(item), paths, item, patterns)
+        dataset.samples(read, item.num_frames, True)
+        files.append(sorted(paths))
+    return files
+
+
+def decode_floor(data: list[list[np.ndarray]], flag: int, seconds: float, clock) -> float:
+    """Samples per second of cv2.imdecode alone over the samples' JPEG files, in memory."""
+    count, start = 0, clock()
+    while True:
+        for sample in data:
+            for buffer in sample:
+                cv2.imdecode(buffer, flag)
+            count += 1
+        elapsed = clock() - start
+        if elapsed >= seconds:
+            return count / elapsed
 
 
 def main(argv=None):
@@ -111,13 +159,33 @@ def main(argv=None):
     parser.add_argument("--data-root", required=True, help="folder with the preprocessed frames")
     parser.add_argument("--stream", choices=("spatial", "motion", "clip"), default="motion")
     parser.add_argument("--clip-length", type=int, default=16, help="clip stream: frames per clip")
-    parser.add_argument("--seconds", type=float, default=10.0, help="time per loader")
+    parser.add_argument(
+        "--seconds", type=float, default=10.0, help="time per measurement, all rounds"
+    )
+    parser.add_argument(
+        "--clock",
+        choices=("wall", "cpu"),
+        default="wall",
+        help="seconds of the wall clock, or of this process's CPU time (--workers 0 only: on a "
+        "machine shared with other work, what one idle core would take)",
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="each measurement this many times, in turn"
+    )
     parser.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
+    parser.add_argument(
+        "--batch-size", type=int, default=1, help="samples per DataLoader batch (collated)"
+    )
     parser.add_argument("--crop-size", type=int, default=224)
     parser.add_argument("--num-segments", type=int, default=3)
     parser.add_argument("--skip-naive", action="store_true", help="time only the toolkit loader")
     add_layout_arguments(parser)
     args = parser.parse_args(argv)
+    if args.rounds < 1 or args.batch_size < 1 or args.seconds <= 0:
+        raise UserError("--rounds and --batch-size must be at least 1, --seconds positive")
+    if args.clock == "cpu" and args.workers:
+        raise UserError("--clock cpu counts this process only: use it with --workers 0")
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
 
     layout = Layout.from_args(args)
     folder = Path(args.data_root) / layout.rgb_dir
@@ -133,16 +201,52 @@ def main(argv=None):
         cls = SpatialDataset if args.stream == "spatial" else MotionDataset
         dataset = cls(args.data_root, videos, train=True, layout=layout, **options)
     torch.set_num_threads(1)
+    worker_init(0)  # one OpenCV thread, as in each DataLoader worker
     print(
-        f"{args.stream} stream, {len(dataset)} videos, crop {args.crop_size}, workers {args.workers}"
+        f"{args.stream} stream, {len(dataset)} videos, crop {args.crop_size}, "
+        f"batch {args.batch_size}, workers {args.workers}"
     )
+    files = sample_files(dataset, 200)
+    color = dataset.modality == "rgb"
+    flags = {"full size": cv2.IMREAD_COLOR if color else cv2.IMREAD_GRAYSCALE}
+    if args.stream == "clip":
+        flags["half size"] = cv2.IMREAD_REDUCED_COLOR_2
+    floors = {size: f"decode floor, {size}" for size in flags}
+    data = [[np.fromfile(path, np.uint8) for path in sample] for sample in files]
+    runs = {
+        floors[size]: partial(decode_floor, data, flag, clock=clock) for size, flag in flags.items()
+    }
     if not args.skip_naive:
-        naive = throughput(NaiveDataset(dataset), args.seconds, args.workers)
-        print(f"straightforward PIL loader samples/s: {naive:.1f}")
-    fast = throughput(dataset, args.seconds, args.workers)
+        runs[NAIVE] = partial(
+            throughput,
+            NaiveDataset(dataset),
+            workers=args.workers,
+            batch_size=args.batch_size,
+            clock=clock,
+        )
+    runs[TOOLKIT] = partial(
+        throughput, dataset, workers=args.workers, batch_size=args.batch_size, clock=clock
+    )
+    # Rounds in turn, medians: the ratios hold on a machine whose load changes meanwhile.
+    seconds = args.seconds / args.rounds
+    speeds = {name: [] for name in runs}
+    for _ in range(args.rounds):
+        for name, run in runs.items():
+            speeds[name].append(run(seconds=seconds))
+    speed = {name: float(np.median(values)) for name, values in speeds.items()}
+    frames = sum(map(len, files)) / len(files)
+    for name, values in speeds.items():
+        spread = f"median of {' '.join(f'{v:.1f}' for v in values)}"
+        if name in floors.values():
+            print(f"{name} ({frames:.0f} JPEGs a sample) samples/s: {speed[name]:.1f} ({spread})")
+            continue
+        fractions = [
+            f"{speed[name] / speed[f]:.2f}x the {size} floor" for size, f in floors.items()
+        ]
+        print(f"{name} samples/s: {speed[name]:.1f} ({', '.join(fractions)}; {spread})")
     if not args.skip_naive:
-        print(f"speed-up: {fast / naive:.2f}x")
-    print(f"samples/s: {fast:.1f}")
+        print(f"speed-up: {speed[TOOLKIT] / speed[NAIVE]:.2f}x")
+    print(f"samples/s: {speed[TOOLKIT]:.1f}")
 
 
 if __name__ == "__main__":

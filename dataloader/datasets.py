@@ -33,19 +33,24 @@ def _bad_frame(what: str, path: str) -> DataError:
     )
 
 
-def decode_jpeg(data: np.ndarray, color: bool) -> np.ndarray | None:
-    """JPEG bytes -> uint8 RGB [H, W, 3] or gray [H, W]; None when they do not decode.
+# (color, half): OpenCV's decoding flags. Half size is JPEG's own scaled decoding (cheaper).
+_DECODE_FLAGS = {
+    (True, False): cv2.IMREAD_COLOR,
+    (True, True): cv2.IMREAD_REDUCED_COLOR_2,
+    (False, False): cv2.IMREAD_GRAYSCALE,
+    (False, True): cv2.IMREAD_REDUCED_GRAYSCALE_2,
+}
 
-    BGR is flipped here rather than asking OpenCV for RGB (IMREAD_COLOR_RGB needs OpenCV 4.11).
+
+def decode_jpeg(data: np.ndarray, color: bool, half: bool = False) -> np.ndarray | None:
+    """JPEG bytes -> uint8 BGR [H, W, 3] or gray [H, W], at half size if asked; None when they
+    do not decode. BGR stays: the sample builders write RGB planes from it (no whole-frame copy).
     """
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR if color else cv2.IMREAD_GRAYSCALE)
-    if image is None or not color:
-        return image
-    return np.ascontiguousarray(image[..., ::-1])
+    return cv2.imdecode(data, _DECODE_FLAGS[color, half])
 
 
-def read_jpeg(path: str, color: bool) -> np.ndarray:
-    """Decode one frame to uint8 RGB [H, W, 3] or gray [H, W]; a bad file is a DataError."""
+def read_jpeg(path: str, color: bool, half: bool = False) -> np.ndarray:
+    """Decode one frame to uint8 BGR [H, W, 3] or gray [H, W]; a bad file is a DataError."""
     try:
         with open(path, "rb") as file:
             data = np.frombuffer(file.read(), np.uint8)
@@ -53,7 +58,7 @@ def read_jpeg(path: str, color: bool) -> np.ndarray:
         raise _bad_frame("missing", path) from None
     if _JPEG_END not in data[-64:].tobytes():
         raise _bad_frame("truncated", path)
-    image = decode_jpeg(data, color)
+    image = decode_jpeg(data, color, half)
     if image is None:
         raise _bad_frame("corrupt", path)
     return image
@@ -118,14 +123,17 @@ class FrameDataset(torch.utils.data.Dataset):
         self.missing = [name for name in self.missing if name not in names]
 
     def reader(self, item: IndexedVideo):
-        """``read(i)``: frame i of the video from disk; one image, or (x, y) for flow."""
+        """``read(i, half=False)``: frame i of the video from disk (at half size if asked);
+        one image, or (x, y) for flow."""
         patterns = [pattern for _, pattern in self.layout.modality(self.modality)]
         color = self.modality == "rgb"
         paths = list(zip(item.dirs, patterns, strict=True))
         if len(paths) == 1:
             ((folder, pattern),) = paths
-            return lambda i: read_jpeg(frame_path(folder, pattern, i), color)
-        return lambda i: tuple(read_jpeg(frame_path(d, p, i), color) for d, p in paths)
+            return lambda i, half=False: read_jpeg(frame_path(folder, pattern, i), color, half)
+        return lambda i, half=False: tuple(
+            read_jpeg(frame_path(d, p, i), color, half) for d, p in paths
+        )
 
     def __getitem__(self, index: int):
         item = self.items[index]

@@ -2,7 +2,9 @@
 
 A sample builder reads frames through a ``read(i)`` function, so the same code serves the
 datasets (frames from JPEG files) and tools/predict.py (frames decoded and turned into flow in
-memory): a prediction sees exactly what evaluation sees. Shapes (uint8):
+memory): a prediction sees exactly what evaluation sees. Colour frames are BGR, as OpenCV decodes
+them; samples are RGB (dataloader.transforms). ``read(i, half=True)`` decodes at half the size.
+Shapes (uint8):
 
 - training: ``[K, C, S, S]``, one snippet per TSN segment, all with the same random crop;
 - test: ``[crops, N, C, S, S]``, N uniformly spaced snippets under each of 1 (centre) or 10
@@ -32,7 +34,7 @@ from dataloader.transforms import (
     FLOW_SCALES,
     TSN_SCALES,
     Crop,
-    crop_resize,
+    crop_resize_planes,
     flow_clip,
     multiscale_crop,
     rgb_clip,
@@ -88,7 +90,7 @@ class Samples:
 
 
 class RgbSamples(Samples):
-    """The spatial stream: single RGB frames; ``read(i)`` gives an [H, W, 3] RGB image."""
+    """The spatial stream: single RGB frames; ``read(i)`` gives an [H, W, 3] BGR image."""
 
     modality = "rgb"
     in_channels = 3
@@ -141,6 +143,10 @@ class ClipSamples(Samples):
     torchvision video convention "short side 128, crop 112": a crop of ``crop_size`` pixels of
     the frame scaled to a short side of ``short_side``, cut from the unscaled frame and resized
     once. A video shorter than a clip repeats its last frame. Snippets are ``[3, T, S, S]``.
+
+    Frames whose short side is at least twice ``short_side`` (340x256 ones for 128) are decoded
+    at half size, where the crop needs no resize: decoding costs less, and the sample differs
+    from a full-size decode by JPEG's scaled decoding only (tests/test_fast_samples.py).
     """
 
     modality = "rgb"
@@ -181,18 +187,25 @@ class ClipSamples(Samples):
         y = int(draw[1] * (height - side + 1))
         return [Crop(x, y, side, side, flip=draw[2] < 0.5)]
 
+    def read_frames(self, read, ids: list[int]) -> dict:
+        """Frames ``ids`` by index, at half size where that still has a short side of at least
+        ``short_side`` (the crops then need no resize)."""
+        first = read(ids[0], half=True)
+        if min(first.shape[:2]) < self.short_side:
+            return {i: read(i) for i in ids}
+        return {i: first if i == ids[0] else read(i, half=True) for i in ids}
+
     def build(self, read, num_frames, train):
         length, stride = self.clip_length, self.frame_stride
         starts = self.positions(num_clip_starts(num_frames, length, stride), train)
         idx = clip_indices(starts, length, stride, num_frames)
-        frames = {i: read(i) for i in np.unique(idx).tolist()}
+        frames = self.read_frames(read, np.unique(idx).tolist())
         height, width = frames[int(idx[0, 0])].shape[:2]
         crops = self.clip_crops(width, height, train)
         size, n = self.crop_size, len(idx)
-        out = np.empty((len(crops) * n, length, size, size, 3), np.uint8)
+        out = np.empty((len(crops) * n, 3, length, size, size), np.uint8)
         for c, crop in enumerate(crops):
             for k, frame_ids in enumerate(idx.tolist()):
                 for t, i in enumerate(frame_ids):
-                    crop_resize(frames[i], crop, size, out=out[c * n + k, t])
-        # [clips, T, S, S, 3] -> [clips, 3, T, S, S]
-        return torch.from_numpy(out).permute(0, 4, 1, 2, 3).contiguous(), len(crops)
+                    crop_resize_planes(frames[i], crop, size, out[c * n + k, :, t])
+        return torch.from_numpy(out), len(crops)

@@ -4,6 +4,9 @@ Samples stay uint8 all the way to the network: a crop is a view, each frame is r
 into its slot of the sample's final buffer, and batches travel (and are pinned and copied to the
 GPU) at a quarter of the float32 size. The network's first step converts to float and
 normalises with the stream's statistics (see network.recognizer), on the GPU when there is one.
+
+Colour frames come as OpenCV decodes them, BGR [H, W, 3]: the one write into the sample's
+[3, S, S] planes puts the channels in RGB order, so no whole frame is copied to reorder them.
 """
 
 from dataclasses import dataclass
@@ -79,16 +82,22 @@ def test_crops(width: int, height: int, ten_crop: bool = False) -> list[Crop]:
     return ten_crops(width, height) if ten_crop else [center_crop(width, height)]
 
 
+def _crop_region(image: np.ndarray, crop: Crop, size: int) -> np.ndarray:
+    """``crop`` of a uint8 image at size x size, not mirrored: a view when no resize is needed."""
+    region = image[crop.y : crop.y + crop.h, crop.x : crop.x + crop.w]
+    if region.shape[0] != size or region.shape[1] != size:
+        interp = cv2.INTER_AREA if crop.w > 2 * size else cv2.INTER_LINEAR
+        region = cv2.resize(region, (size, size), interpolation=interp)
+    return region
+
+
 def crop_resize(image: np.ndarray, crop: Crop, size: int, out: np.ndarray | None = None):
     """Cut ``crop`` out of a uint8 image, resize it to size x size and mirror it if asked.
 
     With ``out`` (a [size, size(, C)] uint8 view) the result is written there, so a sample is
     assembled in its final buffer with no intermediate copies.
     """
-    region = image[crop.y : crop.y + crop.h, crop.x : crop.x + crop.w]
-    if region.shape[0] != size or region.shape[1] != size:
-        interp = cv2.INTER_AREA if crop.w > 2 * size else cv2.INTER_LINEAR
-        region = cv2.resize(region, (size, size), interpolation=interp)
+    region = _crop_region(image, crop, size)
     if crop.flip:
         region = region[:, ::-1]
     if out is None:
@@ -97,9 +106,14 @@ def crop_resize(image: np.ndarray, crop: Crop, size: int, out: np.ndarray | None
     return out
 
 
-def rgb_to_tensor(images: np.ndarray) -> torch.Tensor:
-    """[N, H, W, 3] uint8 RGB -> [N, 3, H, W] uint8 tensor."""
-    return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
+def crop_resize_planes(image: np.ndarray, crop: Crop, size: int, planes: np.ndarray) -> None:
+    """``crop_resize`` of a BGR [H, W, 3] frame into ``planes`` [3, size, size], R, G, B, each
+    plane C-contiguous (a slot of the sample's buffer): reordered and transposed in that one write.
+    """
+    region = _crop_region(image, crop, size)
+    if crop.flip:
+        region = cv2.flip(region, 1)
+    cv2.split(region, [planes[2], planes[1], planes[0]])
 
 
 # Mirroring a flow frame reverses its x motion: 128 + d becomes 128 - d (clipped to 0..255).
@@ -119,16 +133,16 @@ def flow_to_tensor(stacks: np.ndarray, flipped) -> torch.Tensor:
 
 
 def rgb_clip(frames: dict, idx: np.ndarray, crops: list[Crop], size: int) -> torch.Tensor:
-    """The spatial stream's sample: every crop of every frame in ``idx``, [crops*N, 3, S, S].
+    """The spatial stream's sample: every crop of every frame in ``idx``, [crops*N, 3, S, S] RGB.
 
-    ``frames`` maps a frame index to its decoded [H, W, 3] RGB image (each decoded once).
+    ``frames`` maps a frame index to its decoded [H, W, 3] BGR image (each decoded once).
     """
     n = len(idx)
-    out = np.empty((len(crops) * n, size, size, 3), np.uint8)
+    out = np.empty((len(crops) * n, 3, size, size), np.uint8)
     for c, crop in enumerate(crops):
         for j, i in enumerate(idx.tolist()):
-            crop_resize(frames[i], crop, size, out=out[c * n + j])
-    return rgb_to_tensor(out)
+            crop_resize_planes(frames[i], crop, size, out[c * n + j])
+    return torch.from_numpy(out)
 
 
 def flow_clip(flows: dict, idx: np.ndarray, crops: list[Crop], size: int) -> torch.Tensor:

@@ -101,18 +101,20 @@ def load_stream(path, stream: str, device: torch.device) -> StreamModel:
     )
 
 
-def jpeg_round_trip(image: np.ndarray, quality: int) -> np.ndarray:
-    """What an image becomes once stored as JPEG by the extraction tool and read back by the
-    data layer (RGB [H, W, 3] or gray [H, W]); quality 0 leaves it as it is."""
-    if not quality:
-        return image
+def jpeg_round_trip(image: np.ndarray, quality: int, half: bool = False) -> np.ndarray:
+    """What an RGB [H, W, 3] or gray [H, W] image becomes once stored as JPEG by the extraction
+    tool and read back by the data layer: BGR or gray, at half size if asked; quality 0 stores
+    no JPEG (half size is then an area resize)."""
     color = image.ndim == 3
-    ok, data = cv2.imencode(
-        ".jpg", image[..., ::-1] if color else image, [cv2.IMWRITE_JPEG_QUALITY, quality]
-    )
+    image = np.ascontiguousarray(image[..., ::-1]) if color else image
+    if not quality:
+        height, width = image.shape[:2]
+        size = ((width + 1) // 2, (height + 1) // 2)
+        return cv2.resize(image, size, interpolation=cv2.INTER_AREA) if half else image
+    ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:
         raise UserError("cannot JPEG-encode a frame; try --jpeg-quality 0")
-    return decode_jpeg(data, color)
+    return decode_jpeg(data, color, half)
 
 
 def memory_reader(
@@ -120,13 +122,14 @@ def memory_reader(
 ):
     """``read(i)`` over [N, H, W, 3] RGB frames in memory, as the dataset reads files.
 
-    ``rgb``: frame i. ``flow``: flow frame i, TV-L1 from frame i to i+1 as the extraction tool
-    computes it, as (x, y) uint8 images; only the flow frames a sample asks for are computed.
+    ``rgb``: frame i, BGR (``half=True``: at half size). ``flow``: flow frame i, TV-L1 from frame
+    i to i+1 as the extraction tool computes it, as (x, y) uint8 images; only the flow frames a
+    sample asks for are computed.
     Returns the reader and the number of frames (flow: N - 1).
     """
     quality = settings.jpeg_quality
     if modality == "rgb":
-        return (lambda i: jpeg_round_trip(frames[i], quality)), len(frames)
+        return (lambda i, half=False: jpeg_round_trip(frames[i], quality, half)), len(frames)
     if modality != "flow":
         raise ValueError(f"no in-memory reader for modality {modality!r}")
     if len(frames) < 2:

@@ -9,7 +9,7 @@ from dataloader.transforms import (
     crop_resize,
     flow_to_tensor,
     multiscale_crop,
-    rgb_to_tensor,
+    rgb_clip,
     ten_crops,
 )
 from network.statistics import IMAGENET_MEAN, IMAGENET_STD, flow_statistics, rgb_statistics
@@ -48,8 +48,8 @@ def test_crop_resize_crops_resizes_and_mirrors():
 
 
 def test_samples_stay_uint8_and_the_statistics_normalise_them():
-    images = np.full((2, 4, 4, 3), (255, 128, 0), np.uint8)
-    x = rgb_to_tensor(images)
+    bgr = np.full((6, 6, 3), (0, 128, 255), np.uint8)  # as OpenCV decodes RGB (255, 128, 0)
+    x = rgb_clip({0: bgr, 1: bgr}, np.array([0, 1]), [Crop(1, 1, 4, 4)], 4)
     assert x.shape == (2, 3, 4, 4) and x.dtype == torch.uint8 and x.is_contiguous()
     mean, std = rgb_statistics(3)
     normalised = (x[0, :, 0, 0].float() - torch.tensor(mean)) / torch.tensor(std)
