@@ -76,10 +76,14 @@ class StreamModel:
         return probabilities(scores, self.kind)
 
 
-def load_stream(path, stream: str, device: torch.device) -> StreamModel:
-    """Rebuild the network a checkpoint was trained with and load its weights (weights_only)."""
+def load_stream(path, stream: str | None, device: torch.device) -> StreamModel:
+    """Rebuild the network a checkpoint was trained with and load its weights (weights_only).
+
+    ``stream``: the stream the checkpoint must be of; None takes whichever it is.
+    """
     path = Path(path)
     ckpt = load_checkpoint(path)
+    stream = ckpt["stream"] if stream is None else stream
     if ckpt["stream"] != stream:
         raise UserError(
             f"{path} is a {ckpt['stream']}-stream checkpoint; pass it as --{ckpt['stream']}"
