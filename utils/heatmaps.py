@@ -24,7 +24,7 @@ def _panels(images: np.ndarray, heats: np.ndarray, label: str, font) -> list[Ima
     top = max(float(heats.max()), 1e-12)
     out = []
     for image, heat in zip(images, heats, strict=True):
-        scale = max(1, round(PANEL / max(image.shape[:2])))
+        scale = -(-PANEL // max(image.shape[:2]))  # at least PANEL pixels
         size = (image.shape[1] * scale, image.shape[0] * scale)
         big = cv2.resize(image, size, interpolation=cv2.INTER_NEAREST)
         heat = cv2.resize(heat / top, size, interpolation=cv2.INTER_LINEAR)
