@@ -76,10 +76,14 @@ class StreamModel:
         return probabilities(scores, self.kind)
 
 
-def load_stream(path, stream: str, device: torch.device) -> StreamModel:
-    """Rebuild the network a checkpoint was trained with and load its weights (weights_only)."""
+def load_stream(path, stream: str | None, device: torch.device) -> StreamModel:
+    """Rebuild the network a checkpoint was trained with and load its weights (weights_only).
+
+    ``stream``: the stream the checkpoint must be of; None takes whichever it is.
+    """
     path = Path(path)
     ckpt = load_checkpoint(path)
+    stream = ckpt["stream"] if stream is None else stream
     if ckpt["stream"] != stream:
         raise UserError(
             f"{path} is a {ckpt['stream']}-stream checkpoint; pass it as --{ckpt['stream']}"
@@ -207,9 +211,19 @@ def collect_videos(paths: list[Path]) -> list[Path]:
 
 
 def predict_video(
-    path: Path, streams: dict, settings: dict, weights, use_softmax: bool, device, verbose: bool
+    path: Path,
+    streams: dict,
+    settings: dict,
+    weights,
+    use_softmax: bool,
+    device,
+    verbose: bool,
+    samples: dict | None = None,
 ):
-    """Each stream's probabilities (and the fusion's) for one video, and its resized frames."""
+    """Each stream's probabilities (and the fusion's) for one video, and its resized frames.
+
+    ``samples``: a dict that receives each stream's test sample by name (for engine.cam).
+    """
     max_frames = [s.max_frames for s, _ in settings.values() if s.max_frames]
     try:
         video = decode_video(path, None, min(max_frames) if max_frames else None)
@@ -228,6 +242,8 @@ def predict_video(
         except UserError as err:  # e.g. a single frame for a flow stream: say which video
             raise UserError(f"{path}, {name} stream: {err}") from None
         scores[name] = stream.scores(sample, device)
+        if samples is not None:
+            samples[name] = sample
     columns = {name: streams[name].probabilities(s) for name, s in scores.items()}
     if len(scores) >= 2:
         kinds = [s.kind for s in streams.values()]

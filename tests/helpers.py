@@ -140,3 +140,35 @@ def extract_real_clips(shared_data, tmp_path, short_side: int = 64, max_frames: 
         kept = [line for line in lines if any(f"/{n}.avi" in line.decode() for n in chosen)]
         (splits / listed).write_bytes(b"".join(kept))
     return root, splits, chosen
+
+
+def save_stream_checkpoint(path, stream: str, model, classes, extraction=None, **options):
+    """Save ``model`` (a network.recognizer.Recognizer) as a checkpoint of ``stream`` in the
+    trainer's format, its options the stream's defaults updated with ``options``: a trained
+    stream's file without a training run."""
+    import torch
+
+    from engine.cli import build_parser, plain
+    from engine.streams import STREAMS
+    from utils.checkpoint import FORMAT
+
+    args = build_parser(STREAMS[stream]).parse_args([])
+    for key, value in options.items():
+        assert hasattr(args, key), key
+        setattr(args, key, value)
+    config = dict(model.config)
+    args.arch, args.consensus = config["arch"], config["consensus"]
+    ckpt = {
+        "format": FORMAT,
+        "epoch": 1,
+        "stream": stream,
+        "arch": config["arch"],
+        "classes": list(classes),
+        "in_channels": config["in_channels"],
+        "model_config": config,
+        "args": plain(args),
+        "model": model.state_dict(),
+        "extraction": extraction,
+    }
+    torch.save(ckpt, path)
+    return Path(path)

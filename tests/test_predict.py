@@ -194,3 +194,20 @@ def test_predict_many_videos_writes_one_csv_and_json(trained, tmp_path, capsys):
     assert single["fused"] == pytest.approx(results[-1]["fused"])  # the same, one by one
     with pytest.raises(UserError, match="--gif draws one video"):
         predict.main([*argv, "--gif", str(tmp_path / "x.gif")])
+
+
+def test_predict_draws_where_each_stream_looks(trained, tmp_path, capsys):
+    streams = [x for s in ("spatial", "motion", "clip") for x in (f"--{s}", trained[s])]
+    gif, png = tmp_path / "cam.gif", tmp_path / "cam.png"
+    result = _predict(trained, *streams, "--cam", gif)
+    assert f"wrote {gif}" in capsys.readouterr().out
+    with Image.open(gif) as image:
+        assert image.n_frames == 3  # one frame per test snippet (--test-frames 3)
+        panels = image.width
+    _predict(trained, *streams, "--cam", png)
+    with Image.open(png) as image:
+        rows, width = image.height, image.width
+    assert width == panels and rows > 2 * 160  # three streams, one line of 3 snippets each
+    assert result["top1"] in result["classes"]
+    with pytest.raises(UserError, match=r"--cam .*\.gif \(animated\) or \.png"):
+        _predict(trained, "--spatial", trained["spatial"], "--cam", tmp_path / "x.jpg")

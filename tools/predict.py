@@ -73,6 +73,15 @@ def write_gif(path: Path, frames: np.ndarray, text: str, fps: float) -> Path:
     return path
 
 
+def write_cam(path: Path, streams: dict, samples: dict, best: int, classes: list) -> Path:
+    """Grad-CAM of class ``best`` for each stream's test sample, side by side (engine.cam)."""
+    from engine.cam import stream_heatmaps
+    from utils.heatmaps import write_heatmaps
+
+    rows = stream_heatmaps(streams, samples, best)
+    return write_heatmaps(path, rows, f"Grad-CAM for {classes[best]}")
+
+
 def get_args(argv=None) -> argparse.Namespace:
     parser = Parser(
         description=__doc__.split("\n")[0],
@@ -94,6 +103,13 @@ def get_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--top", type=int, default=5, help="how many classes to list per stream")
     add_fusion_arguments(parser)
     parser.add_argument("--gif", type=Path, help="also write an animated GIF with the fused top-1")
+    parser.add_argument(
+        "--cam",
+        type=Path,
+        metavar="OUT",
+        help="also draw where each stream looks (Grad-CAM of the predicted class over the test "
+        "snippets): OUT.gif animated, OUT.png a strip",
+    )
     parser.add_argument(
         "--json", type=Path, help="also write the probabilities here as JSON (a list for many)"
     )
@@ -166,6 +182,10 @@ def main(argv=None) -> dict | list[dict]:
     single = len(videos) == 1 and args.videos[0].is_file()
     if args.gif is not None and not single:
         raise UserError("--gif draws one video; give one video file, or leave --gif out")
+    if args.cam is not None and not single:
+        raise UserError("--cam draws one video; give one video file, or leave --cam out")
+    if args.cam is not None and args.cam.suffix.lower() not in (".gif", ".png"):
+        raise UserError(f"--cam {args.cam}: give a .gif (animated) or .png (a strip) file")
     device = resolve_device(args.device)
     streams = {
         name: load_stream(getattr(args, name), name, device)
@@ -190,8 +210,9 @@ def main(argv=None) -> dict | list[dict]:
     start = time.perf_counter()
     top = min(args.top, len(classes))
     for path in tqdm(videos, unit="video", disable=single, dynamic_ncols=True):
+        samples = {} if args.cam is not None else None
         columns, shown, fps = predict_video(
-            path, streams, settings, args.weights, args.softmax, device, single
+            path, streams, settings, args.weights, args.softmax, device, single, samples
         )
         final = columns["fused" if "fused" in columns else next(iter(columns))]
         best = int(np.argmax(final))
@@ -216,6 +237,8 @@ def main(argv=None) -> dict | list[dict]:
         if args.gif is not None:
             text = f"{classes[best]} {100 * final[best]:.1f}%"
             print(f"wrote {write_gif(args.gif, shown, text, fps or 25.0)}")
+        if args.cam is not None:
+            print(f"wrote {write_cam(args.cam, streams, samples, best, classes)}")
     if not single:
         print(f"{len(videos)} videos in {time.perf_counter() - start:.1f} s")
     output = results[0] if single else results

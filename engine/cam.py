@@ -1,0 +1,90 @@
+"""Where a stream looks: Grad-CAM (Selvaraju et al. 2017) of its test sample, with captum.
+
+captum's ``LayerGradCam`` weighs the channels of the backbone's last convolution by the mean
+gradient of one class's score and sums them: a map, per snippet, of where that class's evidence
+lies. The layer is the last 2D or 3D convolution to run, found by running one snippet through the
+backbone, so any backbone works without naming its layers. The score is the recognizer's whole
+forward pass (normalisation, all the snippets, consensus head), as evaluation computes it.
+"""
+
+import numpy as np
+import torch
+from captum.attr import LayerAttribution, LayerGradCam
+from torch import nn
+
+
+def feature_layer(backbone: nn.Module, snippet: torch.Tensor) -> nn.Module:
+    """The module whose output Grad-CAM reads: the last to finish, running ``snippet`` (one
+    normalised input), that holds a 2D or 3D convolution and returns a feature map (the input's
+    rank, more than one position). For a ResNet that is ``layer4``, its last block's output after
+    the residual sum; found by running the backbone, so no layer names are needed."""
+    convs = (nn.Conv2d, nn.Conv3d)
+    finished = []
+
+    def hook(module, args, out):
+        if isinstance(out, torch.Tensor) and out.dim() == snippet.dim() and out[0, 0].numel() > 1:
+            finished.append(module)
+
+    hooks = [
+        module.register_forward_hook(hook)
+        for module in backbone.modules()
+        if module is not backbone and any(isinstance(m, convs) for m in module.modules())
+    ]
+    try:
+        with torch.no_grad():
+            backbone(snippet)
+    finally:
+        for handle in hooks:
+            handle.remove()
+    if not finished:
+        raise ValueError(f"{type(backbone).__name__} has no convolutional feature map to explain")
+    return finished[-1]
+
+
+def grad_cam(model: nn.Module, sample: torch.Tensor, target: int) -> np.ndarray:
+    """[N, S, S] Grad-CAM maps (>= 0) of class ``target`` over the first crop of a test sample.
+
+    ``sample``: ``[crops, N, C, S, S]`` (clips ``[crops, N, 3, T, S, S]``) uint8, as the
+    stream's test-time sample builder makes it. A clip's map is its mean over time.
+    """
+    device = next(model.parameters()).device
+    video = sample[:1].to(device)  # [1, N, ...]: the centre crop's sequence
+    size = tuple(video.shape[-2:])
+    model.eval()
+    layer = feature_layer(model.backbone, model.normalise(video[0, :1]))
+    cam = LayerGradCam(model, layer)
+    # cuDNN computes no RNN gradients in eval mode; its plain kernels do.
+    with torch.inference_mode(False), torch.backends.cudnn.flags(enabled=False):
+        maps = cam.attribute(video, target=int(target), relu_attributions=True)
+    if maps.dim() == 5:  # [N, 1, T', h, w]: over time
+        maps = maps.mean(dim=2)
+    maps = LayerAttribution.interpolate(maps.detach(), size, interpolate_mode="bilinear")
+    return maps[:, 0].clamp_min(0).float().cpu().numpy()
+
+
+def sample_images(sample: torch.Tensor) -> np.ndarray:
+    """[N, S, S, 3] uint8 pictures of the first crop's snippets, for the maps to lie on: the RGB
+    frame, a clip's middle frame, or a flow stack's mean magnitude (gray, brightest = fastest)."""
+    snippets = sample[0].cpu()
+    if snippets.dim() == 5:  # clips [N, 3, T, S, S]
+        return snippets[:, :, snippets.shape[2] // 2].permute(0, 2, 3, 1).numpy()
+    if snippets.shape[1] == 3:
+        return snippets.permute(0, 2, 3, 1).numpy()
+    flow = snippets.float() - 128.0  # x, y interleaved (dataloader.samples.FlowSamples)
+    magnitude = torch.hypot(flow[:, 0::2], flow[:, 1::2]).mean(dim=1)
+    gray = (255 * magnitude / magnitude.max().clamp_min(1.0)).round().to(torch.uint8)
+    return gray[..., None].expand(-1, -1, -1, 3).numpy()
+
+
+PICTURES = {"spatial": "RGB", "motion": "flow magnitude", "clip": "middle frames"}
+
+
+def stream_heatmaps(streams: dict, samples: dict, target: int) -> dict:
+    """{label: (pictures, maps)} of each stream's test sample for class ``target``, for
+    utils.heatmaps.write_heatmaps; ``streams`` are engine.inference.StreamModel by name."""
+    rows = {}
+    for name, stream in streams.items():
+        sample = samples[name]
+        label = f"{name}: {PICTURES.get(name, 'input')}"
+        rows[label] = (sample_images(sample), grad_cam(stream.model, sample, target))
+    return rows
