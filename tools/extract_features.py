@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from dataloader.extraction_settings import PRESETS
 from dataloader.splits import DATASETS
 from engine.streams import STREAMS
-from network.archs import ARCHS, CLIP_ARCHS
+from network.archs import CLIP_ARCHS, check_image_arch
 from utils.cli import Parser
 from utils.errors import UserError, run_cli
 
@@ -33,7 +33,11 @@ def get_args(argv=None) -> argparse.Namespace:
     parser = Parser(description=__doc__.split("\n")[0])
     model = parser.add_argument_group("model: a trained stream, or a pretrained backbone")
     model.add_argument("--checkpoint", type=Path, help="a stream's checkpoint.pth.tar")
-    model.add_argument("--arch", choices=ARCHS + CLIP_ARCHS, help="a backbone, no checkpoint")
+    model.add_argument(
+        "--arch",
+        help="a backbone, no checkpoint: a torchvision image model (as spatial_cnn.py --arch) "
+        f"or a 3D one ({', '.join(CLIP_ARCHS)})",
+    )
     model.add_argument(
         "--pretrained",
         default="imagenet",
@@ -83,6 +87,8 @@ def load_model(args, device):
         stream = load_stream(args.checkpoint, None, device)
     else:
         spec = STREAMS[args.stream]
+        if args.arch not in CLIP_ARCHS:
+            check_image_arch(args.arch)
         if (args.arch in CLIP_ARCHS) != (spec.name == "clip"):
             raise UserError(f"--arch {args.arch} does not take --stream {spec.name} input")
         options = vars(build_parser(spec).parse_args([]))
