@@ -167,7 +167,8 @@ def recipe_flags(args) -> list[str]:
 
 def format_table(results: dict, splits) -> str:
     columns = [str(k) for k in splits] + ["mean"]
-    lines = [f"{'init':<11} {'stream':<8} " + " ".join(f"{'split ' + c:>8}" for c in columns)]
+    names = [f"split {c}" for c in columns[:-1]] + ["mean"]
+    lines = [f"{'init':<11} {'stream':<8} " + " ".join(f"{n:>8}" for n in names)]
     for init, streams in results.items():
         for stream, row in streams.items():
             cells = " ".join(f"{row[c]:>7.1f}%" for c in columns)
