@@ -74,6 +74,31 @@ def test_recurrent_heads_default_to_more_segments(frame_root, tmp_path):
     assert parse_args(SPATIAL, [*base, "--consensus", "lstm"])[0].num_segments == 8
     given = [*base, "--consensus", "lstm", "--num-segments", "5"]
     assert parse_args(SPATIAL, given)[0].num_segments == 5
+    assert parse_args(SPATIAL, base)[0].test_sequences == 0  # avg: 19 frames, one sequence
+    assert parse_args(SPATIAL, [*base, "--consensus", "gru"])[0].test_sequences == 3
+    given = [*base, "--consensus", "gru", "--test-sequences", "0"]
+    assert parse_args(SPATIAL, given)[0].test_sequences == 0
+
+
+def test_a_recurrent_head_tests_on_sequences_of_its_training_length_and_spacing(
+    frame_root, tmp_path
+):
+    """Train and test sequences have the same length K and the same spacing (one per segment)."""
+    argv = ["--data-root", str(frame_root), "--record-dir", str(tmp_path), "--consensus", "lstm"]
+    args = parse_args(SPATIAL, [*argv, "--ten-crop"])[0]
+    samples = SPATIAL.samples(args)
+    read = lambda i: np.full((40, 48, 3), i, np.uint8)  # noqa: E731  (value = frame index)
+    torch.manual_seed(0)
+    train = samples(read, 96, train=True)
+    test = samples(read, 96, train=False)  # [crops * sequences, K, C, S, S]
+    assert train.shape[0] == 8 and test.shape[:2] == (10 * 3, 8)
+    assert test.shape[2:] == train.shape[1:]
+    index = test[:3, :, 0, 0, 0].long()  # the centre crop's 3 sequences
+    segment = 96 // 8
+    for k in range(8):  # every step in its training segment, the sequences at other offsets
+        assert bool(((index[:, k] >= k * segment) & (index[:, k] < (k + 1) * segment)).all())
+    assert len(set(index[:, 0].tolist())) == 3 and bool((index.diff(dim=1) > 0).all())
+    assert bool((test[3:6] == test[:3]).all())  # the next crop: the same positions
 
 
 def _weights(path) -> dict:
