@@ -11,6 +11,7 @@ from dataloader.samples import RgbSamples
 from engine.cli import parse_args
 from engine.run import main
 from engine.streams import SPATIAL
+from network.heads import build_head
 from network.recognizer import build_model, model_from_checkpoint
 from tests.helpers import single_thread
 from tools.synthetic_actions import CLASSES, make_scene, render_clip
@@ -37,6 +38,20 @@ def test_a_recurrent_head_hears_the_order_and_avg_does_not():
         torch.testing.assert_close(chunked, forward, rtol=1e-4, atol=1e-5)
         change = (forward - backward).abs().max().item()
         assert (change > 1e-3) if order_matters else (change < 1e-4), (consensus, change)
+
+
+def test_recurrent_heads_start_orthogonal_with_an_open_forget_gate():
+    for cell in ("lstm", "gru"):
+        head = build_head(cell, 32, 4, 0.0, rnn_hidden=8, rnn_layers=2)
+        gates = 4 if cell == "lstm" else 3
+        for name, param in head.rnn.named_parameters():
+            if name.startswith("weight_hh"):
+                for gate in param.detach().split(8):
+                    torch.testing.assert_close(gate @ gate.T, torch.eye(8), atol=1e-5, rtol=0)
+            if name.startswith("bias"):
+                forget = param.detach().split(8)[1]
+                opened = cell == "lstm" and name.startswith("bias_ih")
+                assert param.numel() == gates * 8 and bool((forget == float(opened)).all())
 
 
 def test_bidirectional_stacked_head_and_old_configs():
