@@ -40,18 +40,17 @@ def test_a_recurrent_head_hears_the_order_and_avg_does_not():
         assert (change > 1e-3) if order_matters else (change < 1e-4), (consensus, change)
 
 
-def test_recurrent_heads_start_orthogonal_with_an_open_forget_gate():
-    for cell in ("lstm", "gru"):
-        head = build_head(cell, 32, 4, 0.0, rnn_hidden=8, rnn_layers=2)
-        gates = 4 if cell == "lstm" else 3
-        for name, param in head.rnn.named_parameters():
-            if name.startswith("weight_hh"):
-                for gate in param.detach().split(8):
-                    torch.testing.assert_close(gate @ gate.T, torch.eye(8), atol=1e-5, rtol=0)
-            if name.startswith("bias"):
-                forget = param.detach().split(8)[1]
-                opened = cell == "lstm" and name.startswith("bias_ih")
-                assert param.numel() == gates * 8 and bool((forget == float(opened)).all())
+def test_an_lstm_head_starts_orthogonal_with_an_open_forget_gate():
+    head = build_head("lstm", 32, 4, 0.0, rnn_hidden=8, rnn_layers=2)
+    for name, param in head.rnn.named_parameters():
+        if name.startswith("weight_hh"):
+            for gate in param.detach().split(8):  # gates i, f, g, o
+                torch.testing.assert_close(gate @ gate.T, torch.eye(8), atol=1e-5, rtol=0)
+        if name.startswith("bias"):
+            expected = torch.zeros(4 * 8)
+            if name.startswith("bias_ih"):
+                expected[8:16] = 1.0  # the forget gate's
+            assert torch.equal(param.detach(), expected), name
 
 
 def test_bidirectional_stacked_head_and_old_configs():
@@ -184,5 +183,6 @@ def test_synthetic_lstm_tells_direction_from_rgb_order(tmp_path):
     main(SPATIAL, [a.replace("EPOCHS", "30") for a in argv])
     with np.load(tmp_path / "lstm" / "video_scores.npz") as f:
         top1 = 100 * np.mean(f["scores"].argmax(1) == f["labels"])
-    # avg scores 50 % here by construction (measured: 50.0); lstm measured 81.25 % (13 of 16)
+    # avg scores 50 % here by construction (measured: 50.0); lstm measured 81.25 % (13 of 16;
+    # 3 test sequences of 4 snippets, orthogonal init; 75 % with PyTorch's default init)
     assert top1 >= 70, top1
