@@ -8,7 +8,10 @@ Shapes (uint8):
 
 - training: ``[K, C, S, S]``, one snippet per TSN segment, all with the same random crop;
 - test: ``[crops, N, C, S, S]``, N uniformly spaced snippets under each of 1 (centre) or 10
-  crops; the model scores every crop's sequence and the crops' scores are averaged.
+  crops; the model scores every crop's sequence and the crops' scores are averaged. With
+  ``test_sequences`` M (recurrent heads), ``[crops * M, K, C, S, S]`` instead: M sequences of the
+  training's K segments at different offsets, so the head meets the length and spacing it
+  learnt; their scores are averaged like crops'.
 
 A clip stream's snippet is a clip, ``[3, T, S, S]`` in place of ``[C, S, S]`` (ClipSamples).
 """
@@ -27,6 +30,7 @@ from dataloader.sampling import (
     num_clip_starts,
     num_stack_starts,
     segment_indices,
+    sequence_indices,
     stack_indices,
     uniform_indices,
 )
@@ -55,13 +59,19 @@ class Samples:
         *,
         num_segments: int = 3,
         test_frames: int = 19,
+        test_sequences: int | None = 0,
         crop_size: int = 224,
         ten_crop: bool = False,
     ):
         if num_segments < 1 or test_frames < 1 or crop_size < 1:
             raise UserError("--num-segments, --test-frames and --crop-size must be at least 1")
+        if test_sequences is not None and test_sequences < 0:
+            raise UserError(
+                "--test-sequences must be at least 0 (0: --test-frames in one sequence)"
+            )
         self.num_segments = num_segments
         self.test_frames = test_frames
+        self.test_sequences = test_sequences or 0
         self.crop_size = crop_size
         self.ten_crop = ten_crop
 
@@ -69,6 +79,8 @@ class Samples:
         """Sampled positions out of ``length`` candidates: TSN segments or uniform test points."""
         if train:
             return segment_indices(length, self.num_segments)
+        if self.test_sequences:
+            return sequence_indices(length, self.num_segments, self.test_sequences).reshape(-1)
         return uniform_indices(length, self.test_frames)
 
     def crops(self, width: int, height: int, train: bool) -> list[Crop]:
@@ -82,6 +94,8 @@ class Samples:
         clips, num_crops = self.build(read, num_frames, train)
         if train:
             return clips
+        if self.test_sequences:  # crop-major, then sequence: one row per (crop, sequence)
+            return clips.view(num_crops * self.test_sequences, self.num_segments, *clips.shape[1:])
         return clips.view(num_crops, -1, *clips.shape[1:])
 
     def build(self, read, num_frames: int, train: bool) -> tuple[torch.Tensor, int]:

@@ -20,6 +20,21 @@ def segment_indices(length: int, num_segments: int, generator=None) -> np.ndarra
     return np.minimum(starts + (offsets * (ends - starts)).astype(np.int64), length - 1)
 
 
+def sequence_indices(length: int, num_segments: int, sequences: int) -> np.ndarray:
+    """``[sequences, num_segments]`` test positions with the training's length and spacing.
+
+    Sequence j takes, in each of the ``num_segments`` equal segments of segment_indices, the
+    position at fraction (j + 0.5) / sequences of the segment: several ordered sequences at
+    different offsets, each like one training sample of a recurrent head.
+    """
+    k = np.arange(num_segments)
+    starts = k * length // num_segments
+    ends = np.maximum((k + 1) * length // num_segments, starts + 1)
+    offsets = (np.arange(sequences) + 0.5) / sequences
+    idx = starts[None, :] + (offsets[:, None] * (ends - starts)[None, :]).astype(np.int64)
+    return np.minimum(idx, length - 1)
+
+
 def uniform_indices(length: int, count: int) -> np.ndarray:
     """``count`` positions at the centres of equal segments, covering the whole video."""
     tick = length / count

@@ -32,8 +32,13 @@ RUN_LOCAL = {
 TEST_FRAMES = 19  # frames (stacks) per test video, as the two-stream reference implementation
 # Training segments when none are given: TSN's 3, or more for a head that learns from their order.
 SEGMENTS, RECURRENT_SEGMENTS = 3, 8
+# Test sequences of a recurrent head when none are given: this many K-segment sequences at
+# different offsets, scores averaged (an RNN meets at test the length and spacing it learnt).
+RECURRENT_TEST_SEQUENCES = 3
 # Hyper-parameters a spec may set; these are the defaults of a spec that does not. TSN's lr 0.001
-# was for batches of 128 videos: 32 per step x 4 accumulated steps reach that on one GPU.
+# was for batches of 128 videos: 32 per step x 4 accumulated steps reach that on one GPU. The
+# product batch_size x accum_steps is the recipe's effective batch (recipe_batch), which a run
+# keeps: without --accum-steps, accumulation follows processes x --batch-size (engine.run).
 DEFAULTS = dict(
     arch="resnet101",
     pretrained="imagenet",
@@ -49,6 +54,12 @@ DEFAULTS = dict(
     clip_grad=20.0,
 )
 BOOL = argparse.BooleanOptionalAction  # every switch has a --no- form, to undo a checkpoint's
+
+
+def recipe_batch(spec: StreamSpec) -> int:
+    """The effective batch (videos per optimizer step) the stream's defaults are meant for."""
+    d = {**DEFAULTS, **spec.defaults}
+    return d["batch_size"] * d["accum_steps"]
 
 
 def build_parser(spec: StreamSpec) -> argparse.ArgumentParser:
@@ -84,6 +95,14 @@ def build_parser(spec: StreamSpec) -> argparse.ArgumentParser:
     )
     data.add_argument(
         "--test-frames", type=int, default=d["test_frames"], help="frames (stacks) per test video"
+    )
+    data.add_argument(
+        "--test-sequences",
+        type=int,
+        default=None,
+        help="test on this many sequences of --num-segments snippets, spaced as in training, at "
+        "different offsets, and average their scores; 0: one sequence of --test-frames "
+        f"(default: {RECURRENT_TEST_SEQUENCES} with --consensus lstm or gru, else 0)",
     )
     data.add_argument(
         "--crop-size", type=int, default=d["crop_size"], help="network input size in pixels"
@@ -172,9 +191,11 @@ def build_parser(spec: StreamSpec) -> argparse.ArgumentParser:
     train.add_argument(
         "--accum-steps",
         type=int,
-        default=d["accum_steps"],
+        default=None,
         help="accumulate the gradients of this many batches per optimizer step: the effective "
-        "batch is --batch-size x --accum-steps (TSN: 128); the schedule counts optimizer steps",
+        "batch is processes x --batch-size x --accum-steps; the schedule counts optimizer steps "
+        f"(default: as many as keep the recipe's {d['batch_size'] * d['accum_steps']}, e.g. "
+        f"{d['accum_steps']} with one process of {d['batch_size']})",
     )
     train.add_argument(
         "--lr",
@@ -300,6 +321,13 @@ def resolve_partial_bn(args: argparse.Namespace) -> None:
         )
 
 
+def resolve_test_sequences(args: argparse.Namespace) -> None:
+    """A recurrent head is tested on sequences like its training ones unless told otherwise;
+    None (not given, not in the checkpoint) takes that default."""
+    if args.test_sequences is None:
+        args.test_sequences = RECURRENT_TEST_SEQUENCES if args.consensus in RECURRENT else 0
+
+
 def _given_options(parser: argparse.ArgumentParser, argv, args) -> set[str]:
     """The options on the command line (as opposed to defaults): parse again over a sentinel."""
     unset = object()
@@ -352,8 +380,13 @@ def parse_args(spec: StreamSpec, argv=None) -> tuple[argparse.Namespace, dict | 
     saved = ckpt.get("args", {}) if ckpt else {}
     if "num_segments" not in given and "num_segments" not in saved and args.consensus in RECURRENT:
         args.num_segments = RECURRENT_SEGMENTS
-    names = ("epochs", "batch_size", "accum_steps", "num_segments", "test_frames", "crop_size")
-    for name in (*names, "rnn_hidden"):
+    resolve_test_sequences(args)
+    if args.test_sequences < 0:
+        raise UserError("--test-sequences must be at least 0 (0: one sequence of --test-frames)")
+    names = ("epochs", "batch_size", "num_segments", "test_frames", "crop_size", "rnn_hidden")
+    if args.accum_steps is not None:  # None: follows processes x batch (engine.run)
+        names += ("accum_steps",)
+    for name in names:
         if getattr(args, name) < 1:
             raise UserError(f"--{name.replace('_', '-')} must be at least 1")
     if spec.check is not None:

@@ -16,6 +16,8 @@ from utils.scores import load_npz, save_scores
 def test_mode(args) -> str:
     """How a test video was sampled, as score files and fusion's table say it."""
     crops = "10 crops" if args.ten_crop else "centre crop"
+    if getattr(args, "test_sequences", 0):
+        return f"{args.test_sequences} sequences of {args.num_segments} snippets, {crops}"
     return f"{args.test_frames} snippets, {crops}"
 
 
@@ -32,7 +34,9 @@ def evaluation_scores_path(args, epoch: int) -> Path:
         name += "_tencrop"
     if args.softmax_average:
         name += "_softmax"
-    if args.test_frames != TEST_FRAMES:
+    if getattr(args, "test_sequences", 0):
+        name += f"_s{args.test_sequences}x{args.num_segments}"
+    elif args.test_frames != TEST_FRAMES:
         name += f"_f{args.test_frames}"
     return Path(args.record_dir) / f"{name}_scores.npz"
 
@@ -52,7 +56,7 @@ def save_split_scores(path, loader, scores, spec: StreamSpec, args, classes, epo
         classes=classes,
         scores=scores,
         stream=spec.name,
-        split=args.split,
+        split=0 if args.dataset == "custom" else args.split,  # 0: no official split
         epoch=epoch,
         kind=score_kind(args.softmax_average),
         test_mode=test_mode(args),

@@ -79,12 +79,41 @@ def check_streams(files: dict[str, ScoreFile], force: bool) -> None:
                 f"{score.path} holds {score.stream}-stream scores, not {name}; give it as "
                 f"--{score.stream} (or pass --force to fuse it as {name} anyway)"
             )
-    paths = list(files.values())
-    for what in ("split", "epoch", "test_mode"):
-        values = {getattr(f, what) for f in paths if getattr(f, what) not in (-1, "")}
+    for warning in comparability_warnings(files):
+        print(f"warning: {warning}")
+
+
+def _crops(test_mode: str) -> str:
+    """The crop part of a test mode ("19 snippets, 10 crops" -> "10 crops")."""
+    return test_mode.rsplit(", ", 1)[-1]
+
+
+def comparability_warnings(files: dict[str, ScoreFile]) -> list[str]:
+    """Differences between the score files that signal a mistake, one sentence each.
+
+    Streams differ in epochs (spatial 80, motion 340) and snippets (19 frames, 10 clips) by
+    design; what signals a mistake is another split, files of one stream from different epochs
+    or test modes (two evaluations of one run mixed up), or other test crops (one stream
+    evaluated with --ten-crop, another without).
+    """
+    warnings = []
+
+    def differ(what: str, names: list[str], value) -> None:
+        values = {value(files[n]) for n in names} - {-1, ""}
         if len(values) > 1:
-            shown = ", ".join(f"{n} {getattr(f, what)}" for n, f in files.items())
-            print(f"warning: the score files differ in {what.replace('_', ' ')}: {shown}")
+            shown = ", ".join(f"{n} {value(files[n])}" for n in names)
+            warnings.append(f"the score files differ in {what}: {shown}")
+
+    differ("split", list(files), lambda f: f.split)
+    by_stream: dict[str, list[str]] = {}
+    for name, score in files.items():
+        by_stream.setdefault(score.stream, []).append(name)
+    for stream, names in by_stream.items():
+        if len(names) > 1:
+            differ(f"epoch (all {stream} stream)", names, lambda f: f.epoch)
+            differ(f"test mode (all {stream} stream)", names, lambda f: f.test_mode)
+    differ("test crops", list(files), lambda f: _crops(f.test_mode) if f.test_mode else "")
+    return warnings
 
 
 def check_classes(files: list[ScoreFile]) -> None:

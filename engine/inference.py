@@ -28,7 +28,7 @@ from dataloader.extraction import (
     resize_short_side,
     to_gray,
 )
-from engine.cli import build_parser
+from engine.cli import build_parser, resolve_test_sequences
 from engine.evaluation import score_kind
 from engine.fusion import fuse, fused_kind
 from engine.loops import video_score
@@ -92,6 +92,9 @@ def load_stream(path, stream: str | None, device: torch.device) -> StreamModel:
         raise UserError(f"{path} is of an unknown stream {stream!r}")
     args = vars(build_parser(STREAMS[stream]).parse_args([]))  # options it may predate
     args.update(ckpt.get("args", {}))
+    namespace = argparse.Namespace(**args)
+    resolve_test_sequences(namespace)  # as engine.cli.parse_args does for --evaluate
+    args = vars(namespace)
     model = model_from_checkpoint(ckpt, path).to(device).eval()
     return StreamModel(
         stream,
@@ -163,13 +166,23 @@ def test_sample(
 REQUIRED_SETTINGS = ("short_side", "bound", "preset")
 
 
-def extraction_settings(stream: StreamModel, given: dict) -> tuple[ExtractionSettings, str]:
+def _flags(settings: dict) -> str:
+    return " ".join(
+        f"--{k.replace('_', '-')} {v:g}" if isinstance(v, float) else f"--{k.replace('_', '-')} {v}"
+        for k, v in settings.items()
+    )
+
+
+def extraction_settings(
+    stream: StreamModel, given: dict, override: bool = False
+) -> tuple[ExtractionSettings, str]:
     """How this stream's training frames were extracted, and where that was read.
 
-    Options ``given`` on the command line (not None) win; then the settings recorded in the
-    checkpoint; then those in ``index.json`` of the data root it was trained on. When neither
-    is there, a guess would silently compute other flow than training saw: the command line
-    must give REQUIRED_SETTINGS, the rest take the extraction tool's defaults.
+    The settings recorded in the checkpoint, else those in ``index.json`` of the data root it
+    was trained on. Options ``given`` on the command line (not None) that contradict them are
+    refused (other frames than training saw), unless ``override``. When neither is there, a
+    guess would silently compute other flow than training saw: the command line must give
+    REQUIRED_SETTINGS, the rest take the extraction tool's defaults.
     """
     given = {k: v for k, v in given.items() if v is not None}
     root = stream.args.get("data_root")
@@ -188,6 +201,14 @@ def extraction_settings(stream: StreamModel, given: dict) -> tuple[ExtractionSet
             )
     settings = (saved or ExtractionSettings()).as_dict()
     given = {k: v for k, v in given.items() if k in settings}
+    contradicting = {k: v for k, v in given.items() if saved is not None and v != settings[k]}
+    if contradicting and not override:
+        recorded = {k: settings[k] for k in contradicting}
+        raise UserError(
+            f"{stream.path} was trained on frames extracted with {_flags(recorded)} (recorded "
+            f"in {source}), not {_flags(contradicting)}: leave them out to compute the frames "
+            "as training saw them, or pass --override-extraction to use them anyway"
+        )
     if given:
         settings.update(given)
         source = "command line" if len(given) == len(settings) else f"{source} and command line"

@@ -8,8 +8,10 @@ option answer at once; ``run`` imports everything heavy once the options are kno
 """
 
 import argparse
+import math
+import sys
 
-from engine.cli import parse_args
+from engine.cli import parse_args, recipe_batch
 from engine.streams import StreamSpec
 from utils.errors import UserError
 
@@ -23,6 +25,38 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+def accumulation_steps(given: int | None, recipe: int, world: int, batch: int) -> int:
+    """Batches accumulated per optimizer step: ``given`` (--accum-steps) when there is one, else
+    as many as bring ``world`` processes x ``batch`` videos nearest the recipe's effective batch
+    ``recipe`` (at least 1): 1 x 32 -> 4, 8 x 32 -> 1, 2 x 16 -> 4 for 128."""
+    if given is not None:
+        return given
+    return max(1, math.floor(recipe / (world * batch) + 0.5))
+
+
+def describe_batch(world: int, batch: int, accum: int, recipe: int, given: bool) -> str:
+    """The start-up line's account of the effective batch and where its accumulation came from."""
+    effective = world * batch * accum
+    why = "--accum-steps given" if given else "accumulation follows processes x batch"
+    return (
+        f"effective batch {world} process(es) x {batch} videos x {accum} accumulation steps = "
+        f"{effective} ({why}; the recipe's lr is for {recipe})"
+    )
+
+
+def batch_warning(effective: int, train_videos: int, world: int) -> str | None:
+    """A warning when one optimizer step would take the whole training set (or more)."""
+    if effective <= train_videos:
+        return None
+    batch = max(1, train_videos // (4 * world))
+    return (
+        f"warning: the effective batch {effective} is larger than the {train_videos} training "
+        f"videos: one optimizer step per epoch; pass e.g. --batch-size {batch} --accum-steps 1 "
+        f"({math.ceil(train_videos / (world * batch))} steps per epoch) and scale --lr with the "
+        "effective batch"
+    )
 
 
 def model_config(args, num_classes: int, in_channels: int) -> dict:
@@ -61,11 +95,17 @@ def _run(spec: StreamSpec, args, ckpt, dist, device) -> int:
 
     from engine.data import build_datasets, load_run_split, make_loader
     from engine.evaluation import evaluation_scores_path, test_and_save, test_mode, write_reports
-    from engine.trainer import Trainer, check_compatible
+    from engine.trainer import Trainer, check_compatible, finished_message
     from network.recognizer import build_recognizer, model_state
 
     if args.amp == "fp16" and device.type != "cuda":
         raise UserError("--amp fp16 needs a CUDA device; use --amp bf16 or none")
+    if ckpt and not args.evaluate:
+        finished = finished_message(ckpt["epoch"], args.epochs, args.record_dir, args.resume)
+        if finished:
+            if dist.is_main:
+                print(finished, flush=True)
+            return 0
     seed_everything(args.seed + dist.rank)  # dropout differs between processes; weights don't
 
     split = load_run_split(args)
@@ -111,19 +151,25 @@ def _run(spec: StreamSpec, args, ckpt, dist, device) -> int:
             loaders[name] = make_loader(
                 sets[name], args, device, train=name == "train", seed=args.seed, dist=dist
             )
-    trainer = Trainer(spec, args, model, device, split.classes, loaders, dist)
+    recipe = recipe_batch(spec)
+    accum = accumulation_steps(args.accum_steps, recipe, dist.world, args.batch_size)
+    trainer = Trainer(spec, args, model, device, split.classes, loaders, dist, accum_steps=accum)
     if ckpt:
         trainer.restore(ckpt, args.resume)
         ckpt = None  # free the saved tensors
     n_val = len(sets["val"]) if "val" in sets else 0
-    effective = dist.world * args.batch_size * args.accum_steps
+    batch = describe_batch(dist.world, args.batch_size, accum, recipe, args.accum_steps is not None)
+    epochs = f"epochs {trainer.epoch + 1}..{args.epochs}"
+    if trainer.epoch >= args.epochs:  # killed in its final test (finished_message): test only
+        epochs = f"all {trainer.epoch} epochs trained, the test scores missing: testing only"
     print(
         f"{spec.name} stream: {args.arch}, {len(split.classes)} classes, {len(sets['train'])} "
         f"training / {n_val} validation / {len(test_set)} test videos, device {device}, "
-        f"epochs {trainer.epoch + 1}..{args.epochs}; effective batch {dist.world} process(es) "
-        f"x {args.batch_size} videos x {args.accum_steps} accumulation steps = {effective}, "
-        f"lr {args.lr:g}",
+        f"{epochs}; {batch}, lr {args.lr:g}",
         flush=True,
     )
+    warning = batch_warning(dist.world * args.batch_size * accum, len(sets["train"]), dist.world)
+    if warning and dist.is_main:
+        print(warning, file=sys.stderr, flush=True)
     trainer.fit()
     return 0

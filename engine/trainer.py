@@ -25,6 +25,7 @@ from engine.optim import (
 )
 from engine.streams import StreamSpec
 from network.archs import RECURRENT
+from utils.atomic import write_json
 from utils.checkpoint import FORMAT, atomic_save, rng_state, set_rng_state
 from utils.classes import class_difference
 from utils.errors import UserError
@@ -78,6 +79,34 @@ def extraction_record(data_root) -> dict | None:
     return settings.as_dict() if settings is not None else None
 
 
+def finished_message(epoch: int, epochs: int, record_dir, checkpoint) -> str | None:
+    """What to say when ``--resume`` names a run that has nothing left to do, else None.
+
+    A run is finished when its checkpoint has reached --epochs and the test scores of that
+    epoch are written; one killed during its final test evaluation (scores missing or of an
+    earlier epoch) is not: resuming it evaluates.
+    """
+    if epoch < epochs:
+        return None
+    scores = Path(record_dir) / "video_scores.npz"
+    if not scores.is_file():
+        return None
+    import numpy as np
+
+    try:
+        with np.load(scores) as f:
+            if int(f["epoch"]) < epoch:
+                return None
+    except (OSError, KeyError, ValueError):  # unreadable: evaluate again rather than stop
+        return None
+    return (
+        f"{checkpoint} is a finished run: {epoch} epochs trained (--epochs {epochs}) and tested "
+        f"({scores}); nothing to do, nothing written. To train longer, resume with more "
+        f"epochs: --resume {checkpoint} --epochs N (N > {epoch}); to evaluate it again, add "
+        "--evaluate"
+    )
+
+
 class _NoRecords:
     """The records of a process other than the main one: nothing written."""
 
@@ -98,8 +127,13 @@ class Trainer:
         classes: list[str],
         loaders: dict,
         dist: Dist = SINGLE,
+        accum_steps: int | None = None,
     ):
+        """``accum_steps``: batches per optimizer step (engine.run.accumulation_steps; default
+        --accum-steps). ``args.accum_steps`` stays as given (None: follows the world size), so a
+        resumed run re-derives it for its own number of processes."""
         self.spec, self.args, self.device, self.classes = spec, args, device, classes
+        self.accum_steps = accum_steps or args.accum_steps or 1
         self.net = model  # the plain model: what checkpoints hold
         self.model = wrap(
             model, dist, device, getattr(args, "sync_bn", False)
@@ -109,7 +143,7 @@ class Trainer:
         self.loaders = loaders
         self.record_dir = Path(args.record_dir)
         self.optimizer = make_optimizer(model, args, spec.lr_mults)
-        self.steps = steps_per_epoch(len(loaders["train"]), args.accum_steps)
+        self.steps = steps_per_epoch(len(loaders["train"]), self.accum_steps)
         self.factor = lr_lambda(args, self.steps)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.factor)
         self.scaler = torch.amp.GradScaler("cuda") if args.amp == "fp16" else None
@@ -226,6 +260,18 @@ class Trainer:
         )
         return is_best
 
+    def options(self) -> dict:
+        """The run's effective options (args.json): the command line merged with the
+        checkpoint's and the defaults, with the accumulation it resolved to."""
+        return dict(plain(self.args), accum_steps=self.accum_steps)
+
+    def _plot(self) -> None:
+        """curves.png from the records so far (main process)."""
+        if self.is_main:
+            from utils.reports import plot_curves  # late: matplotlib takes seconds to import
+
+            plot_curves(self.record_dir, self.record_dir / "curves.png", self.spec.name)
+
     def fit(self) -> None:
         """Train the remaining epochs; checkpoint each, test after the last (or --eval-every)."""
         from utils.records import Records  # late: tensorboard takes seconds to import
@@ -236,6 +282,7 @@ class Trainer:
         phases = ("train", "val", "test") if has_val else ("train", "test")
         if self.is_main:
             records = Records(self.record_dir, phases, resume_epoch=done if done else None)
+            write_json(self.record_dir / "args.json", self.options())
         else:
             records = _NoRecords()
         sampler = self.loaders["train"].sampler
@@ -254,7 +301,7 @@ class Trainer:
                     clip_grad=args.clip_grad,
                     amp=args.amp,
                     scaler=self.scaler,
-                    accum_steps=args.accum_steps,
+                    accum_steps=self.accum_steps,
                 )
                 stats = mean_over_processes(stats, ("loss", "top1", "top5"))
                 self.epoch = epoch
@@ -275,8 +322,10 @@ class Trainer:
                 del state
                 if epoch == args.epochs or (args.eval_every and epoch % args.eval_every == 0):
                     self._test(epoch, records)
-            if done >= args.epochs:  # resumed a finished run, e.g. one killed in its last test
+                self._plot()
+            if done >= args.epochs:  # resumed a run killed in its last test (engine.run)
                 self._test(done, records)
+                self._plot()
         finally:
             records.close()
         write_reports(self.record_dir / "video_scores.npz")

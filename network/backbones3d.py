@@ -43,7 +43,9 @@ class C3D(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def features(self, x):
-        """[N, 3, 16, 112, 112] -> [N, 4096]: the fc7 activations (after ReLU and dropout)."""
+        """[N, 3, 16, 112, 112] -> [N, 4096]: the fc7 activations after ReLU, before fc7's
+        dropout: whatever classifies them applies it (fc8 here, the recognizer's head, with
+        ``--dropout``, in a stream), so each of fc6 and fc7 is dropped once, as in the paper."""
         if tuple(x.shape[-3:]) != C3D_INPUT:
             raise ValueError(f"C3D takes clips of 16 x 112 x 112, not {tuple(x.shape[-3:])}")
         r = self.relu
@@ -53,10 +55,10 @@ class C3D(nn.Module):
         x = self.pool4(r(self.conv4b(r(self.conv4a(x)))))
         x = self.pool5(r(self.conv5b(r(self.conv5a(x)))))
         x = self.dropout(r(self.fc6(x.flatten(1))))
-        return self.dropout(r(self.fc7(x)))
+        return r(self.fc7(x))
 
     def forward(self, x):
-        return self.fc8(self.features(x))
+        return self.fc8(self.dropout(self.features(x)))
 
 
 class _Features(nn.Module):

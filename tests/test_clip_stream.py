@@ -12,7 +12,7 @@ from engine.cli import parse_args
 from engine.run import main
 from engine.streams import CLIP, SPATIAL
 from network.backbones3d import C3D, build_backbone3d
-from network.recognizer import build_recognizer
+from network.recognizer import build_model, build_recognizer
 from network.statistics import kinetics_statistics
 from tests.helpers import extract_real_clips, single_thread, write_coded_video
 from utils.errors import UserError
@@ -58,6 +58,19 @@ def test_c3d_is_the_papers_network():
         assert backbone(torch.zeros(1, 3, 16, 112, 112)).shape == (1, features) == (1, 4096)
     with pytest.raises(ValueError, match="16 x 112 x 112"):
         backbone(torch.zeros(1, 3, 8, 112, 112))
+
+
+def test_c3d_stream_drops_fc6_and_fc7_once_each():
+    """Tran et al. 2015: dropout after fc6 and after fc7, once; the head's --dropout is fc7's."""
+    model = build_model("c3d", 5, dropout=0.5, partial_bn=False)
+    calls = []
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.register_forward_hook(lambda m, i, o, name=name: calls.append(name))
+    model.train()
+    with torch.no_grad():
+        model(torch.zeros(1, 1, 3, 16, 112, 112, dtype=torch.uint8))
+    assert calls == ["backbone.net.dropout", "head.dropout"], calls  # after fc6, after fc7
 
 
 def test_pretrained_file_kinetics_and_their_errors(tmp_path, monkeypatch):

@@ -3,6 +3,7 @@ commands from a folder of clips to a trained stream."""
 
 import numpy as np
 import pytest
+from matplotlib.figure import Figure
 
 from dataloader.splits import load_split, write_custom_split
 from engine.run import main
@@ -85,7 +86,9 @@ def test_custom_split_keeps_groups_together_and_is_deterministic(tmp_path):
     assert not train_groups & {v.name.rsplit("_", 1)[0] for v in split.test}
 
 
-def test_from_a_folder_of_clips_to_a_trained_stream_in_three_commands(tmp_path):
+def test_from_a_folder_of_clips_to_a_trained_stream_in_three_commands(
+    tmp_path, capsys, monkeypatch
+):
     clips = generate(tmp_path / "data", 2, 1, (48, 32), (8, 8), seed=3).videos_dir  # <class>/<clip>
     root = tmp_path / "frames"
     extract_frames_flow.main(
@@ -95,6 +98,13 @@ def test_from_a_folder_of_clips_to_a_trained_stream_in_three_commands(tmp_path):
     split = load_split("custom", root / "splits")
     assert len(split.classes) == 4 and len(split.train) + len(split.test) == 12
     record = tmp_path / "record"
+    titles = []
+    save = Figure.savefig
+    monkeypatch.setattr(
+        Figure,
+        "savefig",
+        lambda fig, *a, **k: (titles.append(fig.axes[0].get_title()), save(fig, *a, **k)),
+    )
     main(
         SPATIAL,
         ["--data-root", str(root), "--dataset", "custom", "--record-dir", str(record)]
@@ -104,3 +114,12 @@ def test_from_a_folder_of_clips_to_a_trained_stream_in_three_commands(tmp_path):
     scores = load_npz(record / "video_scores.npz")
     assert scores.classes == split.classes and len(scores) == len(split.test)
     assert np.isfinite(scores.scores).all()
+    # A custom split is no "split 1": the score file says 0 and the reports no split.
+    assert scores.split == 0
+    (confusion,) = [t for t in titles if "rows normalised" in t]
+    assert confusion.startswith("spatial: ") and "split" not in confusion
+    # 4 videos x 32 accumulated steps keep the recipe's 128: more than the training set.
+    err = capsys.readouterr().err
+    n = len(split.train)
+    assert f"warning: the effective batch 128 is larger than the {n} training videos" in err
+    assert "--accum-steps 1" in err

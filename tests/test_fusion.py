@@ -42,6 +42,7 @@ def write_npz(
     stream="spatial",
     epoch=5,
     test_mode="19 snippets, centre crop",
+    split=1,
 ):
     return save_scores(
         path,
@@ -50,7 +51,7 @@ def write_npz(
         classes=classes,
         scores=scores,
         stream=stream,
-        split=1,
+        split=split,
         epoch=epoch,
         test_mode=test_mode,
     )
@@ -374,12 +375,27 @@ def test_files_from_different_epochs_or_test_modes_are_flagged(pair, tmp_path, c
     )
     fusion.main(["--spatial", str(spatial), "--motion", str(motion)])
     printed = capsys.readouterr().out
-    assert "warning: the score files differ in epoch: spatial 5, motion 7" in printed
-    assert (
-        "differ in test mode: spatial 19 snippets, centre crop, motion 19 snippets, 10 crops"
-        in printed
-    )
+    assert "differ in epoch" not in printed  # streams train for different epochs by design
+    assert "differ in test crops: spatial centre crop, motion 10 crops" in printed
     assert "10 crops" in printed.splitlines()[-2]  # the motion row of the table
+
+
+def test_fusion_warns_only_where_a_difference_signals_a_mistake(pair, tmp_path, capsys):
+    """A three-stream run (other epochs, 10 clips vs 19 frames) fuses without a warning; two
+    files of one stream from other epochs, or another split, are flagged."""
+    spatial, _ = pair
+    motion = write_npz(tmp_path / "m.npz", MOTION, stream="motion", epoch=340)
+    clip = write_npz(
+        tmp_path / "c.npz", MOTION, stream="clip", epoch=45, test_mode="10 snippets, centre crop"
+    )
+    fusion.main(["--spatial", str(spatial), "--motion", str(motion), "--stream", f"clip={clip}"])
+    assert "warning" not in capsys.readouterr().out
+    later = write_npz(tmp_path / "s80.npz", SPATIAL, epoch=80)
+    fusion.main(["--spatial", str(spatial), "--stream", f"again={later}", "--force"])
+    assert "differ in epoch (all spatial stream): spatial 5, again 80" in capsys.readouterr().out
+    other = write_npz(tmp_path / "m2.npz", MOTION, stream="motion", split=2)
+    fusion.main(["--spatial", str(spatial), "--motion", str(other)])
+    assert "differ in split: spatial 1, motion 2" in capsys.readouterr().out
 
 
 def test_three_streams_with_weights_equal_the_weighted_average_by_hand(pair, tmp_path, capsys):

@@ -160,9 +160,25 @@ def test_extraction_settings_come_from_the_training_data_root(trained):
     assert source == str(index)
 
     given = {"short_side": 64, "bound": 5.0, "preset": None}
-    settings, source = extraction_settings(stream, given)
+    settings, source = extraction_settings(stream, given, override=True)
     assert (settings.short_side, settings.bound) == (64, 5.0)
     assert source == f"{index} and command line"
+    same = {"short_side": HEIGHT, "preset": "fast"}  # agreeing with the record is fine
+    assert extraction_settings(stream, same)[0].short_side == HEIGHT
+
+
+def test_predict_refuses_settings_that_contradict_the_checkpoint(trained):
+    """The checkpoint records --short-side 48 --preset fast: 256 / quality are refused, naming
+    both, unless --override-extraction."""
+    argv = ["--spatial", trained["spatial"], "--short-side", 256, "--preset", "quality"]
+    message = (
+        r"trained on frames extracted with --short-side 48 --preset fast \(recorded in .*"
+        r"checkpoint.pth.tar\), not --short-side 256 --preset quality: .*--override-extraction"
+    )
+    with pytest.raises(UserError, match=message):
+        _predict(trained, *argv)
+    result = _predict(trained, *argv[:2], "--short-side", 40, "--override-extraction")
+    assert result["top1"] in trained["data"].classes
 
 
 def test_unknown_extraction_settings_are_refused_unless_given(trained, capsys):

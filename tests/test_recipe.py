@@ -8,9 +8,10 @@ import torch
 
 from dataloader.samples import FlowSamples, RgbSamples
 from dataloader.transforms import multiscale_crop
-from engine.cli import parse_args
+from engine.cli import parse_args, recipe_batch
 from engine.optim import make_optimizer
-from engine.streams import MOTION, SPATIAL
+from engine.run import accumulation_steps, batch_warning, describe_batch
+from engine.streams import CLIP, MOTION, SPATIAL
 from network.heads import SegmentConsensus
 from network.recognizer import build_model, model_from_checkpoint
 from network.statistics import flow_statistics
@@ -76,13 +77,39 @@ def test_motion_first_conv_learns_5x_and_biases_2x_without_decay():
     assert spatial["head_bias"]["lr"] == pytest.approx(0.02)
 
 
-# 4. Effective batch = batch x accumulation steps; the documented defaults reach TSN's 128.
+# 4. Effective batch = processes x batch x accumulation steps; the recipe's 128 is what is kept.
 def test_defaults_reach_tsns_effective_batch_and_accum_steps_is_checked(frame_root):
     for stream in (SPATIAL, MOTION):
         args = parse_args(stream, ["--data-root", str(frame_root)])[0]
-        assert args.batch_size * args.accum_steps == 128 and args.lr == 0.001
+        assert args.accum_steps is None and recipe_batch(stream) == 128 and args.lr == 0.001
+        assert accumulation_steps(args.accum_steps, 128, 1, args.batch_size) == 4  # 32 x 4
+    assert recipe_batch(CLIP) == 32  # the clip spec's 8 x 4
     with pytest.raises(UserError, match="--accum-steps must be at least 1"):
         _args(frame_root, "--accum-steps", "0")
+    assert _args(frame_root, "--accum-steps", "2").accum_steps == 2
+
+
+def test_accumulation_keeps_the_recipe_batch_under_torchrun_unless_given():
+    # 8 GPUs x 32 = 256 already: no accumulation (it was 4: 1,024 videos per step).
+    assert accumulation_steps(None, 128, 8, 32) == 1
+    assert accumulation_steps(None, 128, 2, 16) == 4  # 2 x 16 x 4 = 128
+    assert accumulation_steps(None, 128, 4, 32) == 1
+    assert accumulation_steps(None, 128, 3, 32) == 1  # 96: the nearest
+    assert accumulation_steps(None, 128, 1, 48) == 3  # 2.67 -> 3: 144
+    assert accumulation_steps(None, 32, 1, 8) == 4  # the clip stream's 8 x 4
+    assert accumulation_steps(2, 128, 8, 32) == 2  # an explicit --accum-steps wins
+    line = describe_batch(8, 32, 1, 128, given=False)
+    assert line.startswith("effective batch 8 process(es) x 32 videos x 1 accumulation steps = 256")
+    assert "follows processes x batch" in line and "for 128" in line
+    assert "--accum-steps given" in describe_batch(1, 32, 2, 128, given=True)
+
+
+def test_an_effective_batch_larger_than_the_training_set_is_warned():
+    assert batch_warning(128, 9537, 1) is None
+    warning = batch_warning(128, 12, 1)
+    assert "larger than the 12 training videos" in warning and "one optimizer step" in warning
+    assert "--batch-size 3 --accum-steps 1 (4 steps per epoch)" in warning
+    assert "--batch-size 1 --accum-steps 1 (6 steps per epoch)" in batch_warning(32, 12, 2)
 
 
 # 5. Crop scales per stream, gradient clipping of tsn-pytorch, the classifier's initialisation.

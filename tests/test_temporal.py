@@ -11,6 +11,7 @@ from dataloader.samples import RgbSamples
 from engine.cli import parse_args
 from engine.run import main
 from engine.streams import SPATIAL
+from network.heads import build_head
 from network.recognizer import build_model, model_from_checkpoint
 from tests.helpers import single_thread
 from tools.synthetic_actions import CLASSES, make_scene, render_clip
@@ -37,6 +38,19 @@ def test_a_recurrent_head_hears_the_order_and_avg_does_not():
         torch.testing.assert_close(chunked, forward, rtol=1e-4, atol=1e-5)
         change = (forward - backward).abs().max().item()
         assert (change > 1e-3) if order_matters else (change < 1e-4), (consensus, change)
+
+
+def test_an_lstm_head_starts_orthogonal_with_an_open_forget_gate():
+    head = build_head("lstm", 32, 4, 0.0, rnn_hidden=8, rnn_layers=2)
+    for name, param in head.rnn.named_parameters():
+        if name.startswith("weight_hh"):
+            for gate in param.detach().split(8):  # gates i, f, g, o
+                torch.testing.assert_close(gate @ gate.T, torch.eye(8), atol=1e-5, rtol=0)
+        if name.startswith("bias"):
+            expected = torch.zeros(4 * 8)
+            if name.startswith("bias_ih"):
+                expected[8:16] = 1.0  # the forget gate's
+            assert torch.equal(param.detach(), expected), name
 
 
 def test_bidirectional_stacked_head_and_old_configs():
@@ -74,6 +88,31 @@ def test_recurrent_heads_default_to_more_segments(frame_root, tmp_path):
     assert parse_args(SPATIAL, [*base, "--consensus", "lstm"])[0].num_segments == 8
     given = [*base, "--consensus", "lstm", "--num-segments", "5"]
     assert parse_args(SPATIAL, given)[0].num_segments == 5
+    assert parse_args(SPATIAL, base)[0].test_sequences == 0  # avg: 19 frames, one sequence
+    assert parse_args(SPATIAL, [*base, "--consensus", "gru"])[0].test_sequences == 3
+    given = [*base, "--consensus", "gru", "--test-sequences", "0"]
+    assert parse_args(SPATIAL, given)[0].test_sequences == 0
+
+
+def test_a_recurrent_head_tests_on_sequences_of_its_training_length_and_spacing(
+    frame_root, tmp_path
+):
+    """Train and test sequences have the same length K and the same spacing (one per segment)."""
+    argv = ["--data-root", str(frame_root), "--record-dir", str(tmp_path), "--consensus", "lstm"]
+    args = parse_args(SPATIAL, [*argv, "--ten-crop"])[0]
+    samples = SPATIAL.samples(args)
+    read = lambda i: np.full((40, 48, 3), i, np.uint8)  # noqa: E731  (value = frame index)
+    torch.manual_seed(0)
+    train = samples(read, 96, train=True)
+    test = samples(read, 96, train=False)  # [crops * sequences, K, C, S, S]
+    assert train.shape[0] == 8 and test.shape[:2] == (10 * 3, 8)
+    assert test.shape[2:] == train.shape[1:]
+    index = test[:3, :, 0, 0, 0].long()  # the centre crop's 3 sequences
+    segment = 96 // 8
+    for k in range(8):  # every step in its training segment, the sequences at other offsets
+        assert bool(((index[:, k] >= k * segment) & (index[:, k] < (k + 1) * segment)).all())
+    assert len(set(index[:, 0].tolist())) == 3 and bool((index.diff(dim=1) > 0).all())
+    assert bool((test[3:6] == test[:3]).all())  # the next crop: the same positions
 
 
 def _weights(path) -> dict:
@@ -144,5 +183,6 @@ def test_synthetic_lstm_tells_direction_from_rgb_order(tmp_path):
     main(SPATIAL, [a.replace("EPOCHS", "30") for a in argv])
     with np.load(tmp_path / "lstm" / "video_scores.npz") as f:
         top1 = 100 * np.mean(f["scores"].argmax(1) == f["labels"])
-    # avg scores 50 % here by construction (measured: 50.0); lstm measured 81.25 % (13 of 16)
+    # avg scores 50 % here by construction (measured: 50.0); lstm measured 81.25 % (13 of 16;
+    # 3 test sequences of 4 snippets, orthogonal init; 75 % with PyTorch's default init)
     assert top1 >= 70, top1

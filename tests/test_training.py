@@ -1,5 +1,6 @@
 import argparse
 import csv
+import json
 import os
 import shutil
 import signal
@@ -260,6 +261,59 @@ def test_training_writes_checkpoint_records_and_scores(straight):
         assert len(set(f["videos"])) == 6 and f["labels"].tolist() == [0, 0, 1, 1, 2, 2]
         assert (str(f["stream"]), int(f["split"]), int(f["epoch"])) == ("spatial", 1, 2)
     assert not list(straight.glob(".*.tmp"))
+    options = json.loads((straight / "args.json").read_text())  # beside the checkpoint
+    assert options["epochs"] == 2 and options["accum_steps"] == 2 and options["arch"] == "resnet18"
+    assert (straight / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_resuming_a_finished_run_says_so_and_writes_nothing(straight, tmp_path, capsys):
+    record = tmp_path / "record"
+    shutil.copytree(straight, record)
+    ckpt = record / "checkpoint.pth.tar"
+    before = {p.name: p.read_bytes() for p in record.iterdir() if p.is_file()}
+    argv = ["--resume", str(ckpt), "--workers", "0", "--record-dir", str(record)]
+    assert main(SPATIAL, argv) == 0
+    printed = capsys.readouterr().out
+    assert "is a finished run: 2 epochs trained" in printed and "epochs 3..2" not in printed
+    assert f"--resume {ckpt} --epochs N (N > 2)" in printed
+    assert {p.name: p.read_bytes() for p in record.iterdir() if p.is_file()} == before
+
+    # Killed during its final test: the checkpoint of epoch 2 is there, its scores are not.
+    (record / "video_scores.npz").unlink()
+    main(SPATIAL, argv)
+    assert "testing only" in capsys.readouterr().out
+    with np.load(record / "video_scores.npz") as a, np.load(straight / "video_scores.npz") as b:
+        assert int(a["epoch"]) == 2
+        np.testing.assert_allclose(a["scores"], b["scores"], rtol=1e-5, atol=1e-5)
+    assert torch.equal(torch.load(ckpt, weights_only=True)["model"]["head.fc.weight"],
+                       _weights(straight / "checkpoint.pth.tar")["head.fc.weight"])  # fmt: skip
+
+    curves = (record / "curves.png").read_bytes()
+    main(SPATIAL, [*argv, "--epochs", "3"])  # training longer, as the message says
+    assert torch.load(ckpt, weights_only=True)["epoch"] == 3
+    assert (record / "curves.png").read_bytes() != curves  # rewritten with epoch 3
+
+
+def test_curves_plot_each_phase_of_the_records(tmp_path, monkeypatch):
+    from matplotlib.figure import Figure
+
+    from utils.reports import plot_curves
+
+    (tmp_path / "train.csv").write_text("epoch,loss,top1,top5,lr,seconds\n1,2.0,10,50,0.1,3\n"
+                                        "2,1.5,40,80,0.1,3\n")  # fmt: skip
+    (tmp_path / "test.csv").write_text(
+        "epoch,loss,top1,top5,mean_class,seconds\n2,1.7,35,70,30,1\n"
+    )
+    drawn = []
+    save = Figure.savefig
+    monkeypatch.setattr(
+        Figure, "savefig", lambda fig, *a, **k: (drawn.append(fig), save(fig, *a, **k))
+    )
+    path = plot_curves(tmp_path, tmp_path / "curves.png", "spatial")
+    assert path.read_bytes()[:4] == b"\x89PNG"
+    loss, top1 = drawn[0].axes
+    assert [line.get_label() for line in loss.lines] == ["train", "test"]
+    assert list(top1.lines[0].get_ydata()) == [10, 40] and list(top1.lines[1].get_xdata()) == [2]
 
 
 def test_one_epoch_then_resume_equals_two_epochs(straight, frame_root, tmp_path):

@@ -134,6 +134,12 @@ def get_args(argv=None) -> argparse.Namespace:
         type=int,
         help="JPEG quality of the extracted frames; the round trip is done in memory (0: none)",
     )
+    extraction.add_argument(
+        "--override-extraction",
+        action="store_true",
+        help="use the extraction options given even where they contradict a checkpoint's "
+        "recorded settings (refused otherwise: the frames would differ from training's)",
+    )
     parser.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
     return parser.parse_args(argv)
 
@@ -198,7 +204,8 @@ def main(argv=None) -> dict | list[dict]:
         check_same_classes(first.classes, other.classes, first.path, other.path, hint)
     classes = next(iter(streams.values())).classes
     given = {k: getattr(args, k) for k in EXTRACTION_OPTIONS}
-    settings = {name: extraction_settings(stream, given) for name, stream in streams.items()}
+    override = args.override_extraction
+    settings = {n: extraction_settings(s, given, override) for n, s in streams.items()}
     for name, stream in streams.items():
         config, source = settings[name]
         print(

@@ -1,6 +1,7 @@
-"""Evaluation reports beside a score file: per-class accuracy, confusion matrix, misclassified videos.
+"""Evaluation reports beside a score file: per-class accuracy, confusion matrix, misclassified videos;
+and a run's learning curves (curves.png from its train/val/test CSVs).
 
-These are the three things users otherwise open a notebook for after an evaluation.
+These are the things users otherwise open a notebook for after an evaluation.
 """
 
 import csv
@@ -75,9 +76,8 @@ def _plot_confusion(path: Path, score: ScoreFile, counts: np.ndarray) -> Path:
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
     shown = f"{n} of {len(score.classes)} classes" if n < len(score.classes) else f"{n} classes"
-    ax.set_title(
-        f"{score.stream} split {score.split}: {len(score)} videos, {shown}, rows normalised"
-    )
+    split = f" split {score.split}" if score.split > 0 else ""  # 0: a custom dataset's split
+    ax.set_title(f"{score.stream}{split}: {len(score)} videos, {shown}, rows normalised")
     if n <= 20:
         for i, j in zip(*np.nonzero(rates), strict=True):
             colour = "white" if rates[i, j] > 0.5 else "black"
@@ -146,4 +146,50 @@ def _write_misclassified(path: Path, score: ScoreFile, predicted: np.ndarray) ->
                     f"{probs[i, p]:.4f}",
                 ]
             )
+    return path
+
+
+CURVE_PHASES = {"train": "tab:blue", "val": "tab:orange", "test": "tab:green"}
+
+
+def _read_curve(path: Path) -> dict[str, list[float]]:
+    """epoch, loss and top1 columns of a records CSV (utils.records); empty when absent."""
+    columns = {"epoch": [], "loss": [], "top1": []}
+    if not path.is_file():
+        return columns
+    with open(path, newline="", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            try:
+                values = [float(row[k]) for k in columns]
+            except (KeyError, TypeError, ValueError):
+                continue
+            for key, value in zip(columns, values, strict=True):
+                columns[key].append(value)
+    return columns
+
+
+def plot_curves(record_dir, path, title: str = "") -> Path:
+    """Loss and top-1 per epoch of train.csv, val.csv and test.csv in ``record_dir``, side by
+    side; a phase with one row (the final test) is a marker."""
+    record_dir, path = Path(record_dir), Path(path)
+    fig = _figure(10.0, 4.0)
+    axes = fig.subplots(1, 2)
+    for phase, colour in CURVE_PHASES.items():
+        curve = _read_curve(record_dir / f"{phase}.csv")
+        if not curve["epoch"]:
+            continue
+        for ax, key in zip(axes, ("loss", "top1"), strict=True):
+            ax.plot(curve["epoch"], curve[key], "o-", color=colour, label=phase, markersize=3)
+    for ax, label in zip(axes, ("loss", "video top-1 (%)"), strict=True):
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend()
+    if title:
+        fig.suptitle(title)
+    from utils.atomic import atomic_write
+
+    with atomic_write(path) as file:  # rewritten each epoch: a kill leaves the previous one
+        fig.savefig(file, dpi=100, format="png")
     return path
