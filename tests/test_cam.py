@@ -82,8 +82,9 @@ def _args():
     import argparse
 
     return argparse.Namespace(
-        crop_size=SIZE, num_segments=1, test_frames=3, ten_crop=False, stack_length=3
-    )
+        crop_size=SIZE, num_segments=1, test_frames=3, test_sequences=0, ten_crop=False,
+        stack_length=3,
+    )  # fmt: skip
 
 
 @pytest.mark.parametrize("quarter, label", [(0, 0), (3, 1), (1, 1)])
