@@ -93,7 +93,9 @@ def test_a_linear_classifier_on_spatial_features_tells_the_colours_apart(demo, t
     base, data, frames = demo
     red = [int(colour == "red") for _, colour, _ in CLASSES]
     samples = SPATIAL.samples(
-        argparse.Namespace(num_segments=1, test_frames=3, crop_size=32, ten_crop=False)
+        argparse.Namespace(
+            num_segments=1, test_frames=3, test_sequences=0, crop_size=32, ten_crop=False
+        )
     )
     train = FrameDataset(frames, load_split("ucf101", data.splits_dir, 1).train, True, samples)
     torch.manual_seed(0)
