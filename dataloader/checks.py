@@ -43,7 +43,8 @@ def video_problems(dataset: FrameDataset, item: IndexedVideo) -> list[str]:
     if dataset.modality == "flow":
         if counts[0] != counts[1]:
             problems.append(f"x-flow has {counts[0]} frames but y-flow has {counts[1]}")
-        rgb_dir = dataset.data_root / dataset.layout.rgb_dir / os.path.basename(item.dirs[0])
+        video = os.path.relpath(item.dirs[0], dataset.data_root / dataset.layout.flow_x_dir)
+        rgb_dir = dataset.data_root / dataset.layout.rgb_dir / video  # video may be <class>/<name>
         if rgb_dir.is_dir():
             rgb = len(_numbers(str(rgb_dir), pattern_regex(dataset.layout.rgb_pattern)))
             if min(counts) < rgb - 1:
