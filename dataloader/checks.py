@@ -8,11 +8,11 @@ once, not one crash at a time.
 import os
 
 import torch
-from tqdm import tqdm
 
 from dataloader.datasets import DataError, FrameDataset, read_jpeg, worker_init
 from dataloader.frame_index import IndexedVideo
 from dataloader.layout import pattern_regex
+from utils.progress import progress
 
 
 def _numbers(folder: str, regex) -> list[int]:
@@ -86,7 +86,9 @@ def find_problems(dataset: FrameDataset, workers: int = 0) -> dict[str, list[str
         collate_fn=_keep,
         worker_init_fn=worker_init,
     )
-    for ((name, found),) in tqdm(loader, desc=f"checking {dataset.modality} frames", unit="video"):
+    for ((name, found),) in progress(
+        loader, desc=f"checking {dataset.modality} frames", unit="video", leave=True
+    ):
         if found:
             problems[name] = found
     return problems
