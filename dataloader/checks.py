@@ -8,11 +8,11 @@ once, not one crash at a time.
 import os
 
 import torch
-from tqdm import tqdm
 
 from dataloader.datasets import DataError, FrameDataset, read_jpeg, worker_init
 from dataloader.frame_index import IndexedVideo
 from dataloader.layout import pattern_regex
+from utils.progress import progress
 
 
 def _numbers(folder: str, regex) -> list[int]:
@@ -43,7 +43,8 @@ def video_problems(dataset: FrameDataset, item: IndexedVideo) -> list[str]:
     if dataset.modality == "flow":
         if counts[0] != counts[1]:
             problems.append(f"x-flow has {counts[0]} frames but y-flow has {counts[1]}")
-        rgb_dir = dataset.data_root / dataset.layout.rgb_dir / os.path.basename(item.dirs[0])
+        video = os.path.relpath(item.dirs[0], dataset.data_root / dataset.layout.flow_x_dir)
+        rgb_dir = dataset.data_root / dataset.layout.rgb_dir / video  # video may be <class>/<name>
         if rgb_dir.is_dir():
             rgb = len(_numbers(str(rgb_dir), pattern_regex(dataset.layout.rgb_pattern)))
             if min(counts) < rgb - 1:
@@ -85,7 +86,9 @@ def find_problems(dataset: FrameDataset, workers: int = 0) -> dict[str, list[str
         collate_fn=_keep,
         worker_init_fn=worker_init,
     )
-    for ((name, found),) in tqdm(loader, desc=f"checking {dataset.modality} frames", unit="video"):
+    for ((name, found),) in progress(
+        loader, desc=f"checking {dataset.modality} frames", unit="video", leave=True
+    ):
         if found:
             problems[name] = found
     return problems

@@ -86,10 +86,35 @@ class FrameCounter:
         self.dirty = False
 
 
-def _folder_names(parent: Path) -> dict[str, str]:
-    """Spelling-insensitive map from video key to the folder's real name."""
+def _folder_names(parent: Path, wanted: set[str]) -> dict[str, str]:
+    """Spelling-insensitive map from video key to the folder's path relative to ``parent``.
+
+    Video folders sit in ``parent`` or one class level deeper (mmaction2's nested rawframes,
+    ``<class>/<video>``). The deeper level is listed only for videos not found at the top, and
+    only in folders that are not wanted videos themselves, so the flat layout costs one listing.
+    """
     with os.scandir(parent) as entries:
-        return {video_key(e.name): e.name for e in entries if e.is_dir()}
+        names = {video_key(e.name): e.name for e in entries if e.is_dir()}
+    if wanted <= names.keys():
+        return names
+    nested: dict[str, list[str]] = {}
+    for key, top in names.items():
+        if key in wanted:
+            continue
+        with os.scandir(os.path.join(parent, top)) as entries:
+            for e in entries:
+                if e.is_dir():
+                    nested.setdefault(video_key(e.name), []).append(f"{top}/{e.name}")
+    for key in wanted - names.keys():
+        paths = nested.get(key, [])
+        if len(paths) > 1:
+            raise UserError(
+                f"video {paths[0].split('/')[-1]} is in {len(paths)} class folders of {parent} "
+                f"({', '.join(sorted(paths)[:2])}); rename one so each video name is unique"
+            )
+        if paths:
+            names[key] = paths[0]
+    return names
 
 
 def index_videos(
@@ -118,10 +143,11 @@ def index_videos(
                 f"tools/extract_frames_flow.py or set {flag} (now {folder!r})"
             )
     counter = FrameCounter(data_root, cache)
+    wanted = {video_key(video.name) for video in videos}
     sources = [
         (
             str(data_root / folder),
-            _folder_names(data_root / folder),
+            _folder_names(data_root / folder, wanted),
             pattern_regex(pattern),
             counter.table(folder, pattern),
         )

@@ -8,7 +8,8 @@ tools/extract_frames_flow.py::
     <root>/tvl1_flow/v/<video>/frame000001.jpg         y-flow
 
 Other layouts are options, e.g. mmaction's ``rawframes/<video>/img_00001.jpg`` and
-``flow_x_00001.jpg`` in the same folder. Frame files are numbered from 1.
+``flow_x_00001.jpg`` in the same folder. Video folders may also sit one class level deeper
+(``rawframes/<class>/<video>/``, see dataloader.frame_index). Frame files are numbered from 1.
 """
 
 import argparse

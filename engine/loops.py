@@ -11,12 +11,12 @@ import time
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from engine.device import autocast
 from engine.distributed import gather_rows, is_main, no_sync
 from utils.errors import UserError
 from utils.metrics import accuracy_report, topk_correct
+from utils.progress import progress as progress_bar
 
 
 def train_one_epoch(
@@ -48,10 +48,8 @@ def train_one_epoch(
     accum_steps = max(1, accum_steps)
     batches = len(loader)
     lr = float(optimizer.param_groups[0]["lr"])
-    progress = tqdm(
-        loader, desc=f"epoch {epoch} train", leave=False, dynamic_ncols=True, disable=not is_main()
-    )
-    for step, (clips, labels) in enumerate(progress, start=1):
+    bar = progress_bar(loader, desc=f"epoch {epoch} train", show=is_main())
+    for step, (clips, labels) in enumerate(bar, start=1):
         first = (step - 1) % accum_steps == 0  # the group's first batch
         group = min(accum_steps, batches - (step - 1) // accum_steps * accum_steps)
         last = (step - 1) % accum_steps == group - 1
@@ -95,8 +93,8 @@ def train_one_epoch(
         seen += batch
         correct1 += top1
         correct5 += top5
-        progress.set_postfix(loss=f"{loss_sum / seen:.4f}", lr=f"{lr:.2e}")
-    progress.close()
+        bar.set_postfix(loss=f"{loss_sum / seen:.4f}", lr=f"{lr:.2e}")
+    bar.close()
     if seen == 0:
         raise UserError("the training set is empty; check the split files")
     return {
@@ -149,9 +147,7 @@ def evaluate(
     model.eval()
     start = time.perf_counter()
     scores, labels = [], []
-    for clips, label in tqdm(
-        loader, desc=desc, leave=False, dynamic_ncols=True, disable=not (progress and is_main())
-    ):
+    for clips, label in progress_bar(loader, desc=desc, show=progress and is_main()):
         score = video_score(
             model, clips[0], device, softmax_average=softmax_average, chunk=chunk, amp=amp
         )

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import dataloader.frame_index as frame_index
+from dataloader.checks import find_problems
 from dataloader.datasets import DataError, MotionDataset, SpatialDataset
 from dataloader.layout import Layout
 from dataloader.sampling import uniform_indices
@@ -114,22 +115,51 @@ def test_handstand_pushups_found_under_either_spelling(tmp_path):
     assert os.path.basename(data.items[0].dirs[0]) == "v_HandstandPushups_g01_c01"
 
 
+MMACTION = Layout(
+    rgb_dir="rawframes",
+    flow_x_dir="rawframes",
+    flow_y_dir="rawframes",
+    rgb_pattern="img_%05d.jpg",
+    flow_x_pattern="flow_x_%05d.jpg",
+    flow_y_pattern="flow_y_%05d.jpg",
+)
+
+
 def test_mmaction_layout(tmp_path):
-    layout = Layout(
-        rgb_dir="rawframes",
-        flow_x_dir="rawframes",
-        flow_y_dir="rawframes",
-        rgb_pattern="img_%05d.jpg",
-        flow_x_pattern="flow_x_%05d.jpg",
-        flow_y_pattern="flow_y_%05d.jpg",
-    )
-    video = write_coded_video(tmp_path, "v_A_g01_c01", 12, layout)
-    rgb = SpatialDataset(tmp_path, [video], train=False, crop_size=8, layout=layout)
-    flow = MotionDataset(tmp_path, [video], train=False, crop_size=8, layout=layout)
+    video = write_coded_video(tmp_path, "v_A_g01_c01", 12, MMACTION)
+    rgb = SpatialDataset(tmp_path, [video], train=False, crop_size=8, layout=MMACTION)
+    flow = MotionDataset(tmp_path, [video], train=False, crop_size=8, layout=MMACTION)
     assert rgb.items[0].num_frames == 12 and flow.items[0].num_frames == 11
     assert rgb_frame_ids(rgb[0][0][0]) == uniform_indices(12, 19).tolist()
     with pytest.raises(UserError, match="%06d"):
         Layout(rgb_pattern="frame.jpg")
+
+
+def test_mmaction_nested_layout_reads_both_streams(tmp_path):
+    """rawframes/<class>/<video>/ is found with the same options as rawframes/<video>/."""
+    write_coded_video(tmp_path, "Diving/v_Diving_g01_c01", 12, MMACTION)
+    write_coded_video(tmp_path, "Biking/v_Biking_g01_c01", 8, MMACTION)
+    videos = [Video("v_Diving_g01_c01", 1), Video("v_Biking_g01_c01", 0)]
+    options = dict(train=False, crop_size=8, layout=MMACTION)
+    rgb = SpatialDataset(tmp_path, videos, **options)
+    flow = MotionDataset(tmp_path, videos, stack_length=3, **options)
+    assert [item.num_frames for item in rgb.items] == [12, 8] and rgb.labels == [1, 0]
+    assert [item.num_frames for item in flow.items] == [11, 7]
+    assert rgb_frame_ids(rgb[1][0][0]) == uniform_indices(8, 19).tolist()
+    levels = flow_values(flow[0][0][0])  # 11 flow frames, stacks of 3
+    for s, start in enumerate(uniform_indices(9, 19).tolist()):
+        frames = torch.arange(start, start + 3).float()
+        assert torch.allclose(levels[s, 0::2], 8 * frames + 4, atol=2)
+        assert torch.allclose(levels[s, 1::2], 250 - 8 * frames, atol=2)
+    for axis in ("x", "y"):  # the data check compares flow with the RGB of the same video
+        (tmp_path / f"rawframes/Biking/v_Biking_g01_c01/flow_{axis}_00007.jpg").unlink()
+    flow = MotionDataset(tmp_path, videos, strict=False, **options)
+    assert find_problems(flow) == {
+        "v_Biking_g01_c01": ["flow has 6 frames but RGB has 8 (expected 7)"]
+    }
+    write_coded_video(tmp_path, "Surfing/v_Diving_g01_c01", 4, MMACTION)
+    with pytest.raises(UserError, match="v_Diving_g01_c01 is in 2 class folders"):
+        SpatialDataset(tmp_path, videos, **options)
 
 
 def test_frame_counts_are_cached_and_refreshed(tmp_path, monkeypatch):

@@ -509,8 +509,10 @@ def test_user_errors_are_one_line_and_exit_code_2(argv, message, frame_root, tmp
     assert message in _cli_error(SPATIAL, argv + ["--workers", "0"], capsys)
 
 
-def test_validation_groups_keep_model_best(frame_root, tmp_path):
+def test_validation_groups_keep_model_best(frame_root, tmp_path, capfd):
     _run(SPATIAL, frame_root, tmp_path, "--epochs", "2", "--val-groups", "1")
+    printed = "".join(capfd.readouterr())  # not a terminal, as in a log file: no progress bars
+    assert "\r" not in printed and len(printed.splitlines()) <= 10, printed
     assert (tmp_path / "model_best.pth.tar").is_file()
     assert len((tmp_path / "val.csv").read_text().splitlines()) == 3
     best = torch.load(tmp_path / "model_best.pth.tar", weights_only=True)

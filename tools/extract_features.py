@@ -169,10 +169,10 @@ def from_videos(args, stream, device):
 def main(argv=None) -> Path:
     args = get_args(argv)
     import numpy as np
-    from tqdm import tqdm
 
     from engine.device import resolve_device
     from utils.atomic import atomic_write
+    from utils.progress import progress
 
     device = resolve_device(args.device)
     stream = load_model(args, device)
@@ -181,7 +181,7 @@ def main(argv=None) -> Path:
     per_snippet = np.stack(
         [
             snippet_features(stream.model, sample, device)
-            for sample in tqdm(samples, total=len(names), unit="video", dynamic_ncols=True)
+            for sample in progress(samples, total=len(names), unit="video", leave=True)
         ]
     )
     arrays = dict(

@@ -296,12 +296,12 @@ def main(argv=None) -> int:
         f"preset {args.preset}"
     )
 
-    from tqdm import tqdm
+    from utils.progress import progress
 
     failed: dict[str, str] = {}
     frames = 0
     start = time.perf_counter()
-    with tqdm(total=len(todo), unit="video", dynamic_ncols=True) as bar:
+    with progress(total=len(todo), unit="video", leave=True) as bar:
         jobs = _run_jobs(todo, root, settings, workers, args.debug, args.device, args.flow_batch)
         for name, entry, error in jobs:
             if error is None:

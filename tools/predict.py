@@ -22,7 +22,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
-from tqdm import tqdm
 
 from dataloader.extraction_settings import PRESETS
 from engine.fusion import add_fusion_arguments
@@ -30,6 +29,7 @@ from utils.atomic import write_json, write_text
 from utils.classes import check_same_classes
 from utils.cli import Parser
 from utils.errors import UserError, run_cli
+from utils.progress import progress
 from utils.tables import format_table
 
 STREAM_OPTIONS = ("spatial", "motion", "clip")  # stream spec names, in the table's order
@@ -216,7 +216,8 @@ def main(argv=None) -> dict | list[dict]:
     results = []
     start = time.perf_counter()
     top = min(args.top, len(classes))
-    for path in tqdm(videos, unit="video", disable=single, dynamic_ncols=True):
+    bar = progress(videos, unit="video", show=not single, leave=True)
+    for path in bar:
         samples = {} if args.cam is not None else None
         columns, shown, fps = predict_video(
             path, streams, settings, args.weights, args.softmax, device, single, samples
@@ -240,7 +241,7 @@ def main(argv=None) -> dict | list[dict]:
             print(f"scored in {time.perf_counter() - start:.1f} s")
             print(top_table(columns, classes, args.top))
         else:
-            tqdm.write(f"{path}: {classes[best]} {100 * final[best]:.1f}%")
+            bar.write(f"{path}: {classes[best]} {100 * final[best]:.1f}%")
         if args.gif is not None:
             text = f"{classes[best]} {100 * final[best]:.1f}%"
             print(f"wrote {write_gif(args.gif, shown, text, fps or 25.0)}")
