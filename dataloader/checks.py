@@ -9,7 +9,7 @@ import os
 
 import torch
 
-from dataloader.datasets import DataError, FrameDataset, read_jpeg, worker_init
+from dataloader.datasets import DataError, FrameDataset, before_workers, read_jpeg, worker_init
 from dataloader.frame_index import IndexedVideo
 from dataloader.layout import pattern_regex
 from utils.progress import progress
@@ -79,6 +79,7 @@ def find_problems(dataset: FrameDataset, workers: int = 0) -> dict[str, list[str
         name: [f"no {dataset.modality} frames on disk under {dataset.data_root}"]
         for name in dataset.missing
     }
+    before_workers(workers)
     loader = torch.utils.data.DataLoader(
         _Scan(dataset),
         batch_size=1,

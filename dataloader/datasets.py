@@ -69,6 +69,17 @@ def worker_init(worker_id: int) -> None:
     cv2.setNumThreads(1)
 
 
+def before_workers(workers: int) -> None:
+    """Call before a DataLoader forks ``workers`` decoding processes.
+
+    OpenCV's thread pool does not survive fork: a forked child that touches it hangs forever
+    when the parent had used it (a second run in one Python process, a notebook, a test). The
+    parent of decoding workers decodes nothing itself, so it gives its pool up first.
+    """
+    if workers > 0:
+        cv2.setNumThreads(1)
+
+
 class FrameDataset(torch.utils.data.Dataset):
     def __init__(
         self,

@@ -8,7 +8,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from dataloader.checks import find_problems, write_problems
-from dataloader.datasets import FrameDataset, worker_init
+from dataloader.datasets import FrameDataset, before_workers, worker_init
 from dataloader.layout import Layout
 from dataloader.splits import Split, default_splits_dir, holdout_groups, load_split
 from engine.distributed import SINGLE, Dist, is_main
@@ -145,6 +145,7 @@ def make_loader(
         dataset = SeededItems(dataset)
     elif dist.enabled:
         sampler = ShardSampler(len(dataset), dist)
+    before_workers(args.workers)
     return DataLoader(
         dataset,
         batch_size=args.batch_size if train else 1,
