@@ -23,6 +23,7 @@ RUN_LOCAL = {
     "device",
     "workers",
     "amp",
+    "compile",
     "eval_chunk",
     "check_data",
     "scores_out",
@@ -285,6 +286,14 @@ def build_parser(spec: StreamSpec) -> argparse.ArgumentParser:
         default="none",
         choices=("none", "bf16", "fp16"),
         help="mixed precision (autocast); fp16 needs CUDA",
+    )
+    run.add_argument(
+        "--compile",
+        action=BOOL,
+        default=False,
+        help="torch.compile the backbone for training and evaluation (the first steps are slow "
+        "while it compiles; needs a C++ compiler on the CPU); recorded in the checkpoint's args, "
+        "not taken over by --resume",
     )
     run.add_argument(
         "--workers", type=int, default=min(8, os.cpu_count() or 1), help="data loading processes"

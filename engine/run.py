@@ -127,6 +127,9 @@ def _run(spec: StreamSpec, args, ckpt, dist, device) -> int:
     model.to(device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
+        model.to_channels_last()
+    if args.compile:  # in place: the state dict keeps its keys, DDP wraps it as before
+        model.backbone.compile()
 
     test_loader = make_loader(test_set, args, device, train=False, seed=args.seed, dist=dist)
     if args.evaluate:

@@ -56,6 +56,12 @@ class Recognizer(nn.Module):
                 bn.eval()
         return self
 
+    def to_channels_last(self) -> "Recognizer":
+        """Weights in the memory format normalise() gives the input on CUDA (channels_last_3d for
+        a 3D network), so cuDNN does not convert them on every call."""
+        clip = self.config["arch"] in CLIP_ARCHS
+        return self.to(memory_format=torch.channels_last_3d if clip else torch.channels_last)
+
     def normalise(self, x: torch.Tensor) -> torch.Tensor:
         """[N, C, ...] uint8 snippets -> normalised float, channels-last on CUDA."""
         shape = (1, -1) + (1,) * (x.dim() - 2)

@@ -538,3 +538,43 @@ def test_both_streams_train_on_frames_of_real_clips(shared_data, tmp_path):
             assert sorted(f["videos"]) == sorted(chosen[1::2])
         ckpt = torch.load(record / "checkpoint.pth.tar", weights_only=True)
         assert ckpt["in_channels"] == (3 if stream is SPATIAL else 20)
+
+
+def test_channels_last_helper_converts_the_weights_2d_and_3d():
+    for arch, fmt in (("resnet18", torch.channels_last), ("r2plus1d_18", torch.channels_last_3d)):
+        model = build_model(arch, 3, 3, 0.0, partial_bn=False)
+        convs = [m for m in model.modules() if isinstance(m, nn.Conv2d | nn.Conv3d)]
+        assert not any(m.weight.is_contiguous(memory_format=fmt) for m in convs[:1]), arch
+        model.to_channels_last()
+        assert all(m.weight.is_contiguous(memory_format=fmt) for m in convs), arch
+
+
+def test_compile_switch_compiles_the_backbone_gives_the_same_scores_and_is_recorded(
+    straight, frame_root, tmp_path, monkeypatch
+):
+    """--compile goes through torch.compile (here its tracer with the eager backend: inductor
+    needs a minute on the CPU), is kept in the checkpoint's args and is not taken over."""
+    compiled = []
+    real = torch.compile
+
+    def traced(fn, *args, **kwargs):
+        compiled.append(fn)
+        return real(fn, backend="eager")
+
+    monkeypatch.setattr(torch, "compile", traced)
+    record = tmp_path / "record"
+    shutil.copytree(straight, record)
+    ckpt = record / "checkpoint.pth.tar"
+    argv = ["--evaluate", "--resume", str(ckpt), "--workers", "0", "--record-dir", str(record)]
+    main(SPATIAL, [*argv, "--compile", "--scores-out", str(tmp_path / "compiled.npz")])
+    assert len(compiled) == 1
+    with np.load(tmp_path / "compiled.npz") as a, np.load(straight / "video_scores.npz") as b:
+        np.testing.assert_allclose(a["scores"], b["scores"], rtol=1e-5, atol=1e-5)
+    trained = tmp_path / "trained"
+    _run(SPATIAL, frame_root, trained, "--epochs", "1", "--compile")
+    assert len(compiled) == 2
+    saved = torch.load(trained / "checkpoint.pth.tar", map_location="cpu", weights_only=True)
+    assert saved["args"]["compile"] is True and "_orig_mod" not in "".join(saved["model"])
+    again = ["--evaluate", "--resume", str(trained / "checkpoint.pth.tar"), "--workers", "0"]
+    main(SPATIAL, [*again, "--record-dir", str(trained)])
+    assert len(compiled) == 2  # a run-local option: the evaluation was not compiled
