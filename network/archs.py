@@ -57,8 +57,9 @@ def check_image_arch(name: str, crop_size: int | None = None) -> None:
         raise UserError(
             f"--arch {name} is a 3D network: it belongs to the clip stream (clip_cnn.py)"
         )
-    if name not in image_archs():
-        raise unknown_arch(name, image_archs())
+    archs = image_archs()
+    if name not in archs:
+        raise unknown_arch(name, archs)
     for prefix, size in FIXED_SIZE.items():
         if name.startswith(prefix) and crop_size not in (None, size):
             raise UserError(f"--arch {name} takes {size} px input: pass --crop-size {size}")
