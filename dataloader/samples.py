@@ -41,6 +41,7 @@ from dataloader.transforms import (
     crop_resize_planes,
     flow_clip,
     multiscale_crop,
+    random_square_crop,
     rgb_clip,
     test_crops,
 )
@@ -189,17 +190,9 @@ class ClipSamples(Samples):
         """Square crops of crop_size / short_side of the frame's short side."""
         base = min(width, height)
         side = max(1, min(base, int(round(base * self.crop_size / self.short_side))))
-        if not train:
-            if self.ten_crop:
-                corners = [(0, 0), (width - side, 0), (0, height - side)]
-                corners.append((width - side, height - side))
-                corners.append(((width - side) // 2, (height - side) // 2))
-                return [Crop(x, y, side, side, flip) for flip in (False, True) for x, y in corners]
-            return [Crop((width - side) // 2, (height - side) // 2, side, side)]
-        draw = torch.rand(3).tolist()
-        x = int(draw[0] * (width - side + 1))
-        y = int(draw[1] * (height - side + 1))
-        return [Crop(x, y, side, side, flip=draw[2] < 0.5)]
+        if train:
+            return [random_square_crop(width, height, side)]
+        return test_crops(width, height, self.ten_crop, side)
 
     def read_frames(self, read, ids: list[int]) -> dict:
         """Frames ``ids`` by index, at half size where that still has a short side of at least

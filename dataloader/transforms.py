@@ -65,21 +65,38 @@ def multiscale_crop(
     return Crop(x, y, w, h, flip=draw[2] < 0.5)
 
 
-def center_crop(width: int, height: int) -> Crop:
-    side = int(round(min(width, height) * TEST_CROP_FRACTION))
+def _test_side(width: int, height: int) -> int:
+    """The side of a frame-stream test crop: 224/256 of the short side."""
+    return int(round(min(width, height) * TEST_CROP_FRACTION))
+
+
+def center_crop(width: int, height: int, side: int | None = None) -> Crop:
+    """The centred square of ``side`` pixels (default: test_side)."""
+    side = _test_side(width, height) if side is None else side
     return Crop((width - side) // 2, (height - side) // 2, side, side)
 
 
-def ten_crops(width: int, height: int) -> list[Crop]:
-    """Four corners and the centre, then the same five mirrored."""
-    side = int(round(min(width, height) * TEST_CROP_FRACTION))
+def ten_crops(width: int, height: int, side: int | None = None) -> list[Crop]:
+    """Four corners and the centre, then the same five mirrored (squares of ``side``)."""
+    side = _test_side(width, height) if side is None else side
     positions = [(0, 0), (width - side, 0), (0, height - side), (width - side, height - side)]
     positions.append(((width - side) // 2, (height - side) // 2))
     return [Crop(x, y, side, side, flip) for flip in (False, True) for x, y in positions]
 
 
-def test_crops(width: int, height: int, ten_crop: bool = False) -> list[Crop]:
-    return ten_crops(width, height) if ten_crop else [center_crop(width, height)]
+def test_crops(width: int, height: int, ten_crop: bool = False, side: int | None = None):
+    """The test crops of a frame: the centre one, or with ``ten_crop`` ten (squares of ``side``)."""
+    if ten_crop:
+        return ten_crops(width, height, side)
+    return [center_crop(width, height, side)]
+
+
+def random_square_crop(width: int, height: int, side: int) -> Crop:
+    """A square of ``side`` pixels at a uniformly random position, mirrored half the time."""
+    draw = torch.rand(3).tolist()
+    x = int(draw[0] * (width - side + 1))
+    y = int(draw[1] * (height - side + 1))
+    return Crop(x, y, side, side, flip=draw[2] < 0.5)
 
 
 def _crop_region(image: np.ndarray, crop: Crop, size: int) -> np.ndarray:

@@ -34,10 +34,6 @@ class Dist:
     world: int = 1
     enabled: bool = False
 
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
 
 SINGLE = Dist()
 
@@ -106,7 +102,7 @@ def setup(args) -> tuple[Dist, torch.device]:
             f"{args.dist_timeout:g} s ({detail}); check that every machine runs the same torchrun "
             "command (--nnodes, --nproc-per-node) and reaches that address, or raise --dist-timeout"
         ) from None
-    if not d.is_main:
+    if not is_main():
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (for the life of the process)
     return d, device
 
@@ -117,7 +113,8 @@ def cleanup() -> None:
 
 
 def is_main() -> bool:
-    """True in a plain run and in rank 0: the one process that writes files."""
+    """True in a plain run and in rank 0: the one process that writes files and prints (the
+    toolkit's only test of it)."""
     return not dist.is_initialized() or dist.get_rank() == 0
 
 

@@ -94,6 +94,7 @@ def _run(spec: StreamSpec, args, ckpt, dist, device) -> int:
     import torch
 
     from engine.data import build_datasets, load_run_split, make_loader
+    from engine.distributed import is_main
     from engine.evaluation import evaluation_scores_path, test_and_save, test_mode, write_reports
     from engine.trainer import Trainer, check_compatible, finished_message
     from network.recognizer import build_recognizer, model_state
@@ -103,7 +104,7 @@ def _run(spec: StreamSpec, args, ckpt, dist, device) -> int:
     if ckpt and not args.evaluate:
         finished = finished_message(ckpt["epoch"], args.epochs, args.record_dir, args.resume)
         if finished:
-            if dist.is_main:
+            if is_main():
                 print(finished, flush=True)
             return 0
     seed_everything(args.seed + dist.rank)  # dropout differs between processes; weights don't
@@ -122,7 +123,7 @@ def _run(spec: StreamSpec, args, ckpt, dist, device) -> int:
     if ckpt:
         model.load_state_dict(model_state(ckpt))
         model.weights = ckpt.get("weights", "unknown")
-    if dist.is_main:
+    if is_main():
         print(f"{spec.name} stream: {args.arch} initialised from {model.weights}", flush=True)
     model.to(device)
     if device.type == "cuda":
@@ -140,7 +141,7 @@ def _run(spec: StreamSpec, args, ckpt, dist, device) -> int:
         prefix = path.name.removesuffix(".npz").removesuffix("scores").rstrip("_") + "_"
         for report in write_reports(path, prefix=prefix):
             print(f"wrote {report}", flush=True)
-        if dist.rank == 0:
+        if is_main():
             from utils.records import append_evaluation
 
             row = dict(metrics, epoch=ckpt["epoch"], checkpoint=args.resume, scores=path)
@@ -172,7 +173,7 @@ def _run(spec: StreamSpec, args, ckpt, dist, device) -> int:
         flush=True,
     )
     warning = batch_warning(dist.world * args.batch_size * accum, len(sets["train"]), dist.world)
-    if warning and dist.is_main:
+    if warning and is_main():
         print(warning, file=sys.stderr, flush=True)
     trainer.fit()
     return 0

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from engine.cli import plain
-from engine.distributed import SINGLE, Dist, all_gather, mean_over_processes, wrap
+from engine.distributed import SINGLE, Dist, all_gather, is_main, mean_over_processes, wrap
 from engine.evaluation import save_split_scores, test_and_save, write_reports
 from engine.loops import evaluate, train_one_epoch
 from engine.optim import (
@@ -139,7 +139,7 @@ class Trainer:
             model, dist, device, getattr(args, "sync_bn", False)
         )  # what trains: DDP under torchrun
         self.dist = dist
-        self.is_main = dist.is_main  # the one process that writes files and prints
+        self.is_main = is_main()  # the one process that writes files and prints
         self.loaders = loaders
         self.record_dir = Path(args.record_dir)
         self.optimizer = make_optimizer(model, args, spec.lr_mults)
