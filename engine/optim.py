@@ -1,7 +1,6 @@
 """The optimizer and its schedule: TSN's parameter groups (first conv, weights, biases, norm
-layers, the head) with their learning-rate and weight-decay multipliers, the learning-rate
-schedule per optimizer step, and the reading of optimizer states saved before the groups had
-names.
+layers, the head) with their learning-rate and weight-decay multipliers, and the learning-rate
+schedule per optimizer step.
 """
 
 import math
@@ -104,20 +103,3 @@ def make_optimizer(model: nn.Module, args, lr_mults: dict | None = None) -> torc
         for name, params in parameter_groups(model).items()
     ]
     return torch.optim.SGD(groups, lr=args.lr, momentum=args.momentum)
-
-
-def regroup_optimizer_state(saved: dict, optimizer, model: nn.Module) -> dict:
-    """An optimizer state from before named parameter groups (two groups: decayed weights, then
-    the rest, each in model order) laid out on ``optimizer``'s groups, momentum kept."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    old_order = [p for p in params if p.ndim > 1] + [p for p in params if p.ndim <= 1]
-    if sum(len(g["params"]) for g in saved["param_groups"]) != len(old_order):
-        return saved  # does not fit: load_state_dict says so
-    old_index = {id(p): i for i, p in enumerate(old_order)}
-    current = optimizer.state_dict()
-    state = {}
-    for group, live in zip(current["param_groups"], optimizer.param_groups, strict=True):
-        for index, p in zip(group["params"], live["params"], strict=True):
-            if old_index[id(p)] in saved["state"]:
-                state[index] = saved["state"][old_index[id(p)]]
-    return {"state": state, "param_groups": current["param_groups"]}

@@ -17,12 +17,7 @@ from engine.cli import plain
 from engine.distributed import SINGLE, Dist, all_gather, is_main, mean_over_processes, wrap
 from engine.evaluation import save_split_scores, test_and_save, write_reports
 from engine.loops import evaluate, train_one_epoch
-from engine.optim import (
-    lr_lambda,
-    make_optimizer,
-    regroup_optimizer_state,
-    steps_per_epoch,
-)
+from engine.optim import lr_lambda, make_optimizer, steps_per_epoch
 from engine.streams import StreamSpec
 from network.archs import RECURRENT
 from utils.atomic import write_json
@@ -190,11 +185,8 @@ class Trainer:
         if self.extraction is None:
             self.extraction = ckpt.get("extraction")
         mults = [(g["lr_mult"], g["decay_mult"]) for g in self.optimizer.param_groups]
-        saved = ckpt["optimizer"]
-        if saved["param_groups"] and "name" not in saved["param_groups"][0]:
-            saved = regroup_optimizer_state(saved, self.optimizer, self.net)
         try:
-            self.optimizer.load_state_dict(saved)
+            self.optimizer.load_state_dict(ckpt["optimizer"])
         except ValueError as err:  # other trainable parameters, e.g. partial BN switched
             raise UserError(
                 f"the optimizer state of {path} does not fit this model ({err}); "

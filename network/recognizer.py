@@ -23,7 +23,7 @@ from utils.errors import UserError
 
 # The config a recognizer is built from, and so what a checkpoint must hold to rebuild it.
 CONFIG_KEYS = ("arch", "num_classes", "in_channels", "dropout", "partial_bn", "consensus")
-# Keys added later, with the value a config written before them means (older checkpoints).
+# The head settings a config may leave out (a non-recurrent head has none of its own).
 CONFIG_DEFAULTS = dict(HEAD_DEFAULTS)
 
 
@@ -111,38 +111,14 @@ def _any_backbone(arch: str, in_channels: int, pretrained) -> Backbone:
     return build_backbone(arch, in_channels, pretrained)
 
 
-def _upgrade_format_1(ckpt: dict) -> tuple[dict, dict]:
-    """Config and state dict of a checkpoint written before the recognizer (StreamNet)."""
-    args = ckpt.get("args", {})
-    config = {
-        "arch": ckpt["arch"],
-        "num_classes": len(ckpt["classes"]),
-        "in_channels": ckpt["in_channels"],
-        "dropout": args.get("dropout", 0.0),
-        "partial_bn": args.get("partial_bn", False),
-        "consensus": "avg",
-    }
-    state = {}
-    for key, value in ckpt["model"].items():
-        if key in ("mean", "std"):
-            value = value.reshape(-1)
-        elif key.startswith("base."):
-            key = "backbone." + key.removeprefix("base.")
-        elif key.startswith("fc."):
-            key = "head." + key
-        state[key] = value
-    return config, state
-
-
 def model_config(ckpt: dict) -> dict:
-    """The recognizer config a checkpoint was trained with (any checkpoint format)."""
-    config = ckpt["model_config"] if "model_config" in ckpt else _upgrade_format_1(ckpt)[0]
-    return {**CONFIG_DEFAULTS, **config}
+    """The recognizer config a checkpoint was trained with."""
+    return {**CONFIG_DEFAULTS, **ckpt["model_config"]}
 
 
 def model_state(ckpt: dict) -> dict:
-    """The recognizer's state dict in a checkpoint (any checkpoint format)."""
-    return ckpt["model"] if "model_config" in ckpt else _upgrade_format_1(ckpt)[1]
+    """The recognizer's state dict in a checkpoint."""
+    return ckpt["model"]
 
 
 def model_from_checkpoint(ckpt: dict, path="checkpoint") -> Recognizer:

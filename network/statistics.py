@@ -11,8 +11,7 @@ KINETICS_MEAN = (0.43216, 0.394666, 0.37645)
 KINETICS_STD = (0.22803, 0.22145, 0.216989)
 # TSN's flow statistics (tsn-pytorch models.py, ResNet branch): (v / 255 - 0.5) / 0.226, where
 # 0.226 is the mean of ImageNet's stds. The cross-modality conv1 (averaged ImageNet kernels) was
-# used with inputs of this scale; (v - 128) / 128 would feed it inputs ~2.2x too small.
-# Checkpoints keep the statistics they were trained with (buffers saved with the weights).
+# used with inputs of this scale.
 FLOW_MEAN = 0.5 * 255
 FLOW_STD = sum(IMAGENET_STD) / len(IMAGENET_STD) * 255
 

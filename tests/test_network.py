@@ -4,7 +4,7 @@ import torchvision
 from torch import nn
 from torchvision.models._api import WeightsEnum
 
-from network.recognizer import build_model, model_from_checkpoint
+from network.recognizer import build_model
 from utils.errors import UserError
 
 
@@ -143,19 +143,12 @@ def test_avg_consensus_is_the_mean_of_the_snippets_logits_and_ignores_order():
     torch.testing.assert_close(soft, snippets.softmax(-1).mean(1), rtol=1e-5, atol=1e-6)
 
 
-def test_model_from_checkpoint_reads_the_format_before_the_recognizer():
-    """A checkpoint of the StreamNet days (base.*, fc.*, 4-D statistics) still evaluates."""
-    torch.manual_seed(0)
-    model = build_model("resnet18", num_classes=3, in_channels=20, dropout=0.0).eval()
-    old = {}
-    for key, value in model.state_dict().items():
-        if key in ("mean", "std"):
-            old[key] = value.view(1, -1, 1, 1)
-        else:
-            old[key.replace("backbone.", "base.").replace("head.fc.", "fc.")] = value
+def test_a_checkpoint_of_an_earlier_format_is_refused_in_one_line(tmp_path):
+    from utils.checkpoint import load_checkpoint
+
+    model = build_model("resnet18", num_classes=3, dropout=0.0)
     ckpt = {"format": 1, "stream": "motion", "arch": "resnet18", "classes": ["a", "b", "c"]}
-    ckpt.update(in_channels=20, args={"dropout": 0.0, "partial_bn": True}, model=old)
-    rebuilt = model_from_checkpoint(ckpt).eval()
-    x = torch.randint(0, 256, (1, 2, 20, 32, 32), dtype=torch.uint8)
-    with torch.no_grad():
-        torch.testing.assert_close(rebuilt(x), model(x))
+    ckpt.update(in_channels=3, model=model.state_dict())  # StreamNet days: no model_config
+    torch.save(ckpt, tmp_path / "old.pth.tar")
+    with pytest.raises(UserError, match=r"old\.pth\.tar is a checkpoint of format 1 .*again"):
+        load_checkpoint(tmp_path / "old.pth.tar")

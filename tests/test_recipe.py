@@ -13,7 +13,7 @@ from engine.optim import make_optimizer
 from engine.run import accumulation_steps, batch_warning, describe_batch
 from engine.streams import CLIP, MOTION, SPATIAL
 from network.heads import SegmentConsensus
-from network.recognizer import build_model, model_from_checkpoint
+from network.recognizer import build_model
 from network.statistics import flow_statistics
 from utils.errors import UserError
 
@@ -35,21 +35,14 @@ def test_partial_bn_defaults_to_on_only_with_pretrained_weights(frame_root, caps
     assert _args(frame_root, "--no-partial-bn").partial_bn is False
 
 
-# 2. TSN's flow statistics; old checkpoints keep theirs.
-def test_flow_is_normalised_as_tsn_and_old_checkpoints_keep_their_statistics():
+# 2. TSN's flow statistics.
+def test_flow_is_normalised_as_tsn():
     mean, std = flow_statistics(4)
     assert mean == pytest.approx([127.5] * 4) and std == pytest.approx([0.226 * 255] * 4)
     model = build_model("resnet18", num_classes=3, in_channels=4, dropout=0.0, partial_bn=False)
     x = torch.tensor([0, 128, 255, 64], dtype=torch.uint8).view(1, 4, 1, 1)
     expected = (x.float() / 255 - 0.5) / 0.226
     torch.testing.assert_close(model.normalise(x), expected, rtol=1e-5, atol=1e-5)
-    # A checkpoint trained with (v - 128) / 128 holds those buffers and is evaluated with them.
-    state = model.state_dict()
-    state["mean"], state["std"] = torch.full((4,), 128.0), torch.full((4,), 128.0)
-    ckpt = {"stream": "motion", "arch": "resnet18", "classes": ["a", "b", "c"]}
-    ckpt.update(in_channels=4, model_config=dict(model.config), model=state)
-    old = model_from_checkpoint(ckpt)
-    torch.testing.assert_close(old.normalise(x), (x.float() - 128) / 128)
 
 
 # 3. Per-stream learning-rate multipliers and decay.

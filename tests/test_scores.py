@@ -230,3 +230,22 @@ def test_real_reference_pickle(shared_data):
     assert score.scores.shape == (3783, 101) and len(score.classes) == 101
     assert "v_HandStandPushups_g01_c01" in score.videos  # test-list spelling, not the pickle's
     assert 65.0 < accuracy_report(score.scores, score.labels)["top1"] < 73.0
+
+
+def test_a_score_file_of_a_development_version_is_refused_saying_what_to_do(tmp_path):
+    path = save_scores(
+        tmp_path / "new.npz",
+        videos=["a", "b"],
+        labels=[0, 1],
+        classes=["x", "y"],
+        scores=np.zeros((2, 2)),
+        stream="spatial",
+        split=1,
+        epoch=1,
+    )
+    with np.load(path) as data:
+        arrays = {k: data[k] for k in data.files if k not in ("kind", "test_mode")}
+    np.savez(tmp_path / "old.npz", **arrays)  # as written before score kinds
+    with pytest.raises(UserError, match=r"old\.npz is a score file of a development version.*"):
+        load_scores(tmp_path / "old.npz")
+    assert load_scores(path).kind == "logits"

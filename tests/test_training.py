@@ -401,29 +401,6 @@ def test_resume_applies_the_new_lr_to_every_group_with_its_multiplier(straight, 
     assert float(last[4]) == pytest.approx(0.01)
 
 
-def test_optimizer_state_of_two_unnamed_groups_is_regrouped_with_its_momentum():
-    from engine.optim import make_optimizer, regroup_optimizer_state
-
-    torch.manual_seed(0)
-    model = build_model("resnet18", num_classes=3, dropout=0.0, partial_bn=False)
-    params = list(model.parameters())
-    old = torch.optim.SGD(
-        [
-            {"params": [p for p in params if p.ndim > 1]},
-            {"params": [p for p in params if p.ndim <= 1]},
-        ],
-        lr=0.1,
-        momentum=0.9,
-    )
-    model(torch.randint(0, 256, (2, 1, 3, 32, 32), dtype=torch.uint8)).sum().backward()
-    old.step()
-    args = argparse.Namespace(lr=0.1, weight_decay=0.0, momentum=0.9)
-    new = make_optimizer(model, args, SPATIAL.lr_mults)
-    new.load_state_dict(regroup_optimizer_state(old.state_dict(), new, model))
-    for p in params:
-        assert torch.equal(new.state[p]["momentum_buffer"], old.state[p]["momentum_buffer"])
-
-
 def test_a_new_run_does_not_overwrite_an_earlier_checkpoint(straight, frame_root, capsys):
     before = (straight / "checkpoint.pth.tar").read_bytes()
     argv = ["--data-root", str(frame_root), "--record-dir", str(straight)] + FAST

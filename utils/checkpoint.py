@@ -83,4 +83,10 @@ def load_checkpoint(path) -> dict:
             f"{path} is not a checkpoint of this toolkit (no model/stream entries); "
             "to start from plain weights use --pretrained PATH"
         )
+    if ckpt.get("format") != FORMAT:
+        raise UserError(
+            f"{path} is a checkpoint of format {ckpt.get('format', 1)} (a development version "
+            f"of this toolkit before format {FORMAT}); this version reads format {FORMAT} only: "
+            "train the stream again"
+        )
     return ckpt

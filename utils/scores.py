@@ -2,9 +2,8 @@
 
 It carries its own video names, labels, class names, stream, split and epoch, and ``kind``: what
 the rows hold (logits, probabilities or log-probabilities; see utils.metrics.SCORE_KINDS), so
-fusion and reports convert each file correctly. Files written before ``kind`` existed read as
-``None`` (guessed from the numbers). The reference implementation's pickles are read by
-utils.reference_scores.
+fusion and reports convert each file correctly. The reference implementation's pickles are
+read by utils.reference_scores (their ``kind`` is None: guessed from the numbers).
 """
 
 import zipfile
@@ -19,6 +18,7 @@ from utils.metrics import SCORE_KINDS
 from utils.video_names import video_key
 
 NPZ_KEYS = ("videos", "labels", "classes", "scores", "stream", "split", "epoch")
+FORMAT_KEYS = ("kind", "test_mode")  # written by every release; a file without is older
 
 
 @dataclass
@@ -93,9 +93,15 @@ def load_npz(path) -> ScoreFile:
                     f"{path} lacks the arrays {', '.join(missing)}: it is a zip or npz file but "
                     "not a video_scores.npz written by this toolkit"
                 )
+            older = [k for k in FORMAT_KEYS if k not in data.files]
+            if older:
+                raise UserError(
+                    f"{path} is a score file of a development version of this toolkit (no "
+                    f"{', '.join(older)}); evaluate its checkpoint again: --resume CKPT --evaluate"
+                )
             arrays = {k: data[k] for k in NPZ_KEYS}
-            kind = str(data["kind"].item()) if "kind" in data.files else None
-            test_mode = str(data["test_mode"].item()) if "test_mode" in data.files else ""
+            kind = str(data["kind"].item())
+            test_mode = str(data["test_mode"].item())
     except (ValueError, OSError, zipfile.BadZipFile) as err:
         raise UserError(f"{path} is not a readable video_scores.npz ({err})") from None
     scores, labels = arrays["scores"], arrays["labels"]
@@ -125,7 +131,7 @@ def load_npz(path) -> ScoreFile:
         )
     if len(labels) and (labels.min() < 0 or labels.max() >= len(classes)):
         raise UserError(f"{path}: labels must lie in 0..{len(classes) - 1}")
-    if kind is not None and kind not in SCORE_KINDS:
+    if kind not in SCORE_KINDS:
         raise UserError(f"{path}: unknown score kind {kind!r}; one of {', '.join(SCORE_KINDS)}")
     score = ScoreFile(
         videos=videos.tolist(),
