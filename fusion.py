@@ -14,21 +14,18 @@ import argparse
 from pathlib import Path
 
 from dataloader.splits import DATASETS
+from engine.cli import add_fusion_arguments
 from engine.fusion import (
-    add_fusion_arguments,
     check_classes,
     check_streams,
     format_results,
-    fuse,
-    fused_kind,
+    fuse_files,
     load_score_file,
-    match_videos,
     tune_weights,
 )
 from utils.atomic import write_json
 from utils.cli import Parser
 from utils.errors import UserError, run_cli
-from utils.metrics import accuracy_report, guess_kind
 from utils.scores import load_npz, save_scores
 from utils.video_names import video_key
 
@@ -174,19 +171,8 @@ def main(argv=None) -> dict:
     check_classes(files)
     if args.tune_weights:
         args.weights, args.softmax = tuned(args, paths, streams)
-    rows = match_videos(files, args.allow_partial)
-    first = files[0]
-    labels = first.labels[rows[0]]
-    scores = [f.scores[r] for f, r in zip(files, rows, strict=True)]
-    kinds = [guess_kind(f.scores, f.kind) for f in files]
     args.softmax = bool(args.softmax)
-    kind = fused_kind(kinds, args.softmax)
-    if not args.softmax and len(set(kinds)) > 1:
-        held = ", ".join(f"{name} holds {k}" for name, k in zip(streams, kinds, strict=True))
-        print(f"note: {held}: each converted to log-probabilities before averaging")
-    fused = fuse(scores, args.weights, args.softmax, kinds)
-    results = {name: accuracy_report(s, labels) for name, s in zip(streams, scores, strict=True)}
-    results["fused"] = accuracy_report(fused, labels)
+    results, fused = fuse_files(streams, args.weights, args.softmax, args.allow_partial)
     how = "softmax probabilities (the fused file holds their log)" if args.softmax else "scores"
     given = args.weights or [1.0] * len(streams)
     weights = ", ".join(f"{name} {w:g}" for name, w in zip(streams, given, strict=True))
@@ -197,14 +183,14 @@ def main(argv=None) -> dict:
 
         save_scores(
             args.out,
-            videos=[first.videos[i] for i in rows[0]],
-            labels=labels,
-            classes=first.classes,
-            scores=fused,
+            videos=fused.videos,
+            labels=fused.labels,
+            classes=fused.classes,
+            scores=fused.scores,
             stream="fused",
-            split=first.split,
+            split=fused.split,
             epoch=-1,
-            kind=kind,
+            kind=fused.kind,
         )
         reports = write_reports(load_npz(args.out), args.out.parent, prefix=f"{args.out.stem}_")
         print(f"wrote {args.out}")

@@ -5,7 +5,7 @@
 The stream is a spec (engine/streams.py); options, training and evaluation are the engine's.
 """
 
-from engine.run import main
+from engine.cli import main
 from engine.streams import SPATIAL
 from utils.errors import run_cli
 

@@ -32,14 +32,11 @@ from dataloader.datasets import (  # noqa: E402
     SpatialDataset,
     worker_init,
 )
-from dataloader.layout import (  # noqa: E402
-    Layout,  # noqa: E402
-    add_layout_arguments,
-    frame_path,
-)
+from dataloader.layout import frame_path  # noqa: E402
 from dataloader.samples import ClipSamples  # noqa: E402
 from dataloader.sampling import clip_indices, num_clip_starts  # noqa: E402
 from dataloader.splits import Video  # noqa: E402
+from engine.cli import add_layout_arguments, layout_of  # noqa: E402
 from utils.cli import Parser  # noqa: E402
 from utils.errors import UserError, run_cli  # noqa: E402
 
@@ -154,7 +151,7 @@ def decode_floor(data: list[list[np.ndarray]], flag: int, seconds: float, clock)
             return count / elapsed
 
 
-def main(argv=None):
+def parse_args(argv):
     parser = Parser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-root", required=True, help="folder with the preprocessed frames")
     parser.add_argument("--stream", choices=("spatial", "motion", "clip"), default="motion")
@@ -185,9 +182,12 @@ def main(argv=None):
         raise UserError("--rounds and --batch-size must be at least 1, --seconds positive")
     if args.clock == "cpu" and args.workers:
         raise UserError("--clock cpu counts this process only: use it with --workers 0")
-    clock = time.process_time if args.clock == "cpu" else time.perf_counter
+    return args
 
-    layout = Layout.from_args(args)
+
+def build_dataset(args):
+    """The stream's training set of every video folder under --data-root."""
+    layout = layout_of(args)
     folder = Path(args.data_root) / layout.rgb_dir
     names = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
     videos = [Video(name, 0) for name in names]
@@ -200,6 +200,30 @@ def main(argv=None):
     else:
         cls = SpatialDataset if args.stream == "spatial" else MotionDataset
         dataset = cls(args.data_root, videos, train=True, layout=layout, **options)
+    return dataset
+
+
+def report(speeds: dict, floors: dict, frames: float, skip_naive: bool) -> None:
+    """Each measurement's median, the loaders' as fractions of the decode floors."""
+    speed = {name: float(np.median(values)) for name, values in speeds.items()}
+    for name, values in speeds.items():
+        spread = f"median of {' '.join(f'{v:.1f}' for v in values)}"
+        if name in floors.values():
+            print(f"{name} ({frames:.0f} JPEGs a sample) samples/s: {speed[name]:.1f} ({spread})")
+            continue
+        fractions = [
+            f"{speed[name] / speed[f]:.2f}x the {size} floor" for size, f in floors.items()
+        ]
+        print(f"{name} samples/s: {speed[name]:.1f} ({', '.join(fractions)}; {spread})")
+    if not skip_naive:
+        print(f"speed-up: {speed[TOOLKIT] / speed[NAIVE]:.2f}x")
+    print(f"samples/s: {speed[TOOLKIT]:.1f}")
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
+    dataset = build_dataset(args)
     torch.set_num_threads(1)
     worker_init(0)  # one OpenCV thread, as in each DataLoader worker
     print(
@@ -233,20 +257,7 @@ def main(argv=None):
     for _ in range(args.rounds):
         for name, run in runs.items():
             speeds[name].append(run(seconds=seconds))
-    speed = {name: float(np.median(values)) for name, values in speeds.items()}
-    frames = sum(map(len, files)) / len(files)
-    for name, values in speeds.items():
-        spread = f"median of {' '.join(f'{v:.1f}' for v in values)}"
-        if name in floors.values():
-            print(f"{name} ({frames:.0f} JPEGs a sample) samples/s: {speed[name]:.1f} ({spread})")
-            continue
-        fractions = [
-            f"{speed[name] / speed[f]:.2f}x the {size} floor" for size, f in floors.items()
-        ]
-        print(f"{name} samples/s: {speed[name]:.1f} ({', '.join(fractions)}; {spread})")
-    if not args.skip_naive:
-        print(f"speed-up: {speed[TOOLKIT] / speed[NAIVE]:.2f}x")
-    print(f"samples/s: {speed[TOOLKIT]:.1f}")
+    report(speeds, floors, sum(map(len, files)) / len(files), args.skip_naive)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ trained from real ImageNet weights and from scratch with the same recipe, on eac
 The clips are extracted first (their first --max-frames frames, short side 128, the fast TV-L1
 preset) into --cache, which a rerun reuses. The three official splits leave 8, 6 and 8 test
 videos of 7 classes (chance: 14 %), of groups that are not in training. Each run uses the
-toolkit's own command line (engine.run.main), with the small-data recipe of SMALL_DATA; fusion
+toolkit's own command line (engine.cli.main), with the small-data recipe of SMALL_DATA; fusion
 is fusion.py --softmax. Prints one table of video top-1 per split and the seconds taken.
 """
 
@@ -131,7 +131,7 @@ def trim_splits(official: Path, root: Path, out: Path) -> Path:
 
 def train(stream: str, argv: list[str], record: Path) -> Path:
     """One training run of a stream through its command line; its video_scores.npz."""
-    from engine.run import main
+    from engine.cli import main
     from engine.streams import STREAMS as SPECS
 
     if record.exists():

@@ -12,10 +12,9 @@ Other layouts are options, e.g. mmaction's ``rawframes/<video>/img_00001.jpg`` a
 (``rawframes/<class>/<video>/``, see dataloader.frame_index). Frame files are numbered from 1.
 """
 
-import argparse
 import os
 import re
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 from utils.errors import UserError
 
@@ -47,10 +46,6 @@ class Layout:
             return [(self.flow_x_dir, self.flow_x_pattern), (self.flow_y_dir, self.flow_y_pattern)]
         raise ValueError(f"unknown modality {name!r}")
 
-    @classmethod
-    def from_args(cls, args: argparse.Namespace) -> "Layout":
-        return cls(**{f.name: getattr(args, f.name) for f in fields(cls)})
-
 
 def pattern_regex(pattern: str) -> re.Pattern:
     """``frame%06d.jpg`` -> a regex whose group 1 is the frame number."""
@@ -61,15 +56,3 @@ def pattern_regex(pattern: str) -> re.Pattern:
 def frame_path(video_dir: str, pattern: str, index: int) -> str:
     """Path of the frame at 0-based ``index`` (files are numbered from 1)."""
     return os.path.join(video_dir, pattern % (index + 1))
-
-
-def add_layout_arguments(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("frame layout (relative to --data-root)")
-    default = Layout()
-    for f in fields(Layout):
-        flag = "--" + f.name.replace("_", "-")
-        what = f.name.replace("_dir", " folder").replace("_pattern", " file pattern")
-        what = what.replace("flow_x", "x-flow").replace("flow_y", "y-flow").replace("rgb", "RGB")
-        group.add_argument(
-            flag, default=getattr(default, f.name), help=f"{what} (default: %(default)s)"
-        )

@@ -1,6 +1,5 @@
 """A run's data: the split's datasets for a stream, checked or cleaned if asked, and loaders."""
 
-import argparse
 from pathlib import Path
 
 import numpy as np
@@ -9,19 +8,20 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from dataloader.checks import find_problems, write_problems
 from dataloader.datasets import FrameDataset, before_workers, worker_init
-from dataloader.layout import Layout
 from dataloader.splits import Split, default_splits_dir, holdout_groups, load_split
+from engine.config import Options
 from engine.distributed import SINGLE, Dist, is_main
 from engine.streams import StreamSpec
 from utils.errors import UserError
 
 
-def load_run_split(args: argparse.Namespace) -> Split:
-    splits_dir = args.splits_dir or default_splits_dir(args.dataset, args.data_root)
-    return load_split(args.dataset, splits_dir, args.split)
+def load_run_split(options) -> Split:
+    """The split the options name (``dataset``, ``splits_dir`` or its default, ``split``)."""
+    splits_dir = options.splits_dir or default_splits_dir(options.dataset, options.data_root)
+    return load_split(options.dataset, splits_dir, options.split)
 
 
-def build_datasets(spec: StreamSpec, args: argparse.Namespace, split: Split) -> dict:
+def build_datasets(spec: StreamSpec, options: Options, split: Split) -> dict:
     """{"test", and unless --evaluate "train" (and "val"): FrameDataset} of the run.
 
     All sets are built before any training, so a video missing on disk stops the run at once.
@@ -30,19 +30,19 @@ def build_datasets(spec: StreamSpec, args: argparse.Namespace, split: Split) -> 
     them in <record-dir>/skipped_videos.txt.
     """
     train_videos, val_videos = split.train, split.val
-    if args.val_groups and not args.evaluate:
-        train_videos, val_videos = holdout_groups(split.train, args.val_groups, args.seed)
+    if options.val_groups and not options.evaluate:
+        train_videos, val_videos = holdout_groups(split.train, options.val_groups, options.seed)
     parts = {"test": split.test}
     if not split.test:
-        raise UserError(f"the {args.dataset} split has no test videos; check --splits-dir")
-    if not args.evaluate:
+        raise UserError(f"the {options.dataset} split has no test videos; check --splits-dir")
+    if not options.evaluate:
         parts.update(train=train_videos, val=val_videos)
-    samples = spec.samples(args)
-    layout = Layout.from_args(args)
-    strict = not (args.check_data or args.skip_bad_videos)
+    samples = spec.samples(options)
+    layout = options.layout()
+    strict = not (options.check_data or options.skip_bad_videos)
     sets = {
         name: FrameDataset(
-            args.data_root, videos, name == "train", samples, layout=layout, strict=strict
+            options.data_root, videos, name == "train", samples, layout=layout, strict=strict
         )
         for name, videos in parts.items()
         if videos
@@ -51,8 +51,8 @@ def build_datasets(spec: StreamSpec, args: argparse.Namespace, split: Split) -> 
         return sets
     problems = {}
     for data in sets.values():
-        problems.update(find_problems(data, args.workers))
-    if args.check_data:
+        problems.update(find_problems(data, options.workers))
+    if options.check_data:
         for name, found in sorted(problems.items()):
             for line in found:
                 print(f"{name}: {line}")
@@ -65,7 +65,7 @@ def build_datasets(spec: StreamSpec, args: argparse.Namespace, split: Split) -> 
         print(f"all {total} videos are readable")
         return sets
     if problems:
-        record_dir = Path(args.record_dir)
+        record_dir = Path(options.record_dir)
         if is_main():  # every process drops the same videos; one writes the list
             record_dir.mkdir(parents=True, exist_ok=True)
             write_problems(problems, record_dir / "skipped_videos.txt")
@@ -128,7 +128,7 @@ class ShardSampler(Sampler):
 
 
 def make_loader(
-    dataset, args, device, *, train: bool, seed: int, dist: Dist = SINGLE
+    dataset, options, device, *, train: bool, seed: int, dist: Dist = SINGLE
 ) -> DataLoader:
     """Training: shuffled batches of videos. Evaluation: one video (all its snippets) per item.
 
@@ -145,13 +145,13 @@ def make_loader(
         dataset = SeededItems(dataset)
     elif dist.enabled:
         sampler = ShardSampler(len(dataset), dist)
-    before_workers(args.workers)
+    before_workers(options.workers)
     return DataLoader(
         dataset,
-        batch_size=args.batch_size if train else 1,
+        batch_size=options.batch_size if train else 1,
         shuffle=train and sampler is None,
         sampler=sampler,
-        num_workers=args.workers,
+        num_workers=options.workers,
         pin_memory=device.type == "cuda",
         worker_init_fn=worker_init,
         generator=generator,

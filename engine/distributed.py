@@ -55,11 +55,11 @@ def from_env(environ=os.environ) -> Dist:
     return Dist(rank, local, world, True)
 
 
-def _device(args, d: Dist) -> torch.device:
+def _device(options, d: Dist) -> torch.device:
     """cuda:LOCAL_RANK when there are GPUs (or --device cuda), else the CPU."""
-    if args.device is not None and resolve_device(args.device).type != "cuda":
-        return resolve_device(args.device)
-    if args.device is None and not torch.cuda.is_available():
+    if options.device is not None and resolve_device(options.device).type != "cuda":
+        return resolve_device(options.device)
+    if options.device is None and not torch.cuda.is_available():
         return torch.device("cpu")
     count = torch.cuda.device_count()
     if d.local_rank >= count:
@@ -72,7 +72,7 @@ def _device(args, d: Dist) -> torch.device:
     return device
 
 
-def setup(args) -> tuple[Dist, torch.device]:
+def setup(options) -> tuple[Dist, torch.device]:
     """Join the process group (NCCL on CUDA, gloo on CPU) or stay a plain process.
 
     A process that cannot join within --dist-timeout seconds (wrong address, a process missing,
@@ -81,17 +81,17 @@ def setup(args) -> tuple[Dist, torch.device]:
     """
     d = from_env()
     if not d.enabled:
-        if args.sync_bn:
+        if options.sync_bn:
             print("--sync-bn does nothing in a single process", flush=True)
-        return d, resolve_device(args.device)
-    device = _device(args, d)
-    if args.sync_bn and device.type != "cuda":
+        return d, resolve_device(options.device)
+    device = _device(options, d)
+    if options.sync_bn and device.type != "cuda":
         raise UserError("--sync-bn needs CUDA GPUs (NCCL); leave it out on the CPU")
     address = f"{os.environ.get('MASTER_ADDR', '?')}:{os.environ.get('MASTER_PORT', '?')}"
     try:
         dist.init_process_group(
             "nccl" if device.type == "cuda" else "gloo",
-            timeout=datetime.timedelta(seconds=args.dist_timeout),
+            timeout=datetime.timedelta(seconds=options.dist_timeout),
             device_id=device if device.type == "cuda" else None,
         )
         dist.barrier()  # NCCL connects lazily: make a missing process show here, not mid-epoch
@@ -99,7 +99,7 @@ def setup(args) -> tuple[Dist, torch.device]:
         detail = " ".join(str(err).split())[:160]
         raise UserError(
             f"process rank {d.rank} of {d.world} could not join the run at {address} within "
-            f"{args.dist_timeout:g} s ({detail}); check that every machine runs the same torchrun "
+            f"{options.dist_timeout:g} s ({detail}); check that every machine runs the same torchrun "
             "command (--nnodes, --nproc-per-node) and reaches that address, or raise --dist-timeout"
         ) from None
     if not is_main():

@@ -7,38 +7,37 @@ never replaces a training run's ``video_scores.npz``.
 
 from pathlib import Path
 
+from engine.config import TEST_FRAMES
 from engine.distributed import is_main
 from engine.loops import evaluate
 from engine.streams import StreamSpec
 from utils.scores import load_npz, save_scores
 
 
-def test_mode(args) -> str:
+def test_mode(options) -> str:
     """How a test video was sampled, as score files and fusion's table say it."""
-    crops = "10 crops" if args.ten_crop else "centre crop"
-    if getattr(args, "test_sequences", 0):
-        return f"{args.test_sequences} sequences of {args.num_segments} snippets, {crops}"
-    return f"{args.test_frames} snippets, {crops}"
+    crops = "10 crops" if options.ten_crop else "centre crop"
+    if getattr(options, "test_sequences", 0):
+        return f"{options.test_sequences} sequences of {options.num_segments} snippets, {crops}"
+    return f"{options.test_frames} snippets, {crops}"
 
 
-def evaluation_scores_path(args, epoch: int) -> Path:
+def evaluation_scores_path(options, epoch: int) -> Path:
     """Where ``--evaluate`` writes: --scores-out, else a name of the checkpoint, its epoch and
     the test options, so it never replaces the training run's video_scores.npz."""
-    if args.scores_out:
-        return Path(args.scores_out)
-    from engine.cli import TEST_FRAMES
-
-    stem = Path(args.resume).name.removesuffix(".tar").removesuffix(".pth")
+    if options.scores_out:
+        return Path(options.scores_out)
+    stem = Path(options.resume).name.removesuffix(".tar").removesuffix(".pth")
     name = f"eval_{stem}_e{epoch}"
-    if args.ten_crop:
+    if options.ten_crop:
         name += "_tencrop"
-    if args.softmax_average:
+    if options.softmax_average:
         name += "_softmax"
-    if getattr(args, "test_sequences", 0):
-        name += f"_s{args.test_sequences}x{args.num_segments}"
-    elif args.test_frames != TEST_FRAMES:
-        name += f"_f{args.test_frames}"
-    return Path(args.record_dir) / f"{name}_scores.npz"
+    if getattr(options, "test_sequences", 0):
+        name += f"_s{options.test_sequences}x{options.num_segments}"
+    elif options.test_frames != TEST_FRAMES:
+        name += f"_f{options.test_frames}"
+    return Path(options.record_dir) / f"{name}_scores.npz"
 
 
 def score_kind(softmax_average: bool) -> str:
@@ -47,7 +46,7 @@ def score_kind(softmax_average: bool) -> str:
     return "probabilities" if softmax_average else "logits"
 
 
-def save_split_scores(path, loader, scores, spec: StreamSpec, args, classes, epoch) -> Path:
+def save_split_scores(path, loader, scores, spec: StreamSpec, options, classes, epoch) -> Path:
     """A score file of one evaluated set (test or validation), with what it was made with."""
     return save_scores(
         path,
@@ -56,15 +55,15 @@ def save_split_scores(path, loader, scores, spec: StreamSpec, args, classes, epo
         classes=classes,
         scores=scores,
         stream=spec.name,
-        split=0 if args.dataset == "custom" else args.split,  # 0: no official split
+        split=0 if options.dataset == "custom" else options.split,  # 0: no official split
         epoch=epoch,
-        kind=score_kind(args.softmax_average),
-        test_mode=test_mode(args),
+        kind=score_kind(options.softmax_average),
+        test_mode=test_mode(options),
     )
 
 
 def test_and_save(
-    model, loader, spec: StreamSpec, args, device, classes, epoch, records=None, path=None
+    model, loader, spec: StreamSpec, options, device, classes, epoch, records=None, path=None
 ):
     """Evaluate on the test split; write the scores (``path``, default video_scores.npz in the
     record folder) and (with ``records``) a test.csv row."""
@@ -72,15 +71,15 @@ def test_and_save(
         model,
         loader,
         device,
-        softmax_average=args.softmax_average,
-        chunk=args.eval_chunk,
-        amp=args.amp,
+        softmax_average=options.softmax_average,
+        chunk=options.eval_chunk,
+        amp=options.amp,
         desc=f"epoch {epoch} test",
     )
-    path = path or Path(args.record_dir) / "video_scores.npz"
+    path = path or Path(options.record_dir) / "video_scores.npz"
     if not is_main():  # every process has all scores (engine.loops.evaluate); one writes them
         return metrics
-    save_split_scores(path, loader, scores, spec, args, classes, epoch)
+    save_split_scores(path, loader, scores, spec, options, classes, epoch)
     if records is not None:
         records.log("test", epoch, metrics)
     print(

@@ -4,7 +4,6 @@ Used by fusion.py (score files on disk) and tools/predict.py (scores of one vide
 both fuse the same way.
 """
 
-import argparse
 from pathlib import Path
 
 import numpy as np
@@ -16,27 +15,6 @@ from utils.reference_scores import label_reference_scores, read_reference_pickle
 from utils.scores import ScoreFile, is_npz, load_npz
 from utils.tables import format_table
 from utils.video_names import video_key
-
-
-def add_fusion_arguments(parser: argparse.ArgumentParser) -> None:
-    """--weights and --softmax, shared with tools/predict.py so both fuse the same way."""
-    parser.add_argument(
-        "--weights",
-        nargs="+",
-        type=float,
-        metavar="W",
-        help="one weight per stream, in the order spatial, motion, then --stream ones "
-        "(default: all 1)",
-    )
-    parser.add_argument(
-        "--softmax",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="(default: off) turn each stream's scores into probabilities before averaging; "
-        "without it, files "
-        "of one kind are averaged as they are and files of different kinds (logits, "
-        "probabilities) as log-probabilities",
-    )
 
 
 def load_score_file(path, *, splits_dir=None, split=None, dataset="ucf101") -> ScoreFile:
@@ -223,6 +201,34 @@ def fuse(
     logs = np.stack([log_probabilities(s, k) for s, k in zip(scores, kinds, strict=True)])
     shape = (-1,) + (1,) * (logs.ndim - 1)
     return logsumexp(logs, axis=0, b=weights.reshape(shape)) - np.log(weights.sum())
+
+
+def fuse_files(
+    files: dict[str, ScoreFile], weights=None, softmax: bool = False, allow_partial: bool = False
+) -> tuple[dict, ScoreFile]:
+    """Fuse score files by stream name (load_score_file): the accuracy of each stream and of
+    the fusion ("fused") on the videos they share, and the fused scores as a ScoreFile."""
+    from utils.metrics import accuracy_report
+
+    streams = list(files.values())
+    check_classes(streams)
+    rows = match_videos(streams, allow_partial)
+    first = streams[0]
+    labels = first.labels[rows[0]]
+    scores = [f.scores[r] for f, r in zip(streams, rows, strict=True)]
+    kinds = [guess_kind(f.scores, f.kind) for f in streams]
+    if not softmax and len(set(kinds)) > 1:
+        held = ", ".join(f"{name} holds {k}" for name, k in zip(files, kinds, strict=True))
+        print(f"note: {held}: each converted to log-probabilities before averaging")
+    fused = fuse(scores, weights, softmax, kinds)
+    results = {name: accuracy_report(s, labels) for name, s in zip(files, scores, strict=True)}
+    results["fused"] = accuracy_report(fused, labels)
+    videos = [first.videos[i] for i in rows[0]]
+    kind = fused_kind(kinds, softmax)
+    fused_file = ScoreFile(
+        videos, labels, first.classes, fused, "fused", first.split, -1, kind=kind
+    )
+    return results, fused_file
 
 
 def format_results(results: dict, files: dict[str, ScoreFile] | None = None) -> str:

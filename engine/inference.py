@@ -7,7 +7,6 @@ extraction code and go through the same JPEG round trip as extracted frames: a p
 exactly what evaluation of the same video sees.
 """
 
-import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +27,7 @@ from dataloader.extraction import (
     resize_short_side,
     to_gray,
 )
-from engine.cli import build_parser, resolve_test_sequences
+from engine.config import options_from_dict, resolve_test_sequences
 from engine.evaluation import score_kind
 from engine.fusion import fuse, fused_kind
 from engine.loops import video_score
@@ -54,7 +53,8 @@ class StreamModel:
 
     def samples(self):
         """The stream's test-time sample builder, as the test split's dataset builds it."""
-        return STREAMS[self.name].samples(argparse.Namespace(**self.args))
+        spec = STREAMS[self.name]
+        return spec.samples(options_from_dict(spec, self.args))
 
     def scores(self, clips: torch.Tensor, device: torch.device) -> np.ndarray:
         """A test sample's [classes] scores, exactly as evaluation computes them."""
@@ -90,11 +90,9 @@ def load_stream(path, stream: str | None, device: torch.device) -> StreamModel:
         )
     if stream not in STREAMS:
         raise UserError(f"{path} is of an unknown stream {stream!r}")
-    args = vars(build_parser(STREAMS[stream]).parse_args([]))  # options it may predate
-    args.update(ckpt.get("args", {}))
-    namespace = argparse.Namespace(**args)
-    resolve_test_sequences(namespace)  # as engine.cli.parse_args does for --evaluate
-    args = vars(namespace)
+    options = options_from_dict(STREAMS[stream], ckpt.get("args", {}))  # over the defaults
+    resolve_test_sequences(options)  # as engine.config.make_options does for --evaluate
+    args = options.as_dict()
     model = model_from_checkpoint(ckpt, path).to(device).eval()
     return StreamModel(
         stream,

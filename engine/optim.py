@@ -9,19 +9,19 @@ import torch
 from torch import nn
 
 
-def lr_lambda(args, iters_per_epoch: int):
+def lr_lambda(options, iters_per_epoch: int):
     """Learning-rate multiplier per iteration: optional linear warm-up, then step or cosine."""
-    warmup = args.warmup_epochs * iters_per_epoch
-    total = args.epochs * iters_per_epoch
+    warmup = options.warmup_epochs * iters_per_epoch
+    total = options.epochs * iters_per_epoch
 
     def factor(it: int) -> float:
         if it < warmup:
             return (it + 1) / warmup
-        if args.lr_schedule == "cosine":
+        if options.lr_schedule == "cosine":
             t = (it - warmup) / max(total - warmup, 1)
             return 0.5 * (1.0 + math.cos(math.pi * min(t, 1.0)))
         epoch = it // iters_per_epoch
-        return args.lr_gamma ** sum(epoch >= s for s in args.lr_steps)
+        return options.lr_gamma ** sum(epoch >= s for s in options.lr_steps)
 
     return factor
 
@@ -79,9 +79,9 @@ def group_lr_mults(lr_mults: dict, head_lr_mult: float) -> dict[str, float]:
     return mults
 
 
-def make_optimizer(model: nn.Module, args, lr_mults: dict | None = None) -> torch.optim.SGD:
-    """SGD with one group per PARAM_GROUPS entry, each at ``args.lr`` x its multiplier (a stream
-    spec's ``lr_mults``, and ``--head-lr-mult`` for the head) and ``args.weight_decay`` x its
+def make_optimizer(model: nn.Module, options, lr_mults: dict | None = None) -> torch.optim.SGD:
+    """SGD with one group per PARAM_GROUPS entry, each at ``options.lr`` x its multiplier (a stream
+    spec's ``lr_mults``, and ``--head-lr-mult`` for the head) and ``options.weight_decay`` x its
     decay multiplier. Empty groups are kept, so every run has the same group layout.
 
     Each group keeps its ``lr_mult`` and ``decay_mult``, so a resumed run re-applies them.
@@ -90,16 +90,16 @@ def make_optimizer(model: nn.Module, args, lr_mults: dict | None = None) -> torc
     unknown = set(lr_mults) - set(PARAM_GROUPS)
     if unknown:
         raise ValueError(f"unknown parameter groups {sorted(unknown)}; use {list(PARAM_GROUPS)}")
-    mults = group_lr_mults(lr_mults, float(getattr(args, "head_lr_mult", 1.0)))
+    mults = group_lr_mults(lr_mults, float(getattr(options, "head_lr_mult", 1.0)))
     groups = [
         {
             "params": params,
             "name": name,
             "lr_mult": mults[name],
             "decay_mult": PARAM_GROUPS[name],
-            "lr": args.lr * mults[name],
-            "weight_decay": args.weight_decay * PARAM_GROUPS[name],
+            "lr": options.lr * mults[name],
+            "weight_decay": options.weight_decay * PARAM_GROUPS[name],
         }
         for name, params in parameter_groups(model).items()
     ]
-    return torch.optim.SGD(groups, lr=args.lr, momentum=args.momentum)
+    return torch.optim.SGD(groups, lr=options.lr, momentum=options.momentum)

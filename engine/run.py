@@ -1,17 +1,17 @@
-"""One stream's run from its parsed options: data, model, then evaluate or train.
+"""One stream's run from its options (engine.config.Options): data, model, then evaluate or train.
 
-    python spatial_cnn.py ...   ->   engine.run.main(SPATIAL, argv)
+    python spatial_cnn.py ...   ->   engine.cli.main(SPATIAL, argv)   ->   run(SPATIAL, options)
     torchrun --nproc-per-node N spatial_cnn.py ...   ->   the same in N processes
+    run(SPATIAL, make_options(SPATIAL, data_root=...))   from Python, no command line
 
-Options are parsed before torch is imported (it takes seconds), so ``--help`` and a mistyped
+Options are checked before torch is imported (it takes seconds), so ``--help`` and a mistyped
 option answer at once; ``run`` imports everything heavy once the options are known to be good.
 """
 
-import argparse
 import math
 import sys
 
-from engine.cli import parse_args, recipe_batch
+from engine.config import Options, recipe_batch
 from engine.streams import StreamSpec
 from utils.errors import UserError
 
@@ -59,120 +59,143 @@ def batch_warning(effective: int, train_videos: int, world: int) -> str | None:
     )
 
 
-def model_config(args, num_classes: int, in_channels: int) -> dict:
+def model_config(options, num_classes: int, in_channels: int) -> dict:
     """The recognizer's config from the options (network.recognizer.CONFIG_KEYS)."""
     return {
-        "arch": args.arch,
+        "arch": options.arch,
         "num_classes": num_classes,
         "in_channels": in_channels,
-        "dropout": args.dropout,
-        "partial_bn": args.partial_bn,
-        "consensus": args.consensus,
-        "rnn_hidden": args.rnn_hidden,
-        "rnn_layers": args.rnn_layers,
-        "rnn_dropout": args.rnn_dropout,
-        "bidirectional": args.bidirectional,
+        "dropout": options.dropout,
+        "partial_bn": options.partial_bn,
+        "consensus": options.consensus,
+        "rnn_hidden": options.rnn_hidden,
+        "rnn_layers": options.rnn_layers,
+        "rnn_dropout": options.rnn_dropout,
+        "bidirectional": options.bidirectional,
     }
 
 
-def main(spec: StreamSpec, argv=None) -> int:
-    args, ckpt = parse_args(spec, argv)
-    return run(spec, args, ckpt)
+def run(spec: StreamSpec, options: Options, ckpt: dict | None = None) -> int:
+    """Train (or with ``evaluate`` evaluate) as ``options`` say; ``ckpt``: the checkpoint of
+    ``options.resume``, read here when not given (engine.config.resume_options gives both)."""
+    if ckpt is None and options.resume:
+        from engine.config import load_resumed
 
-
-def run(spec: StreamSpec, args: argparse.Namespace, ckpt: dict | None) -> int:
+        ckpt = load_resumed(spec, options.resume)
     from engine.distributed import cleanup, setup
 
-    dist, device = setup(args)
+    dist, device = setup(options)
     try:
-        return _run(spec, args, ckpt, dist, device)
+        return _run(spec, options, ckpt, dist, device)
     finally:
         cleanup()
 
 
-def _run(spec: StreamSpec, args, ckpt, dist, device) -> int:
-    import torch
-
+def _run(spec: StreamSpec, options, ckpt, dist, device) -> int:
     from engine.data import build_datasets, load_run_split, make_loader
     from engine.distributed import is_main
-    from engine.evaluation import evaluation_scores_path, test_and_save, test_mode, write_reports
-    from engine.trainer import Trainer, check_compatible, finished_message
-    from network.recognizer import build_recognizer, model_state
+    from engine.trainer import check_compatible, finished_message
 
-    if args.amp == "fp16" and device.type != "cuda":
+    if options.amp == "fp16" and device.type != "cuda":
         raise UserError("--amp fp16 needs a CUDA device; use --amp bf16 or none")
-    if ckpt and not args.evaluate:
-        finished = finished_message(ckpt["epoch"], args.epochs, args.record_dir, args.resume)
+    if ckpt and not options.evaluate:
+        finished = finished_message(
+            ckpt["epoch"], options.epochs, options.record_dir, options.resume
+        )
         if finished:
             if is_main():
                 print(finished, flush=True)
             return 0
-    seed_everything(args.seed + dist.rank)  # dropout differs between processes; weights don't
+    seed_everything(options.seed + dist.rank)  # dropout differs between processes; weights don't
 
-    split = load_run_split(args)
-    sets = build_datasets(spec, args, split)
-    if args.check_data:
+    split = load_run_split(options)
+    sets = build_datasets(spec, options, split)
+    if options.check_data:
         return 0
-    test_set = sets["test"]
-    config = model_config(args, len(split.classes), test_set.in_channels)
+    config = model_config(options, len(split.classes), sets["test"].in_channels)
     if ckpt:
-        check_compatible(ckpt, args.resume, spec, config, split.classes)
+        check_compatible(ckpt, options.resume, spec, config, split.classes)
+    model = _model(spec, options, config, ckpt, device)
+    loaders = {
+        name: make_loader(
+            data, options, device, train=name == "train", seed=options.seed, dist=dist
+        )
+        for name, data in sets.items()
+    }
+    if options.evaluate:
+        return _evaluate(spec, options, model, loaders["test"], device, split.classes, ckpt)
+    return _train(spec, options, model, loaders, device, split.classes, ckpt, dist)
+
+
+def _model(spec: StreamSpec, options, config: dict, ckpt, device):
+    """The recognizer on ``device``: pretrained as asked, or the checkpoint's weights."""
+    import torch
+
+    from engine.distributed import is_main
+    from network.recognizer import build_recognizer, model_state
+
     mean, std = spec.statistics(config["in_channels"])
-    pretrained = "none" if ckpt else args.pretrained  # a checkpoint brings its own weights
+    pretrained = "none" if ckpt else options.pretrained  # a checkpoint brings its own weights
     model = build_recognizer(config, mean, std, pretrained)
     if ckpt:
         model.load_state_dict(model_state(ckpt))
         model.weights = ckpt.get("weights", "unknown")
     if is_main():
-        print(f"{spec.name} stream: {args.arch} initialised from {model.weights}", flush=True)
+        print(f"{spec.name} stream: {options.arch} initialised from {model.weights}", flush=True)
     model.to(device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
         model.to_channels_last()
-    if args.compile:  # in place: the state dict keeps its keys, DDP wraps it as before
+    if options.compile:  # in place: the state dict keeps its keys, DDP wraps it as before
         model.backbone.compile()
+    return model
 
-    test_loader = make_loader(test_set, args, device, train=False, seed=args.seed, dist=dist)
-    if args.evaluate:
-        path = evaluation_scores_path(args, ckpt["epoch"])
-        metrics = test_and_save(
-            model, test_loader, spec, args, device, split.classes, ckpt["epoch"], path=path
-        )
-        prefix = path.name.removesuffix(".npz").removesuffix("scores").rstrip("_") + "_"
-        for report in write_reports(path, prefix=prefix):
-            print(f"wrote {report}", flush=True)
-        if is_main():
-            from utils.records import append_evaluation
 
-            row = dict(metrics, epoch=ckpt["epoch"], checkpoint=args.resume, scores=path)
-            log = append_evaluation(path.parent / "eval.csv", dict(row, test=test_mode(args)))
-            print(f"wrote a row of {log}", flush=True)
-        return 0
+def _evaluate(spec: StreamSpec, options, model, loader, device, classes, ckpt) -> int:
+    """--evaluate: the checkpoint's scores under their own name, reports and an eval.csv row."""
+    from engine.distributed import is_main
+    from engine.evaluation import evaluation_scores_path, test_and_save, test_mode, write_reports
 
-    loaders = {"test": test_loader}
-    for name in ("train", "val"):
-        if name in sets:
-            loaders[name] = make_loader(
-                sets[name], args, device, train=name == "train", seed=args.seed, dist=dist
-            )
+    epoch = ckpt["epoch"]
+    path = evaluation_scores_path(options, epoch)
+    metrics = test_and_save(model, loader, spec, options, device, classes, epoch, path=path)
+    prefix = path.name.removesuffix(".npz").removesuffix("scores").rstrip("_") + "_"
+    for report in write_reports(path, prefix=prefix):
+        print(f"wrote {report}", flush=True)
+    if is_main():
+        from utils.records import append_evaluation
+
+        row = dict(metrics, epoch=epoch, checkpoint=options.resume, scores=path)
+        log = append_evaluation(path.parent / "eval.csv", dict(row, test=test_mode(options)))
+        print(f"wrote a row of {log}", flush=True)
+    return 0
+
+
+def _train(spec: StreamSpec, options, model, loaders, device, classes, ckpt, dist) -> int:
+    """Train the remaining epochs (engine.trainer), from the checkpoint when resuming."""
+    from engine.distributed import is_main
+    from engine.trainer import Trainer
+
     recipe = recipe_batch(spec)
-    accum = accumulation_steps(args.accum_steps, recipe, dist.world, args.batch_size)
-    trainer = Trainer(spec, args, model, device, split.classes, loaders, dist, accum_steps=accum)
+    accum = accumulation_steps(options.accum_steps, recipe, dist.world, options.batch_size)
+    trainer = Trainer(spec, options, model, device, classes, loaders, dist, accum_steps=accum)
     if ckpt:
-        trainer.restore(ckpt, args.resume)
+        trainer.restore(ckpt, options.resume)
         ckpt = None  # free the saved tensors
-    n_val = len(sets["val"]) if "val" in sets else 0
-    batch = describe_batch(dist.world, args.batch_size, accum, recipe, args.accum_steps is not None)
-    epochs = f"epochs {trainer.epoch + 1}..{args.epochs}"
-    if trainer.epoch >= args.epochs:  # killed in its final test (finished_message): test only
+    sizes = {name: len(loader.dataset) for name, loader in loaders.items()}
+    batch = describe_batch(
+        dist.world, options.batch_size, accum, recipe, options.accum_steps is not None
+    )
+    epochs = f"epochs {trainer.epoch + 1}..{options.epochs}"
+    if trainer.epoch >= options.epochs:  # killed in its final test (finished_message): test only
         epochs = f"all {trainer.epoch} epochs trained, the test scores missing: testing only"
     print(
-        f"{spec.name} stream: {args.arch}, {len(split.classes)} classes, {len(sets['train'])} "
-        f"training / {n_val} validation / {len(test_set)} test videos, device {device}, "
-        f"{epochs}; {batch}, lr {args.lr:g}",
+        f"{spec.name} stream: {options.arch}, {len(classes)} classes, {sizes['train']} "
+        f"training / {sizes.get('val', 0)} validation / {sizes['test']} test videos, device "
+        f"{device}, {epochs}; {batch}, lr {options.lr:g}",
         flush=True,
     )
-    warning = batch_warning(dist.world * args.batch_size * accum, len(sets["train"]), dist.world)
+    warning = batch_warning(dist.world * options.batch_size * accum, sizes["train"], dist.world)
     if warning and is_main():
         print(warning, file=sys.stderr, flush=True)
     trainer.fit()

@@ -1,15 +1,15 @@
 """Stream specs: everything that makes a stream a stream, as data.
 
-A stream is its name, how its samples are built from the parsed options (which frames, which
-channels), its input statistics, its extra options, its default hyper-parameters and the model
-settings a checkpoint must share with a resumed run. The command line, trainer, inference and
+A stream is its name, how its samples are built from the run's options (engine.config.Options:
+which frames, which channels), its input statistics, its own options (declared here, offered by
+the command line), its default hyper-parameters and the model settings a checkpoint must share
+with a resumed run. The command line, trainer, inference and
 fusion are the same for all; adding a stream is one spec here and one thin script.
 
 This module imports no torch or OpenCV (the builders import them when called), so a script can
 parse its options before the heavy imports.
 """
 
-import argparse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -19,13 +19,24 @@ from utils.errors import UserError
 
 
 @dataclass(frozen=True)
+class StreamOption:
+    """An option of one stream only: ``options.stream[name]``, on the command line --name."""
+
+    name: str
+    default: int
+    help: str
+
+
+@dataclass(frozen=True)
 class StreamSpec:
     name: str  # also the checkpoint's and score file's stream tag, and the record folder
     description: str
-    samples: Callable  # (args) -> dataloader.samples.Samples
+    samples: Callable  # (engine.config.Options) -> dataloader.samples.Samples
     statistics: Callable  # (in_channels) -> (mean, std) on the 0..255 scale
-    defaults: dict = field(default_factory=dict)  # default hyper-parameters (see engine.cli)
-    add_arguments: Callable | None = None  # (argparse group) -> None: the stream's own options
+    defaults: dict = field(default_factory=dict)  # default hyper-parameters (engine.config)
+    options: tuple[StreamOption, ...] = ()  # the stream's own options
+    # Other command-line names of shared options: {flag: (option, help)}, e.g. --test-clips.
+    aliases: dict = field(default_factory=dict)
     # Model settings a checkpoint must share with the run that resumes or evaluates it.
     resume_match: tuple[str, ...] = ("arch", "in_channels")
     # Learning-rate multipliers per parameter group (engine.trainer.PARAM_GROUPS: first_conv,
@@ -34,25 +45,25 @@ class StreamSpec:
     # The --arch choices: None for any torchvision image model (frame streams), or a list
     # (the 3D networks of clip streams).
     archs: tuple[str, ...] | None = None
-    # (args) -> None: checks of option combinations only this stream has (raise UserError).
+    # (options) -> None: checks of option combinations only this stream has (raise UserError).
     check: Callable | None = None
 
 
-def sample_options(args: argparse.Namespace) -> dict:
+def sample_options(options) -> dict:
     """The options every stream's sample builder takes (dataloader.samples.Samples)."""
-    return {k: getattr(args, k) for k in SAMPLE_OPTIONS}
+    return {k: getattr(options, k) for k in SAMPLE_OPTIONS}
 
 
-def _rgb_samples(args):
+def _rgb_samples(options):
     from dataloader.samples import RgbSamples
 
-    return RgbSamples(**sample_options(args))
+    return RgbSamples(**sample_options(options))
 
 
-def _flow_samples(args):
+def _flow_samples(options):
     from dataloader.samples import FlowSamples
 
-    return FlowSamples(stack_length=args.stack_length, **sample_options(args))
+    return FlowSamples(stack_length=options.stream["stack_length"], **sample_options(options))
 
 
 def _rgb_statistics(in_channels):
@@ -65,12 +76,6 @@ def _flow_statistics(in_channels):
     from network.statistics import flow_statistics
 
     return flow_statistics(in_channels)
-
-
-def _flow_arguments(group) -> None:
-    group.add_argument(
-        "--stack-length", type=int, default=STACK_LENGTH, help="flow frames per stack"
-    )
 
 
 # Defaults follow TSN's recipes. tsn-pytorch README: lr 0.001 for batch 128 (here 32 x 4
@@ -92,19 +97,20 @@ MOTION = StreamSpec(
     samples=_flow_samples,
     statistics=_flow_statistics,
     defaults=dict(dropout=0.7, lr=0.001, epochs=340, lr_steps=[190, 300], clip_grad=20.0),
-    add_arguments=_flow_arguments,
+    options=(StreamOption("stack_length", STACK_LENGTH, "flow frames per stack"),),
     lr_mults=dict(first_conv=5.0, bias=2.0),
 )
 
 
-def _clip_samples(args):
+def _clip_samples(options):
     from dataloader.samples import ClipSamples
 
+    own = options.stream
     return ClipSamples(
-        clip_length=args.clip_length,
-        frame_stride=args.frame_stride,
-        short_side=args.clip_short_side,
-        **sample_options(args),
+        clip_length=own["clip_length"],
+        frame_stride=own["frame_stride"],
+        short_side=own["clip_short_side"],
+        **sample_options(options),
     )
 
 
@@ -114,32 +120,20 @@ def _kinetics_statistics(in_channels):
     return kinetics_statistics(in_channels)
 
 
-def _clip_arguments(group) -> None:
-    group.add_argument(
-        "--clip-length", type=int, default=CLIP_LENGTH, help="frames per clip (C3D: 16)"
-    )
-    group.add_argument(
-        "--frame-stride", type=int, default=1, help="take every N-th frame into a clip"
-    )
-    group.add_argument(
-        "--test-clips",
-        dest="test_frames",
-        metavar="N",
-        type=int,
-        default=CLIP_TEST_CLIPS,
-        help="uniformly spaced clips per test video (the same as --test-frames)",
-    )
-    group.add_argument(
-        "--clip-short-side",
-        type=int,
-        default=CLIP_SHORT_SIDE,
-        help="crops are --crop-size pixels of the frame scaled to this short side "
+CLIP_OPTIONS = (
+    StreamOption("clip_length", CLIP_LENGTH, "frames per clip (C3D: 16)"),
+    StreamOption("frame_stride", 1, "take every N-th frame into a clip"),
+    StreamOption(
+        "clip_short_side",
+        CLIP_SHORT_SIDE,
+        "crops are --crop-size pixels of the frame scaled to this short side "
         "('resize to 128, crop 112')",
-    )
+    ),
+)
 
 
-def _clip_check(args) -> None:
-    if args.arch == "c3d" and (args.clip_length != 16 or args.crop_size != 112):
+def _clip_check(options) -> None:
+    if options.arch == "c3d" and (options.stream["clip_length"] != 16 or options.crop_size != 112):
         raise UserError("c3d takes 16-frame clips of 112 x 112: --clip-length 16 --crop-size 112")
 
 
@@ -165,7 +159,10 @@ CLIP = StreamSpec(
         batch_size=8,
         accum_steps=4,
     ),
-    add_arguments=_clip_arguments,
+    options=CLIP_OPTIONS,
+    aliases={
+        "--test-clips": ("test_frames", "uniformly spaced clips per test video (= --test-frames)")
+    },
     resume_match=("arch", "in_channels"),
     lr_mults=dict(bias=2.0),
     archs=CLIP_ARCHS,

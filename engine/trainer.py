@@ -1,19 +1,18 @@
 """The trainer: optimizer and schedule, the epoch loop, evaluation schedule, checkpoints (made and
 restored with every random generator), records and the best model.
 
-The command line only parses options (engine.cli) and engine.run wires data, model and trainer.
+It trains with typed options (engine.config.Options); engine.run wires data, model and trainer.
 Under torchrun ``Trainer.model`` is the DistributedDataParallel wrapper that trains while
 ``Trainer.net`` (the plain model) is what checkpoints hold and what evaluates, and only the main
 process writes files (``Trainer.is_main``); see engine.distributed.
 """
 
-import argparse
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from engine.cli import plain
+from engine.config import Options
 from engine.distributed import SINGLE, Dist, all_gather, is_main, mean_over_processes, wrap
 from engine.evaluation import save_split_scores, test_and_save, write_reports
 from engine.loops import evaluate, train_one_epoch
@@ -116,7 +115,7 @@ class Trainer:
     def __init__(
         self,
         spec: StreamSpec,
-        args: argparse.Namespace,
+        options: Options,
         model: nn.Module,
         device: torch.device,
         classes: list[str],
@@ -125,26 +124,26 @@ class Trainer:
         accum_steps: int | None = None,
     ):
         """``accum_steps``: batches per optimizer step (engine.run.accumulation_steps; default
-        --accum-steps). ``args.accum_steps`` stays as given (None: follows the world size), so a
+        --accum-steps). ``options.accum_steps`` stays as given (None: follows the world size), so a
         resumed run re-derives it for its own number of processes."""
-        self.spec, self.args, self.device, self.classes = spec, args, device, classes
-        self.accum_steps = accum_steps or args.accum_steps or 1
+        self.spec, self.options, self.device, self.classes = spec, options, device, classes
+        self.accum_steps = accum_steps or options.accum_steps or 1
         self.net = model  # the plain model: what checkpoints hold
         self.model = wrap(
-            model, dist, device, getattr(args, "sync_bn", False)
+            model, dist, device, getattr(options, "sync_bn", False)
         )  # what trains: DDP under torchrun
         self.dist = dist
         self.is_main = is_main()  # the one process that writes files and prints
         self.loaders = loaders
-        self.record_dir = Path(args.record_dir)
-        self.optimizer = make_optimizer(model, args, spec.lr_mults)
+        self.record_dir = Path(options.record_dir)
+        self.optimizer = make_optimizer(model, options, spec.lr_mults)
         self.steps = steps_per_epoch(len(loaders["train"]), self.accum_steps)
-        self.factor = lr_lambda(args, self.steps)
+        self.factor = lr_lambda(options, self.steps)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.factor)
-        self.scaler = torch.amp.GradScaler("cuda") if args.amp == "fp16" else None
+        self.scaler = torch.amp.GradScaler("cuda") if options.amp == "fp16" else None
         self.epoch = 0  # epochs trained
         self.best_val = -1.0  # best validation top-1
-        self.extraction = extraction_record(args.data_root)
+        self.extraction = extraction_record(options.data_root)
 
     def state(self, stats: dict) -> dict:
         """The checkpoint of the epoch just trained: all a resumed run needs to continue exactly.
@@ -162,7 +161,7 @@ class Trainer:
             "in_channels": config["in_channels"],
             "model_config": dict(config),
             "weights": self.net.weights,  # what training started from (network.weights)
-            "args": plain(self.args),
+            "args": self.options.as_dict(),
             "model": self.net.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
@@ -180,7 +179,7 @@ class Trainer:
         The command line wins over the saved hyper-parameters (e.g. a lower --lr after a
         diverged run); the schedule position follows the epoch, whatever the batch size.
         """
-        args = self.args
+        options = self.options
         self.epoch, self.best_val = ckpt["epoch"], ckpt.get("best_val_top1", -1.0)
         if self.extraction is None:
             self.extraction = ckpt.get("extraction")
@@ -201,10 +200,10 @@ class Trainer:
             group.update(
                 lr_mult=lr_mult,
                 decay_mult=decay_mult,
-                initial_lr=args.lr * lr_mult,
-                lr=args.lr * lr_mult * factor,
-                momentum=args.momentum,
-                weight_decay=args.weight_decay * decay_mult,
+                initial_lr=options.lr * lr_mult,
+                lr=options.lr * lr_mult * factor,
+                momentum=options.momentum,
+                weight_decay=options.weight_decay * decay_mult,
             )
         self.scheduler.base_lrs = [g["initial_lr"] for g in self.optimizer.param_groups]
         ranks = ckpt.get("rng_ranks", [])
@@ -218,7 +217,7 @@ class Trainer:
             self.net,
             self.loaders["test"],
             self.spec,
-            self.args,
+            self.options,
             self.device,
             self.classes,
             epoch,
@@ -228,21 +227,21 @@ class Trainer:
     def _validate(self, epoch, records) -> bool:
         """Evaluate on the hold-out and write val_scores.npz (what fusion.py --tune-weights
         reads); True when this epoch is the best so far."""
-        args = self.args
+        options = self.options
         scores, val = evaluate(
             self.net,
             self.loaders["val"],
             self.device,
-            softmax_average=args.softmax_average,
-            chunk=args.eval_chunk,
-            amp=args.amp,
+            softmax_average=options.softmax_average,
+            chunk=options.eval_chunk,
+            amp=options.amp,
             desc=f"epoch {epoch} val",
         )
         records.log("val", epoch, val)
         if self.is_main:
             loader = self.loaders["val"]
             path = self.record_dir / "val_scores.npz"
-            save_split_scores(path, loader, scores, self.spec, args, self.classes, epoch)
+            save_split_scores(path, loader, scores, self.spec, options, self.classes, epoch)
         is_best = val["top1"] > self.best_val
         self.best_val = max(self.best_val, val["top1"])
         print(
@@ -252,10 +251,10 @@ class Trainer:
         )
         return is_best
 
-    def options(self) -> dict:
+    def effective_options(self) -> dict:
         """The run's effective options (args.json): the command line merged with the
         checkpoint's and the defaults, with the accumulation it resolved to."""
-        return dict(plain(self.args), accum_steps=self.accum_steps)
+        return dict(self.options.as_dict(), accum_steps=self.accum_steps)
 
     def _plot(self) -> None:
         """curves.png from the records so far (main process)."""
@@ -268,18 +267,18 @@ class Trainer:
         """Train the remaining epochs; checkpoint each, test after the last (or --eval-every)."""
         from utils.records import Records  # late: tensorboard takes seconds to import
 
-        args = self.args
+        options = self.options
         done = self.epoch
         has_val = "val" in self.loaders
         phases = ("train", "val", "test") if has_val else ("train", "test")
         if self.is_main:
             records = Records(self.record_dir, phases, resume_epoch=done if done else None)
-            write_json(self.record_dir / "args.json", self.options())
+            write_json(self.record_dir / "args.json", self.effective_options())
         else:
             records = _NoRecords()
         sampler = self.loaders["train"].sampler
         try:
-            for epoch in range(done + 1, args.epochs + 1):
+            for epoch in range(done + 1, options.epochs + 1):
                 if hasattr(sampler, "set_epoch"):  # a distributed run's order (engine.data)
                     sampler.set_epoch(epoch)
                 stats = train_one_epoch(
@@ -290,8 +289,8 @@ class Trainer:
                     self.loaders["train"],
                     self.device,
                     epoch,
-                    clip_grad=args.clip_grad,
-                    amp=args.amp,
+                    clip_grad=options.clip_grad,
+                    amp=options.amp,
                     scaler=self.scaler,
                     accum_steps=self.accum_steps,
                 )
@@ -299,7 +298,7 @@ class Trainer:
                 self.epoch = epoch
                 records.log("train", epoch, stats)
                 print(
-                    f"epoch {epoch}/{args.epochs} train: loss {stats['loss']:.4f}  "
+                    f"epoch {epoch}/{options.epochs} train: loss {stats['loss']:.4f}  "
                     f"top-1 {stats['top1']:.2f}%  top-5 {stats['top5']:.2f}%  "
                     f"lr {stats['lr']:.3g}  ({stats['seconds']:.0f} s)",
                     flush=True,
@@ -312,10 +311,12 @@ class Trainer:
                 if is_best and self.is_main:
                     atomic_save(state, self.record_dir / "model_best.pth.tar")
                 del state
-                if epoch == args.epochs or (args.eval_every and epoch % args.eval_every == 0):
+                if epoch == options.epochs or (
+                    options.eval_every and epoch % options.eval_every == 0
+                ):
                     self._test(epoch, records)
                 self._plot()
-            if done >= args.epochs:  # resumed a run killed in its last test (engine.run)
+            if done >= options.epochs:  # resumed a run killed in its last test (engine.run)
                 self._test(done, records)
                 self._plot()
         finally:

@@ -26,7 +26,7 @@ def freeze_all_bn() -> None:
 
 
 if __name__ == "__main__":
-    from engine.run import main
+    from engine.cli import main
     from engine.streams import SPATIAL
     from utils.errors import run_cli
 

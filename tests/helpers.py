@@ -148,16 +148,14 @@ def save_stream_checkpoint(path, stream: str, model, classes, extraction=None, *
     stream's file without a training run."""
     import torch
 
-    from engine.cli import build_parser, plain
+    from engine.config import default_options
     from engine.streams import STREAMS
     from utils.checkpoint import FORMAT
 
-    args = build_parser(STREAMS[stream]).parse_args([])
-    for key, value in options.items():
-        assert hasattr(args, key), key
-        setattr(args, key, value)
     config = dict(model.config)
-    args.arch, args.consensus = config["arch"], config["consensus"]
+    args = default_options(STREAMS[stream]).as_dict()
+    assert set(options) <= set(args), set(options) - set(args)
+    args.update(options, arch=config["arch"], consensus=config["consensus"])
     ckpt = {
         "format": FORMAT,
         "epoch": 1,
@@ -166,7 +164,7 @@ def save_stream_checkpoint(path, stream: str, model, classes, extraction=None, *
         "classes": list(classes),
         "in_channels": config["in_channels"],
         "model_config": config,
-        "args": plain(args),
+        "args": args,
         "model": model.state_dict(),
         "extraction": extraction,
     }

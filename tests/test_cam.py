@@ -12,6 +12,7 @@ from torch import nn
 from dataloader.extraction import ExtractionSettings
 from engine import inference
 from engine.cam import feature_layer, grad_cam
+from engine.config import options_from_dict
 from engine.inference import load_stream, memory_reader
 from engine.loops import train_one_epoch
 from engine.streams import MOTION
@@ -48,7 +49,7 @@ def motion_stream(tmp_path_factory):
     """A motion stream trained for a few steps on corner videos, saved and loaded as a checkpoint."""
     rng = np.random.default_rng(SEED)
     torch.manual_seed(SEED)
-    samples = MOTION.samples(_args())
+    samples = MOTION.samples(options_from_dict(MOTION, _args()))
     stacks, labels = [], []
     for i in range(40):
         label = 2 if i % 5 == 4 else i % 2
@@ -74,14 +75,12 @@ def motion_stream(tmp_path_factory):
             epoch, clip_grad=0.0,
         )  # fmt: skip
     path = tmp_path_factory.mktemp("cam") / "motion.pth.tar"
-    save_stream_checkpoint(path, "motion", model, ["Up", "Down", "Still"], **vars(_args()))
+    save_stream_checkpoint(path, "motion", model, ["Up", "Down", "Still"], **_args())
     return load_stream(path, "motion", torch.device("cpu"))
 
 
-def _args():
-    import argparse
-
-    return argparse.Namespace(
+def _args() -> dict:
+    return dict(
         crop_size=SIZE, num_segments=1, test_frames=3, test_sequences=0, ten_crop=False,
         stack_length=3,
     )  # fmt: skip

@@ -8,8 +8,7 @@ from torchvision.models import get_model_weights
 import fusion
 from dataloader.datasets import FrameDataset
 from dataloader.samples import ClipSamples
-from engine.cli import parse_args
-from engine.run import main
+from engine.cli import main, parse_args
 from engine.streams import CLIP, SPATIAL
 from network.backbones3d import C3D, build_backbone3d
 from network.recognizer import build_model, build_recognizer
@@ -128,7 +127,7 @@ def test_clips_are_the_exact_frames(tmp_path):
 def test_clip_options(frame_root):
     args, _ = parse_args(CLIP, ["--data-root", str(frame_root)])
     assert (args.arch, args.pretrained, args.crop_size) == ("r2plus1d_18", "kinetics", 112)
-    assert (args.num_segments, args.test_frames, args.clip_length) == (1, 10, 16)
+    assert (args.num_segments, args.test_frames, args.stream["clip_length"]) == (1, 10, 16)
     given, _ = parse_args(CLIP, ["--data-root", str(frame_root), "--test-clips", "4"])
     assert given.test_frames == 4
     with pytest.raises(UserError, match="c3d takes 16-frame clips"):

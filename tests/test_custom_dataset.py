@@ -6,7 +6,7 @@ import pytest
 from matplotlib.figure import Figure
 
 from dataloader.splits import load_split, write_custom_split
-from engine.run import main
+from engine.cli import main
 from engine.streams import SPATIAL
 from tests.helpers import single_thread
 from tools import extract_frames_flow

@@ -8,7 +8,7 @@ import torch
 
 from dataloader.datasets import SpatialDataset
 from dataloader.splits import Video
-from engine.run import main
+from engine.cli import main
 from engine.streams import MOTION, SPATIAL
 from tests.helpers import single_thread, write_frame_dataset
 from utils.errors import UserError, one_line

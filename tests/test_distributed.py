@@ -19,7 +19,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from engine.run import main
+from engine.cli import main
 from engine.streams import SPATIAL
 from tests import frozen_bn_main
 from tests.helpers import single_thread, write_frame_dataset

@@ -1,8 +1,6 @@
 """tools/extract_features.py on the synthetic demo data: shapes, means, the sampling of evaluation
 (frames on disk) and of predict (video files) giving the same features, and what they tell apart."""
 
-import argparse
-
 import numpy as np
 import pytest
 import torch
@@ -11,6 +9,7 @@ from torch import nn
 
 from dataloader.datasets import FrameDataset
 from dataloader.splits import load_split
+from engine.config import options_from_dict
 from engine.loops import train_one_epoch
 from engine.streams import SPATIAL
 from network.recognizer import build_recognizer
@@ -92,11 +91,8 @@ def test_a_linear_classifier_on_spatial_features_tells_the_colours_apart(demo, t
     the features of a briefly trained spatial stream tells red from green on unseen videos."""
     base, data, frames = demo
     red = [int(colour == "red") for _, colour, _ in CLASSES]
-    samples = SPATIAL.samples(
-        argparse.Namespace(
-            num_segments=1, test_frames=3, test_sequences=0, crop_size=32, ten_crop=False
-        )
-    )
+    options = dict(num_segments=1, test_frames=3, test_sequences=0, crop_size=32)
+    samples = SPATIAL.samples(options_from_dict(SPATIAL, options))
     train = FrameDataset(frames, load_split("ucf101", data.splits_dir, 1).train, True, samples)
     torch.manual_seed(0)
     config = dict(arch="resnet18", num_classes=2, in_channels=3, dropout=0.0, partial_bn=False,

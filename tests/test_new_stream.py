@@ -11,7 +11,7 @@ import torch
 import fusion
 from dataloader.samples import Samples
 from dataloader.transforms import rgb_clip
-from engine.run import main
+from engine.cli import main
 from engine.streams import SPATIAL, StreamSpec, sample_options
 from tests.helpers import single_thread
 from utils.scores import load_npz

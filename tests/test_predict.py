@@ -8,8 +8,8 @@ import torch
 from PIL import Image
 from scipy.special import softmax
 
+from engine.cli import main as train_main
 from engine.inference import extraction_settings, load_stream
-from engine.run import main as train_main
 from engine.streams import CLIP, MOTION, SPATIAL
 from tools import extract_frames_flow, predict
 from tools.synthetic_actions import generate

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import fusion
-from engine.run import main as stream_main
+from engine.cli import main as stream_main
 from engine.streams import MOTION, SPATIAL
 from tests.helpers import single_thread
 from tools import extract_frames_flow, predict

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torchvision
 
-from engine.run import main as train_main
+from engine.cli import main as train_main
 from engine.streams import MOTION, SPATIAL
 from network.recognizer import build_model
 from network.weights import packaged_mobilenet_v2

@@ -8,7 +8,8 @@ import torch
 
 from dataloader.samples import FlowSamples, RgbSamples
 from dataloader.transforms import multiscale_crop
-from engine.cli import parse_args, recipe_batch
+from engine.cli import parse_args
+from engine.config import recipe_batch
 from engine.optim import make_optimizer
 from engine.run import accumulation_steps, batch_warning, describe_batch
 from engine.streams import CLIP, MOTION, SPATIAL

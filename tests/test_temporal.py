@@ -8,8 +8,7 @@ import torch
 
 import fusion
 from dataloader.samples import RgbSamples
-from engine.cli import parse_args
-from engine.run import main
+from engine.cli import main, parse_args
 from engine.streams import SPATIAL
 from network.heads import build_head
 from network.recognizer import build_model, model_from_checkpoint

@@ -15,9 +15,9 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from engine.cli import main
 from engine.loops import evaluate, train_one_epoch
 from engine.optim import lr_lambda
-from engine.run import main
 from engine.streams import MOTION, SPATIAL
 from network.heads import SegmentConsensus
 from network.recognizer import Recognizer, build_model

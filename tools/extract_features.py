@@ -79,7 +79,7 @@ def get_args(argv=None) -> argparse.Namespace:
 
 def load_model(args, device):
     """The stream whose backbone gives the features: a checkpoint's, or a pretrained one."""
-    from engine.cli import build_parser
+    from engine.config import default_options
     from engine.inference import StreamModel, load_stream
     from network.recognizer import build_recognizer
 
@@ -91,13 +91,13 @@ def load_model(args, device):
             check_image_arch(args.arch)
         if (args.arch in CLIP_ARCHS) != (spec.name == "clip"):
             raise UserError(f"--arch {args.arch} does not take --stream {spec.name} input")
-        options = vars(build_parser(spec).parse_args([]))
-        channels = spec.samples(argparse.Namespace(**options)).in_channels
+        defaults = default_options(spec)
+        channels = spec.samples(defaults).in_channels
         config = dict(arch=args.arch, num_classes=1, in_channels=channels, dropout=0.0)
         config.update(partial_bn=False, consensus="avg")
         model = build_recognizer(config, *spec.statistics(channels), pretrained=args.pretrained)
         stream = StreamModel(spec.name, Path(args.arch), model.to(device).eval(), [],
-                             args.arch, 0, options)  # fmt: skip
+                             args.arch, 0, defaults.as_dict())  # fmt: skip
     given = {k: getattr(args, k) for k in ("test_frames", "crop_size", "ten_crop")}
     stream.args.update({k: v for k, v in given.items() if v is not None})
     return stream
@@ -116,7 +116,7 @@ def snippet_features(model, sample, device):
 def from_data_root(args, stream, device):
     """(names, labels, classes, samples) of a split's videos, read as evaluation reads them."""
     from dataloader.datasets import FrameDataset
-    from dataloader.layout import Layout
+    from engine.config import options_from_dict
     from engine.data import load_run_split, make_loader
 
     options = dict(stream.args, data_root=str(args.data_root))
@@ -126,11 +126,11 @@ def from_data_root(args, stream, device):
     if args.dataset is not None and args.splits_dir is None:
         options["splits_dir"] = None  # the new dataset's default, not the checkpoint's folder
     options["workers"] = args.workers
-    options = argparse.Namespace(**options)
+    options = options_from_dict(STREAMS[stream.name], options)
     split = load_run_split(options)
     videos = {"test": split.test, "train": split.train, "all": split.train + split.test}
     dataset = FrameDataset(
-        args.data_root, videos[args.set], False, stream.samples(), layout=Layout.from_args(options)
+        args.data_root, videos[args.set], False, stream.samples(), layout=options.layout()
     )
     loader = make_loader(dataset, options, device, train=False, seed=0)
     samples = (sample[0] for sample, _ in loader)

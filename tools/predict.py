@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from dataloader.extraction_settings import PRESETS
-from engine.fusion import add_fusion_arguments
+from engine.cli import add_fusion_arguments
 from utils.atomic import write_json, write_text
 from utils.classes import check_same_classes
 from utils.cli import Parser
