@@ -95,30 +95,36 @@ def extract_video(
             "width": size[0],
             "height": size[1],
         }
-        # "moving" marks the few renames below, so a rerun after a kill among them knows the
-        # folders already in place are ours to replace; folders without a marker are not.
-        moving, done = (
-            root / STATE_DIR / "moving" / name,
-            root / STATE_DIR / "done" / f"{name}.json",
-        )
-        for _, final, _ in parts.values():
-            if final.exists() and not (moving.exists() or done.exists()):
-                raise FileExistsError(
-                    f"{final} exists but was not written by this tool; remove it or use another --out"
-                )
-        moving.parent.mkdir(parents=True, exist_ok=True)
-        moving.touch()
-        for work, final, _ in parts.values():
-            if final.exists():
-                shutil.rmtree(final)
-            final.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(work, final)
-        done.parent.mkdir(parents=True, exist_ok=True)
-        write_text(done, json.dumps(entry))
-        moving.unlink()
+        _move_into_place(root, name, parts, entry)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return entry
+
+
+def _move_into_place(root: Path, name: str, parts: dict, entry: dict) -> None:
+    """Move a video's finished folders (``parts``: work, final, pattern) into the layout, then
+    write its done marker holding ``entry``."""
+    # "moving" marks the few renames below, so a rerun after a kill among them knows the
+    # folders already in place are ours to replace; folders without a marker are not.
+    moving, done = (
+        root / STATE_DIR / "moving" / name,
+        root / STATE_DIR / "done" / f"{name}.json",
+    )
+    for _, final, _ in parts.values():
+        if final.exists() and not (moving.exists() or done.exists()):
+            raise FileExistsError(
+                f"{final} exists but was not written by this tool; remove it or use another --out"
+            )
+    moving.parent.mkdir(parents=True, exist_ok=True)
+    moving.touch()
+    for work, final, _ in parts.values():
+        if final.exists():
+            shutil.rmtree(final)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(work, final)
+    done.parent.mkdir(parents=True, exist_ok=True)
+    write_text(done, json.dumps(entry))
+    moving.unlink()
 
 
 def is_done(root: Path, name: str) -> bool:

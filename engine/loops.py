@@ -19,6 +19,24 @@ from utils.metrics import accuracy_report, topk_correct
 from utils.progress import progress as progress_bar
 
 
+def _step(model, optimizer, scheduler, scaler, clip_grad: float) -> float:
+    """One optimizer and scheduler step on the accumulated gradients (clipped, unscaled under
+    fp16); the base learning rate the step used (group 0 may carry a multiplier)."""
+    if scaler is not None:
+        scaler.unscale_(optimizer)
+    if clip_grad > 0:
+        nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
+    if scaler is not None:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
+    head = optimizer.param_groups[0]
+    lr = float(head["lr"]) / head.get("lr_mult", 1.0)
+    scheduler.step()
+    return lr
+
+
 def train_one_epoch(
     model: nn.Module,
     criterion: nn.Module,
@@ -74,19 +92,7 @@ def train_one_epoch(
             else:
                 scaled.backward()
         if last:
-            if scaler is not None:
-                scaler.unscale_(optimizer)
-            if clip_grad > 0:
-                nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
-            if scaler is not None:
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                optimizer.step()
-            # The base rate this step used (group 0 may carry a multiplier).
-            head = optimizer.param_groups[0]
-            lr = float(head["lr"]) / head.get("lr_mult", 1.0)
-            scheduler.step()
+            lr = _step(model, optimizer, scheduler, scaler, clip_grad)
 
         top1, top5 = topk_correct(logits.detach(), labels, (1, 5))
         loss_sum += loss_value * batch

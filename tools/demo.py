@@ -147,19 +147,9 @@ def prepare_out(out: Path) -> None:
             path.unlink()
 
 
-def main(argv=None) -> dict:
-    args = get_args(argv)
-    out = args.out.resolve()
-    prepare_out(out)
-    data, frames, record = out / "data", out / "frames", out / "record"
-    width, height = 96, 72  # frames are extracted at this size (--short-side = height)
-    timings: dict[str, float] = {}
-    start = time.perf_counter()
-    print(
-        f"Two-stream demo in {out}: 4 synthetic action classes, both streams trained from scratch "
-        f"on the {args.device} (about 2 minutes on 2 cores)."
-    )
-
+def make_data(args, data: Path, frames: Path, size: tuple[int, int], timings: dict) -> None:
+    """Steps 1-2: the synthetic videos, then their frames and flow."""
+    width, height = size
     run_step(
         "generate videos",
         "tools/synthetic_actions.py",
@@ -184,6 +174,11 @@ def main(argv=None) -> dict:
         ),
         timings,
     )
+
+
+def train_streams(args, data: Path, frames: Path, record: Path, timings: dict) -> str:
+    """Steps 3-4 (and the temporal head's): each stream trained and evaluated from scratch;
+    the temporal run's record name."""
     # From scratch and on a tiny dataset: no partial BN (that is for pretrained weights), little
     # dropout, a cosine schedule, one snippet per video per step, few test frames.
     training = flags(
@@ -221,6 +216,51 @@ def main(argv=None) -> dict:
             + flags(consensus=args.consensus, record_dir=record / temporal, **TEMPORAL),
             timings,
         )
+    return temporal
+
+
+def print_summary(args, summary: dict, temporal: str, clip: Path, gif: Path, out: Path) -> None:
+    """The steps' times, the accuracy table and the prediction, as the README shows them."""
+    timings, total, accuracy = summary["seconds"], summary["total"], summary["accuracy"]
+    predicted = summary["prediction"]
+    print("\n=== summary")
+    for title, seconds in timings.items():
+        print(f"{seconds:7.1f} s  {title}")
+    print(f"{total:7.1f} s  in all")
+    print(f"\nvideo top-1 accuracy on the {accuracy['fused']['videos']} test videos:")
+    for name in ("spatial", "motion", "fused") + ((temporal,) if args.consensus else ()):
+        print(f"  {name:<12} {accuracy[name]['top1']:6.1f} %")
+    print(
+        "The spatial stream sees the colour, the motion stream the direction: each alone is right\n"
+        "about half the time, their fusion nearly always."
+    )
+    if args.consensus:
+        print(
+            f"{temporal}: one spatial stream whose {args.consensus} reads the frames in order, so "
+            "it sees the\ndirection too and tells all four classes apart alone."
+        )
+    print(
+        f"\n{clip.name} (a RedBallDown clip): predicted {predicted['top1']} "
+        f"({100 * max(predicted['fused']):.1f} %), animation in {gif}"
+    )
+    print(f"everything is in {out}")
+
+
+def main(argv=None) -> dict:
+    args = get_args(argv)
+    out = args.out.resolve()
+    prepare_out(out)
+    data, frames, record = out / "data", out / "frames", out / "record"
+    width, height = 96, 72  # frames are extracted at this size (--short-side = height)
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    print(
+        f"Two-stream demo in {out}: 4 synthetic action classes, both streams trained from scratch "
+        f"on the {args.device} (about 2 minutes on 2 cores)."
+    )
+
+    make_data(args, data, frames, (width, height), timings)
+    temporal = train_streams(args, data, frames, record, timings)
     fusion_json = out / "fusion.json"
     run_step(
         "fuse the two streams",
@@ -256,27 +296,7 @@ def main(argv=None) -> dict:
     predicted = json.loads(prediction_json.read_text())
     summary = {"accuracy": accuracy, "prediction": predicted, "seconds": timings, "total": total}
     write_json(out / "demo.json", summary)
-    print("\n=== summary")
-    for title, seconds in timings.items():
-        print(f"{seconds:7.1f} s  {title}")
-    print(f"{total:7.1f} s  in all")
-    print(f"\nvideo top-1 accuracy on the {accuracy['fused']['videos']} test videos:")
-    for name in ("spatial", "motion", "fused") + ((temporal,) if args.consensus else ()):
-        print(f"  {name:<12} {accuracy[name]['top1']:6.1f} %")
-    print(
-        "The spatial stream sees the colour, the motion stream the direction: each alone is right\n"
-        "about half the time, their fusion nearly always."
-    )
-    if args.consensus:
-        print(
-            f"{temporal}: one spatial stream whose {args.consensus} reads the frames in order, so "
-            "it sees the\ndirection too and tells all four classes apart alone."
-        )
-    print(
-        f"\n{clip.name} (a RedBallDown clip): predicted {predicted['top1']} "
-        f"({100 * max(predicted['fused']):.1f} %), animation in {gif}"
-    )
-    print(f"everything is in {out}")
+    print_summary(args, summary, temporal, clip, gif, out)
     return summary
 
 

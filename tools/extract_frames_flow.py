@@ -125,28 +125,8 @@ def _init_worker(threads: int) -> None:
     cv2.setNumThreads(threads)
 
 
-def parse_args(argv):
-    parser = Parser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--videos", type=Path, help="folder of raw videos (searched at any depth)")
-    parser.add_argument("--out", type=Path, required=True, help="output ROOT of the frame layout")
-    parser.add_argument(
-        "--workers",
-        type=int,
-        default=len(os.sched_getaffinity(0)),
-        help="videos extracted in parallel, one process each; 1 runs inline (default: CPU count)",
-    )
-    parser.add_argument(
-        "--short-side",
-        type=int,
-        default=DEFAULTS.short_side,
-        help="resize so the short side has this many pixels (aspect kept); 0 keeps the size",
-    )
-    parser.add_argument(
-        "--bound",
-        type=float,
-        default=DEFAULTS.bound,
-        help="flow is clipped to +-bound pixels before mapping to 0..255",
-    )
+def _add_flow_arguments(parser) -> None:
+    """The TV-L1 options: preset, implementation, its device and batch."""
     parser.add_argument(
         "--preset",
         choices=sorted(PRESETS),
@@ -174,6 +154,56 @@ def parse_args(argv):
         help="consecutive frame pairs solved together (--method torch: the GPU batch; memory "
         "grows with it, about 23 MB a pair at 340x256)",
     )
+
+
+def _check_args(args) -> None:
+    """Read --shard; refuse option values that cannot extract anything, naming the option."""
+    args.shard = _parse_shard(args.shard) if args.shard else None
+    if args.videos is None and not args.index_only:
+        raise UserError("give --videos, the folder of raw videos (or --index-only)")
+    if args.workers < 1:
+        raise UserError(f"--workers must be at least 1, got {args.workers}")
+    if args.short_side < 0:
+        raise UserError(
+            f"--short-side must be positive (or 0 to keep the size), got {args.short_side}"
+        )
+    if args.bound <= 0:
+        raise UserError(f"--bound must be positive, got {args.bound}")
+    if args.max_frames is not None and args.max_frames < 1:
+        raise UserError(f"--max-frames must be at least 1, got {args.max_frames}")
+    if args.flow_batch < 1:
+        raise UserError(f"--flow-batch must be at least 1, got {args.flow_batch}")
+    if args.method == "opencv" and args.device != "cpu":
+        raise UserError("--device is for --method torch; OpenCV's TV-L1 runs on the CPU")
+    if args.test_fraction is not None and not 0 < args.test_fraction < 1:
+        raise UserError(f"--test-fraction must be between 0 and 1, got {args.test_fraction}")
+    if not 1 <= args.jpeg_quality <= 100:
+        raise UserError(f"--jpeg-quality must be in 1..100, got {args.jpeg_quality}")
+
+
+def parse_args(argv):
+    parser = Parser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--videos", type=Path, help="folder of raw videos (searched at any depth)")
+    parser.add_argument("--out", type=Path, required=True, help="output ROOT of the frame layout")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=len(os.sched_getaffinity(0)),
+        help="videos extracted in parallel, one process each; 1 runs inline (default: CPU count)",
+    )
+    parser.add_argument(
+        "--short-side",
+        type=int,
+        default=DEFAULTS.short_side,
+        help="resize so the short side has this many pixels (aspect kept); 0 keeps the size",
+    )
+    parser.add_argument(
+        "--bound",
+        type=float,
+        default=DEFAULTS.bound,
+        help="flow is clipped to +-bound pixels before mapping to 0..255",
+    )
+    _add_flow_arguments(parser)
     parser.add_argument(
         "--max-frames",
         type=int,
@@ -208,27 +238,7 @@ def parse_args(argv):
         "(after all shards are done); --videos, if given, adds their source paths",
     )
     args = parser.parse_args(argv)
-    args.shard = _parse_shard(args.shard) if args.shard else None
-    if args.videos is None and not args.index_only:
-        raise UserError("give --videos, the folder of raw videos (or --index-only)")
-    if args.workers < 1:
-        raise UserError(f"--workers must be at least 1, got {args.workers}")
-    if args.short_side < 0:
-        raise UserError(
-            f"--short-side must be positive (or 0 to keep the size), got {args.short_side}"
-        )
-    if args.bound <= 0:
-        raise UserError(f"--bound must be positive, got {args.bound}")
-    if args.max_frames is not None and args.max_frames < 1:
-        raise UserError(f"--max-frames must be at least 1, got {args.max_frames}")
-    if args.flow_batch < 1:
-        raise UserError(f"--flow-batch must be at least 1, got {args.flow_batch}")
-    if args.method == "opencv" and args.device != "cpu":
-        raise UserError("--device is for --method torch; OpenCV's TV-L1 runs on the CPU")
-    if args.test_fraction is not None and not 0 < args.test_fraction < 1:
-        raise UserError(f"--test-fraction must be between 0 and 1, got {args.test_fraction}")
-    if not 1 <= args.jpeg_quality <= 100:
-        raise UserError(f"--jpeg-quality must be in 1..100, got {args.jpeg_quality}")
+    _check_args(args)
     return args
 
 
