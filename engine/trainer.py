@@ -8,6 +8,7 @@ process writes files (``Trainer.is_main``); see engine.distributed.
 """
 
 import argparse
+import time
 from pathlib import Path
 
 import torch
@@ -29,6 +30,8 @@ from utils.atomic import write_json
 from utils.checkpoint import FORMAT, atomic_save, rng_state, set_rng_state
 from utils.classes import class_difference
 from utils.errors import UserError
+
+PLOT_EVERY_S = 60.0  # curves.png before the last epoch
 
 
 def check_compatible(ckpt: dict, path, spec: StreamSpec, config: dict, classes) -> None:
@@ -140,6 +143,7 @@ class Trainer:
         )  # what trains: DDP under torchrun
         self.dist = dist
         self.is_main = dist.is_main  # the one process that writes files and prints
+        self._plotted = time.monotonic()  # when curves.png was last drawn
         self.loaders = loaders
         self.record_dir = Path(args.record_dir)
         self.optimizer = make_optimizer(model, args, spec.lr_mults)
@@ -265,12 +269,15 @@ class Trainer:
         checkpoint's and the defaults, with the accumulation it resolved to."""
         return dict(plain(self.args), accum_steps=self.accum_steps)
 
-    def _plot(self) -> None:
-        """curves.png from the records so far (main process)."""
-        if self.is_main:
+    def _plot(self, last: bool) -> None:
+        """curves.png from the records so far (main process): after the last epoch, and at most
+        once a minute before it, since drawing it takes about a second (most of a small epoch)."""
+        now = time.monotonic()
+        if self.is_main and (last or now - self._plotted >= PLOT_EVERY_S):
             from utils.reports import plot_curves  # late: matplotlib takes seconds to import
 
             plot_curves(self.record_dir, self.record_dir / "curves.png", self.spec.name)
+            self._plotted = now
 
     def fit(self) -> None:
         """Train the remaining epochs; checkpoint each, test after the last (or --eval-every)."""
@@ -322,10 +329,10 @@ class Trainer:
                 del state
                 if epoch == args.epochs or (args.eval_every and epoch % args.eval_every == 0):
                     self._test(epoch, records)
-                self._plot()
+                self._plot(last=epoch == args.epochs)
             if done >= args.epochs:  # resumed a run killed in its last test (engine.run)
                 self._test(done, records)
-                self._plot()
+                self._plot(last=True)
         finally:
             records.close()
         write_reports(self.record_dir / "video_scores.npz")
