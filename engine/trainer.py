@@ -7,6 +7,7 @@ Under torchrun ``Trainer.model`` is the DistributedDataParallel wrapper that tra
 process writes files (``Trainer.is_main``); see engine.distributed.
 """
 
+import time
 from pathlib import Path
 
 import torch
@@ -23,6 +24,8 @@ from utils.atomic import write_json
 from utils.checkpoint import FORMAT, atomic_save, rng_state, set_rng_state
 from utils.classes import class_difference
 from utils.errors import UserError
+
+PLOT_EVERY_S = 60.0  # curves.png before the last epoch
 
 
 def check_compatible(ckpt: dict, path, spec: StreamSpec, config: dict, classes) -> None:
@@ -134,6 +137,7 @@ class Trainer:
         )  # what trains: DDP under torchrun
         self.dist = dist
         self.is_main = is_main()  # the one process that writes files and prints
+        self._plotted = time.monotonic()  # when curves.png was last drawn
         self.loaders = loaders
         self.record_dir = Path(options.record_dir)
         self.optimizer = make_optimizer(model, options, spec.lr_mults)
@@ -256,12 +260,15 @@ class Trainer:
         checkpoint's and the defaults, with the accumulation it resolved to."""
         return dict(self.options.as_dict(), accum_steps=self.accum_steps)
 
-    def _plot(self) -> None:
-        """curves.png from the records so far (main process)."""
-        if self.is_main:
+    def _plot(self, last: bool) -> None:
+        """curves.png from the records so far (main process): after the last epoch, and at most
+        once a minute before it, since drawing it takes about a second (most of a small epoch)."""
+        now = time.monotonic()
+        if self.is_main and (last or now - self._plotted >= PLOT_EVERY_S):
             from utils.reports import plot_curves  # late: matplotlib takes seconds to import
 
             plot_curves(self.record_dir, self.record_dir / "curves.png", self.spec.name)
+            self._plotted = now
 
     def fit(self) -> None:
         """Train the remaining epochs; checkpoint each, test after the last (or --eval-every)."""
@@ -315,10 +322,10 @@ class Trainer:
                     options.eval_every and epoch % options.eval_every == 0
                 ):
                     self._test(epoch, records)
-                self._plot()
+                self._plot(last=epoch == options.epochs)
             if done >= options.epochs:  # resumed a run killed in its last test (engine.run)
                 self._test(done, records)
-                self._plot()
+                self._plot(last=True)
         finally:
             records.close()
         write_reports(self.record_dir / "video_scores.npz")

@@ -1,5 +1,5 @@
 """Recurrent heads: order matters to them, it is kept from sampling to head, and their runs
-resume, evaluate and fuse like any other; on the synthetic dataset order shows the direction."""
+resume, evaluate and fuse like any other, and they learn what only the order of frames shows."""
 
 import cv2
 import numpy as np
@@ -13,7 +13,6 @@ from engine.streams import SPATIAL
 from network.heads import build_head
 from network.recognizer import build_model, model_from_checkpoint
 from tests.helpers import single_thread
-from tools.synthetic_actions import CLASSES, make_scene, render_clip
 
 one_thread = pytest.fixture(autouse=True, scope="module")(single_thread)
 
@@ -146,21 +145,28 @@ def test_rnn_checkpoint_resumes_bit_identically_evaluates_and_fuses(frame_root, 
     assert fused["fused"]["videos"] == 6
 
 
-def write_synthetic_frames(root, train_per_class, test_per_class, size, frames, seed=0):
-    """The demo's colour x direction clips written straight as JPEG frames (no video, no flow)."""
-    classes = [name for name, _, _ in CLASSES]
+def write_ramp_frames(root, train_per_class, test_per_class, size, frames, seed):
+    """Clips that brighten or darken: a darkening clip is a brightening one played backwards, so
+    the two classes are made of the same frames and only their order tells them apart."""
+    classes = ["Brighten", "Darken"]
     train, test = [], []
-    for i in range(test_per_class + train_per_class):
+    for i in range(train_per_class + test_per_class):
         rng = np.random.default_rng([seed, i])
-        scene = make_scene(rng, size, int(rng.integers(frames[0], frames[1] + 1)))
-        for label, (cls, colour, direction) in enumerate(CLASSES):
-            name = f"v_{cls}_g{i + 1:02d}_c01"
-            clip = render_clip(scene, colour, direction, np.random.default_rng([seed, i, label]))
+        start, step = rng.uniform(30, 110), rng.uniform(6, 10)
+        texture = rng.normal(0, 12, (size[1], size[0], 1))
+        clip = [
+            np.clip(start + step * t + texture + rng.normal(0, 4, texture.shape), 0, 255)
+            for t in range(int(rng.integers(frames[0], frames[1] + 1)))
+        ]
+        for label, order in enumerate((clip, clip[::-1])):
+            name = f"v_{classes[label]}_g{i + 1:02d}_c01"
             folder = root / "jpegs_256" / name
             folder.mkdir(parents=True)
-            for t, image in enumerate(clip):
-                cv2.imwrite(str(folder / f"frame{t + 1:06d}.jpg"), image[..., ::-1])
-            (train if i >= test_per_class else test).append((f"{cls}/{name}.avi", label))
+            for t, image in enumerate(order):
+                cv2.imwrite(
+                    str(folder / f"frame{t + 1:06d}.jpg"), image.repeat(3, 2).astype(np.uint8)
+                )
+            (train if i >= test_per_class else test).append((f"{classes[label]}/{name}.avi", label))
     splits = root / "splits"
     splits.mkdir()
     (splits / "classInd.txt").write_text("".join(f"{c + 1} {n}\n" for c, n in enumerate(classes)))
@@ -169,19 +175,16 @@ def write_synthetic_frames(root, train_per_class, test_per_class, size, frames, 
     return root
 
 
-def test_synthetic_lstm_tells_direction_from_rgb_order(tmp_path):
-    """Fast form of ``tools/demo.py --consensus lstm``: avg cannot beat ~50 %, lstm does."""
-    root = write_synthetic_frames(tmp_path / "data", 12, 4, (64, 48), (12, 14), seed=1)
+def test_an_lstm_head_learns_what_only_the_order_of_frames_shows(tmp_path):
+    """avg consensus scores 50 % here by construction (the same frames in both classes)."""
+    root = write_ramp_frames(tmp_path / "data", 12, 6, (20, 20), (10, 12), seed=1)
     argv = ["--data-root", str(root), "--splits-dir", str(root / "splits")]
-    argv += ["--arch", "resnet18", "--pretrained", "none", "--no-partial-bn", "--dropout", "0.2"]
+    argv += ["--arch", "resnet18", "--pretrained", "none", "--no-partial-bn", "--dropout", "0"]
     argv += ["--batch-size", "8", "--accum-steps", "1", "--lr", "0.02", "--lr-schedule", "cosine"]
-    argv += ["--crop-size", "48"]
-    argv += ["--test-frames", "5", "--workers", "0", "--seed", "0", "--epochs", "EPOCHS"]
-    argv += ["--consensus", "lstm", "--num-segments", "4", "--rnn-hidden", "128"]
-    argv += ["--record-dir", str(tmp_path / "lstm")]
-    main(SPATIAL, [a.replace("EPOCHS", "30") for a in argv])
+    argv += ["--crop-size", "16", "--test-frames", "4", "--workers", "0", "--seed", "1"]
+    argv += ["--epochs", "16", "--consensus", "lstm", "--num-segments", "4", "--rnn-hidden", "32"]
+    main(SPATIAL, [*argv, "--record-dir", str(tmp_path / "lstm")])
     with np.load(tmp_path / "lstm" / "video_scores.npz") as f:
         top1 = 100 * np.mean(f["scores"].argmax(1) == f["labels"])
-    # avg scores 50 % here by construction (measured: 50.0); lstm measured 81.25 % (13 of 16;
-    # 3 test sequences of 4 snippets, orthogonal init; 75 % with PyTorch's default init)
-    assert top1 >= 70, top1
+    # measured 83-100 % over data and training seeds 0-6 (12 test videos; 91.7 % the median)
+    assert top1 >= 75, top1
