@@ -24,6 +24,7 @@ from pathlib import Path
 
 from dataloader.extraction_root import STATE_DIR, Stopped, extract_video
 from dataloader.extraction_settings import ExtractionSettings
+from utils.errors import UserError
 
 GATHER_S = 0.05  # how long a solver waits for more pairs to fill its batch
 GRACE_S = 5.0  # how long stopped processes get to finish before they are terminated
@@ -291,7 +292,7 @@ def _run_processes(todo, root, settings, plan, on_event) -> None:
             try:
                 kind, index, name, value = events.get(timeout=POLL_S)
             except queue.Empty:
-                _check_solvers(solvers)
+                _check_solvers(solvers, plan.devices)
                 for index in [i for i in running if not workers[i].is_alive()]:
                     running.discard(index)  # killed (out of memory?) without a word
                     if index in current:
@@ -315,11 +316,15 @@ def _run_processes(todo, root, settings, plan, on_event) -> None:
             shutil.rmtree(root / STATE_DIR / "tmp" / name, ignore_errors=True)
 
 
-def _check_solvers(solvers) -> None:
+def _check_solvers(solvers, devices) -> None:
     """A solver that died leaves its workers waiting for ever: stop, and say so."""
-    for process in solvers:
+    for process, device in zip(solvers, devices, strict=True):
         if process.exitcode not in (0, None):
-            raise RuntimeError(f"a flow solver process died (exit code {process.exitcode})")
+            raise UserError(
+                f"the flow solver process on {device} died (exit code {process.exitcode}); "
+                "run the same command again to continue (finished videos are kept), with a "
+                "smaller --flow-batch if it ran out of memory"
+            )
 
 
 def _finish(processes, events) -> None:

@@ -14,12 +14,14 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 from tqdm import tqdm
 
 import utils.progress
 from dataloader.extraction import make_flow, to_gray, write_video
-from dataloader.extraction_pool import answer
+from dataloader.extraction_pool import answer, worker_threads
 from tools import extract_frames_flow as tool
+from utils.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -131,3 +133,25 @@ def test_first_ctrl_c_stops_within_seconds_cleans_up_and_a_rerun_resumes(tmp_pat
     assert rerun.returncode == 0, rerun.stderr
     assert f"{len(done)} already done, {4 - len(done)} to extract" in rerun.stdout
     assert len(json.loads((out / "index.json").read_text())["videos"]) == 4
+
+
+def test_devices_get_a_solver_process_each_and_their_default_batch(tmp_path):
+    base = ["--videos", str(tmp_path), "--out", str(tmp_path), "--workers", "6"]
+    args = tool.parse_args(base + ["--method", "torch", "--device", "cuda:0,cuda:1"])
+    plan = tool._plan(args, todo=100)
+    assert (plan.devices, plan.batch, plan.workers) == (["cuda:0", "cuda:1"], 32, 6)
+    args = tool.parse_args(base + ["--method", "torch"])
+    plan = tool._plan(args, todo=100)
+    assert (plan.devices, plan.device, plan.batch) == ([], "cpu", 1)  # workers solve
+    args = tool.parse_args(base + ["--flow-solver", "process", "--flow-batch", "4"])
+    assert tool._plan(args, todo=3).devices == ["cpu"] and tool._plan(args, 3).workers == 3
+    for device in ("gpu", "cpu,cuda:0"):
+        with pytest.raises(UserError, match="--device"):
+            tool.parse_args(base + ["--method", "torch", "--device", device])
+
+
+@pytest.mark.parametrize(
+    ("workers", "cores", "threads"), [(1, 8, 8), (2, 2, 1), (3, 8, 2), (16, 4, 1)]
+)
+def test_workers_share_the_cores(workers, cores, threads):
+    assert worker_threads(workers, cores) == threads

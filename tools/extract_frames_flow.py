@@ -12,9 +12,13 @@ where <video> is the file name without extension and flow file i is the motion f
 frame i+1 (see dataloader/extraction.py). ROOT/index.json lists each finished video's frame
 count, fps and size; ROOT/failed.txt the videos that could not be decoded.
 
-A video is written under ROOT/.extract/tmp/ and moved into place only when whole; a marker in
-ROOT/.extract/done/ then records it. A killed run leaves no half video in the layout, and a rerun
-skips the videos that have a marker. Folders in the layout that this tool did not write (say, a
+CPU workers (--workers) decode the videos and write the JPEGs; on the CPU each also solves its
+own flow, and each CUDA device of --device gets one solver process that batches the pairs the
+workers send it (dataloader/extraction_pool.py). A video is written under ROOT/.extract/tmp/
+and moved into place only when whole; a marker in ROOT/.extract/done/ then records it. A killed
+or interrupted run (the first Ctrl-C stops it within seconds) leaves no half video in the
+layout, and a rerun skips the videos that have a marker. A video that decodes to fewer frames
+than its container declares is reported as truncated, and fails. Folders in the layout that this tool did not write (say, a
 download in the same ROOT) are never replaced: such a video is reported as failed.
 
 Several machines, one ROOT (a shared folder): machine I of N runs with ``--shard I/N`` and takes
