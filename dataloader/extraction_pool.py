@@ -1,9 +1,9 @@
 """Processes of an extraction: CPU workers that decode videos and write JPEGs, and the TV-L1
 solvers they use.
 
-On the CPU each worker solves its own pairs (``LocalSolver``) with ``cores // workers`` torch
-and OpenCV threads (at least one), so N workers on N cores spend no more CPU time per pair
-than one (bench/extraction_cpu_bench.py). On GPUs one solver process per device
+On the CPU each worker solves its own pairs (``LocalSolver``) with ``cores // workers``
+OpenCV threads (at least one) and one torch thread, so N workers on N cores spend no more CPU
+time per pair than one (bench/extraction_cpu_bench.py). On GPUs one solver process per device
 (``solver_main``) holds the device; the workers send it their gray pairs (``RemoteSolver``)
 and keep decoding while it works, and it solves the pairs of several workers, so of several
 videos, in one batch.
@@ -42,8 +42,12 @@ def limit_threads(threads: int, method: str) -> None:
         torch.set_num_threads(threads)
 
 
-def worker_threads(workers: int, cores: int | None = None) -> int:
-    """Threads per worker so that the workers together use the cores once."""
+def worker_threads(workers: int, method: str = "opencv", cores: int | None = None) -> int:
+    """Threads per worker so that the workers together use the cores once; one for the torch
+    TV-L1, whose small operations gain nothing from a second thread and cost 5x the CPU time
+    on a busy machine (bench/extraction_cpu_bench.py)."""
+    if method == "torch":
+        return 1
     cores = cores or len(os.sched_getaffinity(0))
     return max(1, cores // workers)
 

@@ -154,4 +154,5 @@ def test_devices_get_a_solver_process_each_and_their_default_batch(tmp_path):
     ("workers", "cores", "threads"), [(1, 8, 8), (2, 2, 1), (3, 8, 2), (16, 4, 1)]
 )
 def test_workers_share_the_cores(workers, cores, threads):
-    assert worker_threads(workers, cores) == threads
+    assert worker_threads(workers, "opencv", cores) == threads
+    assert worker_threads(workers, "torch", cores) == 1

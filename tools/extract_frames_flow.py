@@ -140,8 +140,8 @@ def parse_args(argv):
         type=int,
         default=len(os.sched_getaffinity(0)),
         help="CPU worker processes that decode videos and write JPEGs (and solve the flow on "
-        "the CPU), one video each at a time, with CPU count / workers threads each; 1 on the "
-        "CPU runs in this process (default: CPU count)",
+        "the CPU), one video each at a time, with CPU count / workers OpenCV threads and one "
+        "torch thread each; 1 on the CPU runs in this process (default: CPU count)",
     )
     parser.add_argument(
         "--short-side",
@@ -268,7 +268,7 @@ def _plan(args, todo: int) -> Plan:
         devices=args.devices if solver_process else [],
         device=args.devices[0],
         batch=args.flow_batch,
-        threads=worker_threads(workers),
+        threads=worker_threads(workers, args.method),
     )
 
 
