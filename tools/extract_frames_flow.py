@@ -54,7 +54,8 @@ from utils.errors import UserError, run_cli
 FAILED_NAME = "failed.txt"
 DEFAULTS = ExtractionSettings()
 # Pairs per TV-L1 solve. CPU: 1 (bench/flow_bench.py, one thread: 1.34 pairs/s at batch 1, 0.80
-# at 8). CUDA: unmeasured here (no GPU); 32 fills a GPU at 340x256 (about 23 MB a pair).
+# at 8). CUDA: 32 is a guess, unmeasured (no GPU was at hand; bench/gpu_check.py measures
+# batches 1-64 on one); about 23 MB of GPU memory a pair at 340x256.
 FLOW_BATCH = {"cpu": 1, "cuda": 32}
 
 
@@ -360,7 +361,7 @@ def main(argv=None) -> int:
     if failed:
         lines = "".join(f"{sources[n]}\t{failed[n]}\n" for n in sorted(failed))
         write_text(failed_path, lines)
-    elif failed_path.exists():
+    elif failed_path.exists() and not interrupted:
         failed_path.unlink()  # from an earlier run whose failures are now fixed or gone
 
     done = sum(is_done(root, name) for name, _ in todo)
