@@ -42,6 +42,23 @@ class DecodeError(Exception):
     """A video that cannot be decoded (corrupt, no video stream, no frames)."""
 
 
+class TruncatedVideo(DecodeError):
+    """A video that gave fewer frames than its container declares: cut short or damaged."""
+
+
+# Frames a whole video may decode short of its container's count: HMDB51's AVIs declare one
+# frame more than FFmpeg decodes from them.
+TRUNCATION_SLACK = 2
+
+
+@dataclass
+class VideoInfo:
+    """What the container says: frame rate (0.0 when unknown), frame count (0 when unknown)."""
+
+    fps: float
+    frames: int
+
+
 @dataclass
 class DecodedVideo:
     """Frames of one video: ``frames`` is [N, H, W, 3] uint8 RGB; ``fps`` as the stream says."""
@@ -91,12 +108,28 @@ def _open(path) -> av.container.InputContainer:
     return container
 
 
-def video_fps(path) -> float:
-    """Frame rate of the first video stream (0.0 where the file does not say)."""
+def probe_video(path) -> VideoInfo:
+    """Frame rate and declared frame count of the first video stream, without decoding."""
     with _open(path) as container:
         stream = container.streams.video[0]
         rate = stream.average_rate or stream.guessed_rate
-        return float(rate) if rate else 0.0
+        return VideoInfo(float(rate) if rate else 0.0, int(stream.frames or 0))
+
+
+def video_fps(path) -> float:
+    """Frame rate of the first video stream (0.0 where the file does not say)."""
+    return probe_video(path).fps
+
+
+def check_complete(path, decoded: int, declared: int, max_frames: int | None = None) -> None:
+    """Raise TruncatedVideo when ``decoded`` frames fall short of the ``declared`` ones (of the
+    first ``max_frames``) by more than TRUNCATION_SLACK; a count of 0 (unknown) passes."""
+    wanted = declared if max_frames is None else min(declared, max_frames)
+    if declared and decoded < wanted - TRUNCATION_SLACK:
+        raise TruncatedVideo(
+            f"{path}: truncated: {decoded} of the {declared} frames its container declares "
+            "decoded (the file is cut short or damaged; download or copy it again)"
+        )
 
 
 def iter_frames(path, short_side: int | None = 256, max_frames: int | None = None) -> Iterator:
@@ -115,7 +148,11 @@ def iter_frames(path, short_side: int | None = 256, max_frames: int | None = Non
                 if max_frames is not None and count >= max_frames:
                     return
         except av.FFmpegError as err:
-            raise DecodeError(f"{path}: decoding failed after {count} frames: {err}") from err
+            declared = container.streams.video[0].frames
+            of = f" of the {declared} frames its container declares" if declared else " frames"
+            raise TruncatedVideo(
+                f"{path}: truncated: decoding stopped with an error after {count}{of}: {err}"
+            ) from err
 
 
 def decode_video(path, short_side: int | None = 256, max_frames: int | None = None) -> DecodedVideo:

@@ -29,31 +29,40 @@ def _imwrite(path: Path, image, quality: int) -> None:
         raise OSError(f"cannot write {path}")
 
 
+class Stopped(Exception):
+    """Extraction was asked to stop (Ctrl-C) while a video was being written."""
+
+
 def extract_video(
     path: Path,
     name: str,
     root: Path,
     settings: ExtractionSettings,
-    device: str = "cpu",
-    flow_batch: int = 8,
+    solver,
+    chunk: int = 8,
+    report=None,
+    stop=None,
 ) -> dict:
     """Write one video's RGB and flow folders under ``root``; return its index entry.
 
     Everything goes to ROOT/.extract/tmp/<name> first; the three folders are moved into the
-    layout only when complete, then the marker ROOT/.extract/done/<name>.json is written. Flow
-    is computed ``flow_batch`` consecutive pairs at a time (one batch for the torch method).
+    layout only when complete, then the marker ROOT/.extract/done/<name>.json is written.
+    ``solver`` (dataloader.extraction_pool) takes ``chunk`` consecutive pairs at a time and may
+    keep ``solver.depth`` of them in flight while frames are decoded. ``report(kind, value)``
+    hears ``("start", frames expected)`` and ``("frames", frames decoded since)``; a set
+    ``stop`` event (multiprocessing) raises Stopped between frames. A video that decodes to
+    fewer frames than its container declares raises TruncatedVideo.
     """
-    import numpy as np
+    from collections import deque
 
     from dataloader.extraction import (  # here: PyAV and OpenCV take a while to import
         DecodeError,
+        check_complete,
         flow_to_uint8,
-        iter_frames,
-        make_flow,
-        to_gray,
-        video_fps,
+        probe_video,
     )
 
+    report = report or (lambda kind, value: None)
     layout = Layout()
     tmp = root / STATE_DIR / "tmp" / name
     shutil.rmtree(tmp, ignore_errors=True)  # left by a killed run
@@ -62,43 +71,69 @@ def extract_video(
         "u": (tmp / "u", root / layout.flow_x_dir / name, layout.flow_x_pattern),
         "v": (tmp / "v", root / layout.flow_y_dir / name, layout.flow_y_pattern),
     }
+    pending = deque()  # (ticket, number of its first flow file)
 
-    def write_flows(grays: list, first: int) -> None:
-        """Flow files first.. for the consecutive frames ``grays`` (frame numbers first..)."""
-        for j, f in enumerate(flows(np.stack(grays[:-1]), np.stack(grays[1:]))):
-            for key, channel in (("u", 0), ("v", 1)):
-                folder, _, pattern = parts[key]
-                image = flow_to_uint8(f[..., channel], settings.bound)
-                _imwrite(folder / (pattern % (first + j)), image, settings.jpeg_quality)
+    def write_flows(limit: int) -> None:
+        """Write the answers of the oldest requests until at most ``limit`` are in flight."""
+        while len(pending) > limit:
+            ticket, first = pending.popleft()
+            for j, f in enumerate(solver.result(ticket)):
+                for key, channel in (("u", 0), ("v", 1)):
+                    folder, _, pattern = parts[key]
+                    image = flow_to_uint8(f[..., channel], settings.bound)
+                    _imwrite(folder / (pattern % (first + j)), image, settings.jpeg_quality)
 
     try:
         for work, _, _ in parts.values():
             work.mkdir(parents=True)
-        flows = make_flow(settings.preset, settings.method, device, flow_batch)
-        count, size, grays = 0, None, []
-        for rgb in iter_frames(path, settings.short_side, settings.max_frames):
-            count += 1
-            size = (rgb.shape[1], rgb.shape[0])
-            folder, _, pattern = parts["rgb"]
-            _imwrite(folder / (pattern % count), rgb[..., ::-1], settings.jpeg_quality)
-            grays.append(to_gray(rgb))
-            if len(grays) > flow_batch:
-                write_flows(grays, count - len(grays) + 1)
-                grays = grays[-1:]
-        if len(grays) > 1:
-            write_flows(grays, count - len(grays) + 1)
+        info = probe_video(path)
+        limit = settings.max_frames
+        report("start", min(info.frames, limit) if limit and info.frames else info.frames)
+        count, size = _write_frames(path, name, settings, parts, solver, pending, write_flows,
+                                    chunk, report, stop)  # fmt: skip
         if count == 0:
             raise DecodeError(f"{path}: no frames decoded")
+        check_complete(path, count, info.frames, settings.max_frames)
         entry = {
             "frames": count,
-            "fps": video_fps(path),
+            "fps": info.fps,
             "width": size[0],
             "height": size[1],
         }
         _move_into_place(root, name, parts, entry)
     finally:
+        solver.forget(ticket for ticket, _ in pending)
         shutil.rmtree(tmp, ignore_errors=True)
     return entry
+
+
+def _write_frames(path, name, settings, parts, solver, pending, write_flows, chunk, report, stop):
+    """Decode the video, write its RGB frames and send its gray pairs to ``solver`` ``chunk`` at
+    a time (their flows are written by ``write_flows``); return the frames decoded and their size."""
+    import numpy as np
+
+    from dataloader.extraction import iter_frames, to_gray
+
+    count, size, grays, unreported = 0, None, [], 0
+    for rgb in iter_frames(path, settings.short_side, settings.max_frames):
+        if stop is not None and stop.is_set():
+            raise Stopped(name)
+        count += 1
+        size = (rgb.shape[1], rgb.shape[0])
+        folder, _, pattern = parts["rgb"]
+        _imwrite(folder / (pattern % count), rgb[..., ::-1], settings.jpeg_quality)
+        grays.append(to_gray(rgb))
+        if len(grays) > chunk:
+            pending.append((solver.submit(np.stack(grays)), count - len(grays) + 1))
+            grays = grays[-1:]
+            write_flows(solver.depth)
+            report("frames", count - unreported)
+            unreported = count
+    if len(grays) > 1:
+        pending.append((solver.submit(np.stack(grays)), count - len(grays) + 1))
+    write_flows(0)
+    report("frames", count - unreported)
+    return count, size
 
 
 def _move_into_place(root: Path, name: str, parts: dict, entry: dict) -> None:

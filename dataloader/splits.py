@@ -7,8 +7,10 @@ always found through the class *name*, so a trimmed class list cannot give a wro
 ``custom``: a folder with ``classes.txt`` (one class name per line, in label order) and
 ``train.txt`` / ``test.txt`` (optionally ``val.txt``), one ``<video> <class name>`` per line,
 where ``<video>`` is the frame folder name under the data root (folders and extension are
-ignored). mmaction2's annotation lists (``<video> <label>``, rawframes ``<dir> <frames> <label>``)
-are read too; without ``classes.txt`` their classes are named by their numbers.
+ignored). Either may hold spaces: a tab between the two (as ``write_custom_split`` writes them)
+separates them, else the longest listed class name the line ends with is its class. mmaction2's
+annotation lists (``<video> <label>``, rawframes ``<dir> <frames> <label>``) are read too;
+without ``classes.txt`` their classes are named by their numbers.
 """
 
 import random
@@ -26,6 +28,7 @@ SPLIT_FOLDERS = {
     "custom": "splits",
 }
 _UCF_GROUP = re.compile(r"_g(\d+)_c\d+$")
+_EXTENSION = re.compile(r"\.[A-Za-z0-9]{2,5}$")
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,16 @@ def _read_lines(path: Path, what: str) -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip()]
 
 
+def _custom_hint(splits_dir: Path, missing: str) -> None:
+    """Raise when a benchmark's split files are missing but a custom split is there."""
+    for folder in (splits_dir, splits_dir.parent / SPLIT_FOLDERS["custom"]):
+        if (folder / "classes.txt").is_file():
+            raise UserError(
+                f"{missing} not found in {splits_dir}, but {folder / 'classes.txt'} is there: "
+                "for a split of your own (such as --test-fraction writes) pass --dataset custom"
+            )
+
+
 def _check_split(split: int) -> None:
     if split not in (1, 2, 3):
         raise UserError(f"--split must be 1, 2 or 3, got {split}")
@@ -67,6 +80,8 @@ def load_ucf101(splits_dir: str | Path, split: int = 1) -> Split:
     _check_split(split)
     splits_dir = Path(splits_dir)
     index_file = splits_dir / "classInd.txt"
+    if not index_file.is_file():
+        _custom_hint(splits_dir, "UCF101's classInd.txt")
     classes: dict[int, str] = {}
     for line in _read_lines(index_file, "UCF101 class index"):
         index, name = line.split(maxsplit=1)
@@ -122,6 +137,7 @@ def load_hmdb51(splits_dir: str | Path, split: int = 1) -> Split:
     suffix = f"_test_split{split}.txt"
     files = sorted(splits_dir.glob(f"*{suffix}"))
     if not files:
+        _custom_hint(splits_dir, f"HMDB51's *{suffix} split files")
         raise UserError(
             f"no HMDB51 split files *{suffix} in {splits_dir}; point --splits-dir at "
             "the testTrainMulti_7030_splits folder"
@@ -139,6 +155,19 @@ def load_hmdb51(splits_dir: str | Path, split: int = 1) -> Split:
 
 def _is_number(text: str) -> bool:
     return text.isdigit()
+
+
+def _named_class(line: str, by_name: dict[str, int]) -> tuple[str, int] | None:
+    """(video, label) of a ``<video> <class name>`` line whose class is listed, else None."""
+    if "\t" in line:
+        video, _, name = line.rpartition("\t")
+        label = by_name.get(name.strip().lower())
+        return None if label is None else (video.strip(), label)
+    lower = line.lower()
+    for name in sorted(by_name, key=len, reverse=True):
+        if lower.endswith(name) and len(line) > len(name) and line[-len(name) - 1].isspace():
+            return line[: -len(name)].strip(), by_name[name]
+    return None
 
 
 def load_custom(splits_dir: str | Path) -> Split:
@@ -162,8 +191,10 @@ def load_custom(splits_dir: str | Path) -> Split:
             rest = line.split(maxsplit=1)[1].strip() if len(tokens) > 1 else ""
             if len(tokens) < 2:
                 raise UserError(f"{path}: {line!r} needs '<video> <class name>'")
-            if rest.lower() in by_name:
-                label = by_name[rest.lower()]
+            named = _named_class(line, by_name)
+            video = tokens[0]
+            if named is not None:
+                video, label = named
             elif _is_number(tokens[-1]) and (len(tokens) == 2 or _is_number(tokens[1])):
                 label = int(tokens[-1])  # mmaction: <video> <label> or <dir> <frames> <label>
                 if numbered:
@@ -178,8 +209,9 @@ def load_custom(splits_dir: str | Path) -> Split:
                     f"{path}: class {rest!r} of {line!r} is not in {classes_file}; "
                     "add it there or fix the line"
                 )
-            video = tokens[0].replace("\\", "/").rsplit("/", 1)[-1]
-            videos.append(Video(Path(video).stem if "." in video else video, label))
+            video = video.replace("\\", "/").rsplit("/", 1)[-1]
+            extension = _EXTENSION.search(video)  # not the dot of "Dr. Who clip"
+            videos.append(Video(video[: extension.start()] if extension else video, label))
         parts[part] = videos
     return Split("custom", 1, names, parts["train"], parts["test"], parts["val"])
 
@@ -225,7 +257,7 @@ def write_custom_split(
             group = ucf101_group(name)
             key = f"{seed}|{cls}|{group if group is not None else name}"
             draw = int(hashlib.sha1(key.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
-            lines["test" if draw < test_fraction else "train"].append(f"{name} {cls}\n")
+            lines["test" if draw < test_fraction else "train"].append(f"{name}\t{cls}\n")
     from utils.atomic import write_text
 
     write_text(out_dir / "classes.txt", "".join(f"{c}\n" for c in classes))

@@ -19,6 +19,7 @@ from dataloader.extraction import (
     uint8_to_flow,
     write_video,
 )
+from dataloader.splits import load_split
 from tools import extract_frames_flow as tool
 from utils.errors import UserError
 
@@ -174,8 +175,7 @@ def test_interrupt_leaves_no_half_video_and_rerun_completes(tmp_path, monkeypatc
         return interrupted
 
     monkeypatch.setattr(extraction, "make_flow", interrupted_after_two_pairs)
-    with pytest.raises(KeyboardInterrupt):
-        _run(videos, out, "--flow-batch", "1")  # two flow frames written, then killed
+    assert _run(videos, out, "--flow-batch", "1") == 130  # two flow frames written, then Ctrl-C
     for folder in ("jpegs_256", "tvl1_flow/u", "tvl1_flow/v"):
         assert not (out / folder / "clip").exists()
     monkeypatch.setattr(extraction, "make_flow", real_make_flow)
@@ -279,3 +279,33 @@ def test_torch_method_writes_the_same_layout_and_flow_as_opencv(tmp_path):
         assert np.abs(x - y).mean() < 2.0  # of 255 levels; 128 +- 6.4 per pixel of motion
     with pytest.raises(UserError, match="--method torch"):
         _run(videos, tmp_path / "other", "--device", "cuda")
+
+
+def _damaged_copies(videos, frames):
+    """A 30-frame clip written whole, cut to a third, and with its second half overwritten."""
+    whole = write_video(videos / "Other" / "whole.avi", frames)
+    data = whole.read_bytes()
+    (videos / "Other" / "cut.avi").write_bytes(data[: len(data) // 3])
+    noise = np.random.default_rng(0).integers(0, 256, len(data) - len(data) // 2, np.uint8)
+    (videos / "Other" / "damaged.avi").write_bytes(data[: len(data) // 2] + noise.tobytes())
+
+
+def test_truncated_and_damaged_videos_fail_and_stay_out_of_the_split(tmp_path, capsys):
+    videos, out = tmp_path / "videos", tmp_path / "out"
+    frames = np.random.default_rng(1).integers(0, 256, (30, HEIGHT, WIDTH, 3), np.uint8)
+    _damaged_copies(videos, frames)
+    write_video(videos / "clip Música" / "my clip.avi", _moving_frames(STEP, 4))
+    assert _run(videos, out, "--test-fraction", "0.5") == 1
+    printed = capsys.readouterr().out
+    assert "; 2 failed (2 truncated)" in printed
+    failed = dict(line.split("\t") for line in (out / "failed.txt").read_text().splitlines())
+    assert sorted(failed) == ["Other/cut.avi", "Other/damaged.avi"]
+    for message in failed.values():
+        assert "truncated:" in message and "of the 30 frames its container declares" in message
+    assert (
+        not (out / "jpegs_256" / "cut").exists() and not (out / ".extract" / "tmp" / "cut").exists()
+    )
+    split = load_split("custom", out / "splits")  # written by the tool, read by the trainer
+    listed = {(v.name, split.classes[v.label]) for v in split.train + split.test}
+    assert listed == {("whole", "Other"), ("my clip", "clip Música")}
+    assert "2 videos not extracted are left out" in printed

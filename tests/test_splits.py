@@ -1,6 +1,13 @@
 import pytest
 
-from dataloader.splits import holdout_groups, load_split, ucf101_group, video_key
+from dataloader.splits import (
+    default_splits_dir,
+    holdout_groups,
+    load_split,
+    ucf101_group,
+    video_key,
+    write_custom_split,
+)
 from utils.errors import UserError
 
 
@@ -63,3 +70,28 @@ def test_holdout_keeps_whole_groups(shared_data):
     assert holdout_groups(s.train, 3, seed=1) == (train, val)
     with pytest.raises(UserError, match="groups"):
         holdout_groups(s.train, 50)
+
+
+def test_custom_split_names_with_spaces_and_dots_read_back_as_written(tmp_path):
+    videos = {"clip Música": ["my clip", "Dr. Who 2"], "Música": ["clip Música take"], "Run": ["a"]}
+    counts = write_custom_split(videos, tmp_path, 0.5)
+    split = load_split("custom", tmp_path)
+    read = {(v.name, split.classes[v.label]) for v in split.train + split.test}
+    assert read == {(n, c) for c, names in videos.items() for n in names}
+    assert counts == {"train": len(split.train), "test": len(split.test)}
+    # Written by hand with a space: the longest class name the line ends with is its class.
+    (tmp_path / "train.txt").write_text("my clip clip Música\nclip2.avi Música\n")
+    split = load_split("custom", tmp_path)
+    assert [(v.name, split.classes[v.label]) for v in split.train] == [
+        ("my clip", "clip Música"),
+        ("clip2", "Música"),
+    ]
+
+
+@pytest.mark.parametrize("dataset", ["ucf101", "hmdb51"])
+def test_a_custom_split_under_the_data_root_suggests_dataset_custom(tmp_path, dataset):
+    write_custom_split({"Run": ["a", "b"], "Jump": ["c", "d"]}, tmp_path / "splits", 0.5)
+    with pytest.raises(UserError, match="splits/classes.txt is there: .* --dataset custom"):
+        load_split(dataset, default_splits_dir(dataset, tmp_path), 1)
+    with pytest.raises(UserError, match="--dataset custom"):  # --splits-dir at the custom folder
+        load_split(dataset, tmp_path / "splits", 1)

@@ -12,9 +12,13 @@ where <video> is the file name without extension and flow file i is the motion f
 frame i+1 (see dataloader/extraction.py). ROOT/index.json lists each finished video's frame
 count, fps and size; ROOT/failed.txt the videos that could not be decoded.
 
-A video is written under ROOT/.extract/tmp/ and moved into place only when whole; a marker in
-ROOT/.extract/done/ then records it. A killed run leaves no half video in the layout, and a rerun
-skips the videos that have a marker. Folders in the layout that this tool did not write (say, a
+CPU workers (--workers) decode the videos and write the JPEGs; on the CPU each also solves its
+own flow, and each CUDA device of --device gets one solver process that batches the pairs the
+workers send it (dataloader/extraction_pool.py). A video is written under ROOT/.extract/tmp/
+and moved into place only when whole; a marker in ROOT/.extract/done/ then records it. A killed
+or interrupted run (the first Ctrl-C stops it within seconds) leaves no half video in the
+layout, and a rerun skips the videos that have a marker. A video that decodes to fewer frames
+than its container declares is reported as truncated, and fails. Folders in the layout that this tool did not write (say, a
 download in the same ROOT) are never replaced: such a video is reported as failed.
 
 Several machines, one ROOT (a shared folder): machine I of N runs with ``--shard I/N`` and takes
@@ -25,19 +29,17 @@ shard lists its failures in failed-I-of-N.txt. When all are done,
 """
 
 import argparse
-import multiprocessing
 import os
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from dataloader.extraction_pool import Plan, run, worker_threads
 from dataloader.extraction_root import (
     STATE_DIR,
     check_settings,
-    extract_video,
     is_done,
     read_root_settings,
     shard_of,
@@ -51,6 +53,10 @@ from utils.errors import UserError, run_cli
 
 FAILED_NAME = "failed.txt"
 DEFAULTS = ExtractionSettings()
+# Pairs per TV-L1 solve. CPU: 1 (bench/flow_bench.py, one thread: 1.34 pairs/s at batch 1, 0.80
+# at 8). CUDA: 32 is a guess, unmeasured (no GPU was at hand; bench/gpu_check.py measures
+# batches 1-64 on one); about 23 MB of GPU memory a pair at 340x256.
+FLOW_BATCH = {"cpu": 1, "cuda": 32}
 
 
 def _collect(videos_dir: Path) -> dict[str, Path]:
@@ -76,10 +82,16 @@ def _collect(videos_dir: Path) -> dict[str, Path]:
     return by_name
 
 
-def _write_split(videos_dir: Path, videos: dict[str, Path], out: Path, fraction: float) -> None:
-    """A custom split of the videos by their class folder (the first folder under --videos)."""
+def _write_split(videos_dir: Path, videos: dict[str, Path], root: Path, fraction: float) -> None:
+    """A custom split of the extracted videos by their class folder (the first folder under
+    --videos); videos not extracted (failed, or another shard's) are left out."""
+    out = root / SPLIT_FOLDERS["custom"]
     by_class: dict[str, list[str]] = {}
+    left_out = 0
     for name, path in videos.items():
+        if not is_done(root, name):
+            left_out += 1
+            continue
         parts = path.relative_to(videos_dir).parts
         if len(parts) < 2:
             raise UserError(
@@ -88,9 +100,10 @@ def _write_split(videos_dir: Path, videos: dict[str, Path], out: Path, fraction:
             )
         by_class.setdefault(parts[0], []).append(name)
     counts = write_custom_split(by_class, out, fraction)
+    missing = f"; {left_out} videos not extracted are left out" if left_out else ""
     print(
         f"wrote {out}/classes.txt, train.txt, test.txt: {len(by_class)} classes, "
-        f"{counts['train']} training and {counts['test']} test videos"
+        f"{counts['train']} training and {counts['test']} test videos{missing}"
     )
 
 
@@ -119,14 +132,8 @@ def _rebuild_index(root: Path, videos_dir: Path | None) -> int:
     return listed
 
 
-def _init_worker(threads: int) -> None:
-    import cv2
-
-    cv2.setNumThreads(threads)
-
-
 def _add_flow_arguments(parser) -> None:
-    """The TV-L1 options: preset, implementation, its device and batch."""
+    """The TV-L1 options: preset, implementation, its devices, batch and solver."""
     parser.add_argument(
         "--preset",
         choices=sorted(PRESETS),
@@ -145,19 +152,27 @@ def _add_flow_arguments(parser) -> None:
     parser.add_argument(
         "--device",
         default="cpu",
-        help="torch device of --method torch, e.g. cuda or cuda:1 (each worker uses it)",
+        help="torch device(s) of --method torch: cpu, cuda, or a list such as cuda:0,cuda:1; "
+        "each CUDA device gets one solver process that the workers feed",
     )
     parser.add_argument(
         "--flow-batch",
         type=int,
-        default=8,
-        help="consecutive frame pairs solved together (--method torch: the GPU batch; memory "
-        "grows with it, about 23 MB a pair at 340x256)",
+        help="frame pairs solved together (GPU: pairs of several videos; memory grows with "
+        "it, about 23 MB a pair at 340x256; default: 1 on the CPU, 32 on CUDA)",
+    )
+    parser.add_argument(
+        "--flow-solver",
+        choices=("auto", "workers", "process"),
+        default="auto",
+        help="who solves the flow: each worker its own pairs (auto on the CPU), or one solver "
+        "process per --device fed by the workers (auto on CUDA)",
     )
 
 
 def _check_args(args) -> None:
-    """Read --shard; refuse option values that cannot extract anything, naming the option."""
+    """Read --shard and --device; refuse option values that cannot extract anything, naming
+    the option; fill in the default --flow-batch of the device."""
     args.shard = _parse_shard(args.shard) if args.shard else None
     if args.videos is None and not args.index_only:
         raise UserError("give --videos, the folder of raw videos (or --index-only)")
@@ -171,10 +186,21 @@ def _check_args(args) -> None:
         raise UserError(f"--bound must be positive, got {args.bound}")
     if args.max_frames is not None and args.max_frames < 1:
         raise UserError(f"--max-frames must be at least 1, got {args.max_frames}")
-    if args.flow_batch < 1:
+    if args.flow_batch is not None and args.flow_batch < 1:
         raise UserError(f"--flow-batch must be at least 1, got {args.flow_batch}")
     if args.method == "opencv" and args.device != "cpu":
         raise UserError("--device is for --method torch; OpenCV's TV-L1 runs on the CPU")
+    args.devices = [d.strip() for d in args.device.split(",") if d.strip()]
+    for device in args.devices:
+        if device != "cpu" and device.split(":")[0] != "cuda":
+            raise UserError(f"--device {device!r}: give cpu, cuda, cuda:N or a list cuda:0,cuda:1")
+    if not args.devices or ("cpu" in args.devices and len(args.devices) > 1):
+        raise UserError(f"--device {args.device!r}: give cpu, or one or more CUDA devices")
+    on_gpu = args.devices[0] != "cpu"
+    if args.flow_solver == "workers" and len(args.devices) > 1:
+        raise UserError("--flow-solver workers solves on one --device; list one device")
+    if args.flow_batch is None:
+        args.flow_batch = FLOW_BATCH["cuda" if on_gpu else "cpu"]
     if args.test_fraction is not None and not 0 < args.test_fraction < 1:
         raise UserError(f"--test-fraction must be between 0 and 1, got {args.test_fraction}")
     if not 1 <= args.jpeg_quality <= 100:
@@ -189,7 +215,9 @@ def parse_args(argv):
         "--workers",
         type=int,
         default=len(os.sched_getaffinity(0)),
-        help="videos extracted in parallel, one process each; 1 runs inline (default: CPU count)",
+        help="CPU worker processes that decode videos and write JPEGs (and solve the flow on "
+        "the CPU), one video each at a time, with CPU count / workers OpenCV threads and one "
+        "torch thread each; 1 on the CPU runs in this process (default: CPU count)",
     )
     parser.add_argument(
         "--short-side",
@@ -242,39 +270,49 @@ def parse_args(argv):
     return args
 
 
-def _run_jobs(todo, root, settings, workers, debug, device="cpu", flow_batch=8):
-    """Extract ``todo`` ((name, path) pairs); yield (name, entry or None, error or None).
-
-    Workers are processes: while one solves flow (on the GPU with ``--method torch``), the others
-    decode and write frames. With CUDA they are spawned, not forked.
-    """
-    if workers == 1:
-        for name, path in todo:
-            try:
-                yield name, extract_video(path, name, root, settings, device, flow_batch), None
-            except Exception as err:
-                if debug:
-                    raise
-                yield name, None, err
-        return
-    threads = max(1, len(os.sched_getaffinity(0)) // workers)
-    context = multiprocessing.get_context("spawn" if device.startswith("cuda") else None)
-    pool = ProcessPoolExecutor(
-        workers, mp_context=context, initializer=_init_worker, initargs=(threads,)
+def _plan(args, todo: int) -> Plan:
+    """Processes for this run: see dataloader/extraction_pool.py."""
+    on_gpu = args.devices[0] != "cpu"
+    solver_process = args.flow_solver == "process" or (args.flow_solver == "auto" and on_gpu)
+    workers = min(args.workers, max(1, todo))
+    return Plan(
+        workers=workers,
+        devices=args.devices if solver_process else [],
+        device=args.devices[0],
+        batch=args.flow_batch,
+        threads=worker_threads(workers, args.method),
     )
-    try:
-        futures = {
-            pool.submit(extract_video, p, n, root, settings, device, flow_batch): n for n, p in todo
-        }
-        for future in as_completed(futures):
-            try:
-                yield futures[future], future.result(), None
-            except Exception as err:
-                if debug:
-                    raise
-                yield futures[future], None, err
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+
+
+class _Tally:
+    """Progress of a run, in frames: the bar's total is the frames the containers of the
+    started videos declare plus, for each video not started, their mean."""
+
+    def __init__(self, bar, videos: int):
+        self.bar, self.videos = bar, videos
+        self.started, self.declared, self.frames = 0, 0, 0
+        self.finished, self.failed = 0, {}
+        self.start = time.perf_counter()
+
+    def __call__(self, kind, name, value):
+        if kind == "start":
+            self.started += 1
+        elif kind == "expect":
+            self.declared += value
+        elif kind == "frames":
+            self.frames += value
+            self.bar.update(value)
+        elif kind == "done":
+            self.finished += 1
+        elif kind == "failed":
+            self.failed[name] = value
+        if kind in ("expect", "done", "failed"):
+            mean = self.declared / max(1, self.started)
+            self.bar.total = max(
+                self.frames, round(self.declared + mean * (self.videos - self.started))
+            )
+            ended = self.finished + len(self.failed)
+            self.bar.set_postfix_str(f"videos {ended}/{self.videos}, {len(self.failed)} failed")
 
 
 def main(argv=None) -> int:
@@ -298,53 +336,64 @@ def main(argv=None) -> int:
     todo = [(name, path) for name, path in mine.items() if not is_done(root, name)]
     todo.sort(key=lambda item: -item[1].stat().st_size)  # longest first: no straggler at the end
     skipped = len(mine) - len(todo)
-    workers = min(args.workers, max(1, len(todo)))
+    plan = _plan(args, len(todo))
     part = f" (shard {index}/{count}: {len(mine)} of them)" if args.shard else ""
-    plan = f"{len(todo)} to extract with {workers} worker(s)" if todo else "nothing to extract"
+    doing = (
+        f"{len(todo)} to extract with {plan.workers} worker(s)" if todo else "nothing to extract"
+    )
+    if todo and plan.devices:
+        doing += f" and {len(plan.devices)} solver process(es) on {','.join(plan.devices)}"
     print(
-        f"{len(videos)} videos under {args.videos}{part}: {skipped} already done, {plan}, "
-        f"preset {args.preset}"
+        f"{len(videos)} videos under {args.videos}{part}: {skipped} already done, {doing}, "
+        f"preset {args.preset}",
+        flush=True,
     )
 
     from utils.progress import progress
 
-    failed: dict[str, str] = {}
-    frames = 0
-    start = time.perf_counter()
-    with progress(total=len(todo), unit="video", leave=True) as bar:
-        jobs = _run_jobs(todo, root, settings, workers, args.debug, args.device, args.flow_batch)
-        for name, entry, error in jobs:
-            if error is None:
-                frames += entry["frames"]
-            else:
-                failed[name] = f"{type(error).__name__}: {error}"
-            bar.update()
-            bar.set_postfix_str(f"{frames / (time.perf_counter() - start):.1f} frames/s")
-    elapsed = time.perf_counter() - start
+    interrupted = False
+    with progress(total=0, unit="frame", leave=True) as bar:
+        tally = _Tally(bar, len(todo))
+        try:
+            run(todo, root, settings, plan, tally, args.debug)
+        except KeyboardInterrupt:
+            if args.debug:
+                raise
+            interrupted = True
+    elapsed = time.perf_counter() - tally.start
+    failed, frames = tally.failed, tally.frames
 
     listed = write_index(root, settings, sources)
     if args.test_fraction is not None:
-        _write_split(args.videos, videos, root / SPLIT_FOLDERS["custom"], args.test_fraction)
+        _write_split(args.videos, videos, root, args.test_fraction)
     failed_path = root / FAILED_NAME
     if args.shard is not None:  # shards must not remove each other's list
         failed_path = root / f"failed-{index}-of-{count}.txt"
     if failed:
         lines = "".join(f"{sources[n]}\t{failed[n]}\n" for n in sorted(failed))
         write_text(failed_path, lines)
-    elif failed_path.exists():
+    elif failed_path.exists() and not interrupted:
         failed_path.unlink()  # from an earlier run whose failures are now fixed or gone
 
-    done = len(todo) - len(failed)
+    done = sum(is_done(root, name) for name, _ in todo)
+    truncated = sum("truncated:" in message for message in failed.values())
     print(
-        f"extracted {done} videos ({frames} frames, {frames - done} flow frames) in {elapsed:.1f} s "
-        f"({frames / max(elapsed, 1e-9):.1f} frames/s); skipped {skipped} already done; "
-        f"{len(failed)} failed"
+        f"extracted {done} videos in {elapsed:.1f} s ({frames / max(elapsed, 1e-9):.1f} "
+        f"frames/s decoded); skipped {skipped} already done; {len(failed)} failed"
+        + (f" ({truncated} truncated)" if truncated else "")
     )
     for name in sorted(failed):
         print(f"  failed: {sources[name]}: {failed[name]}")
     if failed:
         print(f"failed videos are listed in {failed_path}")
     print(f"wrote {root / INDEX_NAME} ({listed} videos)")
+    if interrupted:
+        left = len(todo) - done - len(failed)
+        print(
+            f"interrupted: {left} videos not extracted (nothing of them is left in {root}); "
+            "run the same command again to continue: finished videos are skipped"
+        )
+        return 130
     return 1 if failed else 0
 
 

@@ -1,0 +1,348 @@
+"""Processes of an extraction: CPU workers that decode videos and write JPEGs, and the TV-L1
+solvers they use.
+
+On the CPU each worker solves its own pairs (``LocalSolver``) with ``cores // workers``
+OpenCV threads (at least one) and one torch thread, so N workers on N cores spend no more CPU
+time per pair than one (bench/extraction_cpu_bench.py). On GPUs one solver process per device
+(``solver_main``) holds the device; the workers send it their gray pairs (``RemoteSolver``)
+and keep decoding while it works, and it solves the pairs of several workers, so of several
+videos, in one batch.
+
+Ctrl-C reaches the parent alone (workers and solvers ignore SIGINT): ``run`` sets the stop
+event, each worker drops its video within a frame (its temporary folder removed), and what is
+still alive after a few seconds is terminated.
+"""
+
+import multiprocessing
+import os
+import queue
+import shutil
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dataloader.extraction_root import STATE_DIR, Stopped, extract_video
+from dataloader.extraction_settings import ExtractionSettings
+from utils.errors import UserError
+
+GATHER_S = 0.05  # how long a solver waits for more pairs to fill its batch
+GRACE_S = 5.0  # how long stopped processes get to finish before they are terminated
+POLL_S = 0.2
+
+
+def limit_threads(threads: int, method: str) -> None:
+    """Give this process ``threads`` OpenCV (and, for the torch method, torch) threads."""
+    import cv2
+
+    cv2.setNumThreads(threads)
+    if method == "torch":
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+def worker_threads(workers: int, method: str = "opencv", cores: int | None = None) -> int:
+    """Threads per worker so that the workers together use the cores once; one for the torch
+    TV-L1, whose small operations gain nothing from a second thread and cost 5x the CPU time
+    on a busy machine (bench/extraction_cpu_bench.py)."""
+    if method == "torch":
+        return 1
+    cores = cores or len(os.sched_getaffinity(0))
+    return max(1, cores // workers)
+
+
+class LocalSolver:
+    """Solves pairs in this process, at once: ``submit`` then ``result``."""
+
+    depth = 0  # requests kept in flight by extract_video
+
+    def __init__(self, flows):
+        self._flows, self._done, self._next = flows, {}, 0
+
+    def submit(self, grays):
+        """Consecutive gray frames [K+1, H, W] -> a ticket for their K flows."""
+        self._next += 1
+        self._done[self._next] = self._flows(grays[:-1], grays[1:])
+        return self._next
+
+    def result(self, ticket):
+        return self._done.pop(ticket)
+
+    def forget(self, tickets) -> None:
+        for ticket in tickets:
+            self._done.pop(ticket, None)
+
+
+class FlowError(Exception):
+    """The solver process could not solve a request (message from there)."""
+
+
+class RemoteSolver:
+    """Sends pairs to a solver process and waits for its answers (a worker's end)."""
+
+    depth = 2  # requests in flight: the worker decodes the next frames while they are solved
+
+    def __init__(self, worker: int, requests, replies, stop):
+        self._worker, self._requests, self._replies, self._stop = worker, requests, replies, stop
+        self._next, self._got, self._forgotten = 0, {}, set()
+
+    def submit(self, grays):
+        self._next += 1
+        self._requests.put((self._worker, self._next, grays))
+        return self._next
+
+    def result(self, ticket):
+        while ticket not in self._got:
+            try:
+                got, flows, error = self._replies.get(timeout=POLL_S)
+            except queue.Empty:
+                if self._stop.is_set():
+                    raise Stopped("waiting for the solver") from None
+                continue
+            if got in self._forgotten:
+                self._forgotten.discard(got)
+            else:
+                self._got[got] = (flows, error)
+        flows, error = self._got.pop(ticket)
+        if error is not None:
+            raise FlowError(error)
+        return flows
+
+    def forget(self, tickets) -> None:
+        for ticket in tickets:
+            if self._got.pop(ticket, None) is None:
+                self._forgotten.add(ticket)
+
+
+def _ignore_interrupts() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def solver_main(device, settings, batch, threads, requests, replies, stop) -> None:
+    """A solver process: gather requests of all workers until ``batch`` pairs (or GATHER_S
+    passes), solve those of one frame size together, answer each worker."""
+    _ignore_interrupts()
+    limit_threads(threads, settings.method)
+    from dataloader.extraction import make_flow
+
+    for reply in replies:
+        reply.cancel_join_thread()  # a worker that was stopped no longer reads its answers
+    flows = make_flow(settings.preset, settings.method, device, batch)
+    closing = False
+    while not closing and not stop.is_set():
+        try:
+            first = requests.get(timeout=POLL_S)
+        except queue.Empty:
+            continue
+        if first is None:
+            break
+        items, pairs = [first], len(first[2]) - 1
+        deadline = time.monotonic() + GATHER_S
+        while pairs < batch:
+            try:
+                item = requests.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                break
+            if item is None:
+                closing = True
+                break
+            items.append(item)
+            pairs += len(item[2]) - 1
+        answer(flows, items, replies)
+
+
+def answer(flows, items, replies) -> None:
+    """Solve requests ``(worker, ticket, grays)`` with ``flows``, those of one frame size in
+    one call, and put ``(ticket, flows or None, error or None)`` to ``replies[worker]``."""
+    import numpy as np
+
+    by_size: dict[tuple, list] = {}
+    for item in items:
+        by_size.setdefault(item[2].shape[1:], []).append(item)
+    for group in by_size.values():
+        try:
+            prevs = np.concatenate([grays[:-1] for _, _, grays in group])
+            nexts = np.concatenate([grays[1:] for _, _, grays in group])
+            out, error = flows(prevs, nexts), None
+        except Exception as err:
+            out, error = None, f"{type(err).__name__}: {err}"
+        start = 0
+        for worker, ticket, grays in group:
+            count = len(grays) - 1
+            replies[worker].put(
+                (ticket, None if out is None else out[start : start + count], error)
+            )
+            start += count
+
+
+def worker_main(index, tasks, events, stop, root, settings, threads, solver) -> None:
+    """A worker process: extract the videos of ``tasks`` until a None, sending ``run``'s events
+    to ``events``; ``solver`` is (device, batch) to solve here, else (requests, replies, chunk)."""
+    _ignore_interrupts()
+    local = len(solver) == 2
+    limit_threads(threads, settings.method if local else "opencv")  # torch: the solver's
+    if local:
+        from dataloader.extraction import make_flow
+
+        device, chunk = solver
+        flows = LocalSolver(make_flow(settings.preset, settings.method, device, chunk))
+    else:
+        requests, replies, chunk = solver
+        flows = RemoteSolver(index, requests, replies, stop)
+    while not stop.is_set():
+        try:
+            task = tasks.get(timeout=POLL_S)
+        except queue.Empty:
+            continue
+        if task is None:
+            break
+        name, path = task
+        events.put(("start", index, name, None))
+
+        def report(kind, value, name=name):
+            events.put((kind, index, name, value))
+
+        try:
+            entry = extract_video(path, name, root, settings, flows, chunk, report, stop)
+        except Stopped:
+            events.put(("stopped", index, name, None))
+            break
+        except Exception as err:
+            events.put(("failed", index, name, f"{type(err).__name__}: {err}"))
+        else:
+            events.put(("done", index, name, entry))
+    events.put(("exit", index, None, None))
+
+
+@dataclass
+class Plan:
+    """How to run: ``workers`` CPU processes (1 with no ``devices``: this process);
+    ``devices`` one solver process each (empty: the workers solve on ``device``); ``batch``
+    pairs per solve; ``threads`` per worker."""
+
+    workers: int
+    devices: list[str] = field(default_factory=list)
+    device: str = "cpu"
+    batch: int = 1
+    threads: int = 1
+
+
+def run(todo, root: Path, settings: ExtractionSettings, plan: Plan, on_event, debug=False):
+    """Extract ``todo`` ((name, path) pairs), calling ``on_event(kind, name, value)`` with:
+    start, expect (frames the container declares), frames (decoded since the last), done (the
+    index entry), failed (a message), stopped. A KeyboardInterrupt stops every process and
+    removes the temporary folders of the videos in progress, then propagates."""
+    if plan.workers == 1 and not plan.devices:
+        _run_here(todo, root, settings, plan, on_event, debug)
+    else:
+        _run_processes(todo, root, settings, plan, on_event)
+
+
+def _run_here(todo, root, settings, plan, on_event, debug) -> None:
+    from dataloader.extraction import make_flow
+
+    limit_threads(plan.threads, settings.method)
+    solver = LocalSolver(make_flow(settings.preset, settings.method, plan.device, plan.batch))
+    for name, path in todo:
+        on_event("start", name, None)
+
+        def report(kind, value, name=name):
+            on_event(kind, name, value)
+
+        try:
+            entry = extract_video(path, name, root, settings, solver, plan.batch, report)
+        except Exception as err:
+            if debug:
+                raise
+            on_event("failed", name, f"{type(err).__name__}: {err}")
+        else:
+            on_event("done", name, entry)
+
+
+def _run_processes(todo, root, settings, plan, on_event) -> None:
+    context = multiprocessing.get_context("spawn")  # safe with OpenCV's, OpenMP's threads, CUDA
+    stop, tasks, events = context.Event(), context.Queue(), context.Queue()
+    for item in todo:
+        tasks.put(item)
+    for _ in range(plan.workers):
+        tasks.put(None)
+    solvers, requests, replies = [], [], []
+    for device in plan.devices:
+        requests.append(context.Queue())
+        replies.append([context.Queue() for _ in range(plan.workers)])
+        args = (device, settings, plan.batch, 1, requests[-1], replies[-1], stop)
+        solvers.append(context.Process(target=solver_main, args=args, daemon=True))
+    share = -(-plan.workers // max(1, len(plan.devices)))  # workers per solver
+    workers = []
+    for i in range(plan.workers):
+        if plan.devices:
+            s = i % len(plan.devices)
+            solver = (requests[s], replies[s][i], max(1, -(-plan.batch // share)))
+        else:
+            solver = (plan.device, plan.batch)
+        args = (i, tasks, events, stop, root, settings, plan.threads, solver)
+        workers.append(context.Process(target=worker_main, args=args, daemon=True))
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # inherited: children ignore it
+    try:  # from their first instruction, so Ctrl-C during their start prints nothing
+        for process in solvers + workers:
+            process.start()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    current: dict[int, str] = {}
+    running = set(range(plan.workers))
+    try:
+        while running:
+            try:
+                kind, index, name, value = events.get(timeout=POLL_S)
+            except queue.Empty:
+                _check_solvers(solvers, plan.devices)
+                for index in [i for i in running if not workers[i].is_alive()]:
+                    running.discard(index)  # killed (out of memory?) without a word
+                    if index in current:
+                        code = workers[index].exitcode
+                        on_event("failed", current.pop(index), f"worker died (exit code {code})")
+                continue
+            if kind == "exit":
+                running.discard(index)
+                continue
+            if kind == "start":
+                current[index] = name
+            elif kind in ("done", "failed", "stopped"):
+                current.pop(index, None)
+            on_event(kind, name, value)
+        for request_queue in requests:
+            request_queue.put(None)
+    finally:
+        stop.set()
+        _finish(solvers + workers, events)
+        for name in current.values():
+            shutil.rmtree(root / STATE_DIR / "tmp" / name, ignore_errors=True)
+
+
+def _check_solvers(solvers, devices) -> None:
+    """A solver that died leaves its workers waiting for ever: stop, and say so."""
+    for process, device in zip(solvers, devices, strict=True):
+        if process.exitcode not in (0, None):
+            raise UserError(
+                f"the flow solver process on {device} died (exit code {process.exitcode}); "
+                "run the same command again to continue (finished videos are kept), with a "
+                "smaller --flow-batch if it ran out of memory"
+            )
+
+
+def _finish(processes, events) -> None:
+    """Join ``processes`` for up to GRACE_S in all (reading ``events``, so that none blocks on
+    a full pipe at exit), then terminate the rest."""
+    deadline = time.monotonic() + GRACE_S
+    while time.monotonic() < deadline and any(p.is_alive() for p in processes):
+        try:
+            while True:
+                events.get_nowait()
+        except queue.Empty:
+            pass
+        time.sleep(0.05)
+    for process in processes:
+        if process.is_alive():
+            process.terminate()
+        process.join(timeout=1.0)
