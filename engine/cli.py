@@ -8,6 +8,7 @@ import os
 import sys
 from pathlib import Path
 
+from dataloader.defaults import RECURRENT_TEST_SEQUENCES, TEST_FRAMES
 from dataloader.layout import add_layout_arguments
 from dataloader.splits import DATASETS
 from engine.streams import StreamSpec
@@ -30,12 +31,8 @@ RUN_LOCAL = {
     "sync_bn",
     "dist_timeout",
 }
-TEST_FRAMES = 19  # frames (stacks) per test video, as the two-stream reference implementation
 # Training segments when none are given: TSN's 3, or more for a head that learns from their order.
 SEGMENTS, RECURRENT_SEGMENTS = 3, 8
-# Test sequences of a recurrent head when none are given: this many K-segment sequences at
-# different offsets, scores averaged (an RNN meets at test the length and spacing it learnt).
-RECURRENT_TEST_SEQUENCES = 3
 # Hyper-parameters a spec may set; these are the defaults of a spec that does not. TSN's lr 0.001
 # was for batches of 128 videos: 32 per step x 4 accumulated steps reach that on one GPU. The
 # product batch_size x accum_steps is the recipe's effective batch (recipe_batch), which a run

@@ -1,4 +1,4 @@
-"""Inference on a video held in memory, with the same code evaluation uses.
+"""Inference on video frames in memory, with the same code evaluation uses.
 
 A checkpoint is rebuilt as its stream's recognizer (network.recognizer.model_from_checkpoint)
 and its test-time sample builder (the stream spec, with the options it was trained with). The
@@ -7,32 +7,36 @@ extraction code and go through the same JPEG round trip as extracted frames: a p
 exactly what evaluation of the same video sees.
 """
 
-import argparse
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
 import torch
 
 from dataloader.datasets import decode_jpeg
+from dataloader.defaults import (
+    CLIP_LENGTH,
+    CLIP_SHORT_SIDE,
+    RECURRENT_TEST_SEQUENCES,
+    STACK_LENGTH,
+    TEST_FRAMES,
+)
 from dataloader.extraction import (
     INDEX_NAME,
-    DecodeError,
     ExtractionSettings,
-    decode_video,
     find_videos,
     flow_to_uint8,
     make_tvl1,
     read_index_settings,
-    resize_short_side,
     to_gray,
 )
-from engine.cli import build_parser, resolve_test_sequences
 from engine.evaluation import score_kind
 from engine.fusion import fuse, fused_kind
 from engine.loops import video_score
 from engine.streams import STREAMS
+from network.archs import RECURRENT
 from network.recognizer import model_from_checkpoint
 from utils.checkpoint import load_checkpoint
 from utils.errors import UserError
@@ -54,7 +58,7 @@ class StreamModel:
 
     def samples(self):
         """The stream's test-time sample builder, as the test split's dataset builds it."""
-        return STREAMS[self.name].samples(argparse.Namespace(**self.args))
+        return STREAMS[self.name].samples(SimpleNamespace(**self.args))
 
     def scores(self, clips: torch.Tensor, device: torch.device) -> np.ndarray:
         """A test sample's [classes] scores, exactly as evaluation computes them."""
@@ -76,6 +80,35 @@ class StreamModel:
         return probabilities(scores, self.kind)
 
 
+# What test-time sampling and scoring read from a stream's training options, for checkpoints
+# that predate one of them (the stream spec's defaults override these, the checkpoint both).
+TEST_DEFAULTS = dict(
+    num_segments=3,
+    test_frames=TEST_FRAMES,
+    test_sequences=None,
+    crop_size=224,
+    ten_crop=False,
+    consensus="avg",
+    stack_length=STACK_LENGTH,
+    clip_length=CLIP_LENGTH,
+    frame_stride=1,
+    clip_short_side=CLIP_SHORT_SIDE,
+    softmax_average=False,
+    eval_chunk=0,
+    data_root=None,
+)
+
+
+def test_options(spec_defaults: dict, saved: dict) -> dict:
+    """A checkpoint's training options over the defaults, with the test sequences resolved as
+    the command line resolves them for --evaluate (a recurrent head: sequences like training's)."""
+    options = {**TEST_DEFAULTS, **spec_defaults, **saved}
+    if options["test_sequences"] is None:
+        recurrent = options["consensus"] in RECURRENT
+        options["test_sequences"] = RECURRENT_TEST_SEQUENCES if recurrent else 0
+    return options
+
+
 def load_stream(path, stream: str | None, device: torch.device) -> StreamModel:
     """Rebuild the network a checkpoint was trained with and load its weights (weights_only).
 
@@ -90,11 +123,7 @@ def load_stream(path, stream: str | None, device: torch.device) -> StreamModel:
         )
     if stream not in STREAMS:
         raise UserError(f"{path} is of an unknown stream {stream!r}")
-    args = vars(build_parser(STREAMS[stream]).parse_args([]))  # options it may predate
-    args.update(ckpt.get("args", {}))
-    namespace = argparse.Namespace(**args)
-    resolve_test_sequences(namespace)  # as engine.cli.parse_args does for --evaluate
-    args = vars(namespace)
+    args = test_options(STREAMS[stream].defaults, ckpt.get("args", {}))
     model = model_from_checkpoint(ckpt, path).to(device).eval()
     return StreamModel(
         stream,
@@ -231,45 +260,11 @@ def collect_videos(paths: list[Path]) -> list[Path]:
     return videos
 
 
-def predict_video(
-    path: Path,
-    streams: dict,
-    settings: dict,
-    weights,
-    use_softmax: bool,
-    device,
-    verbose: bool,
-    samples: dict | None = None,
-):
-    """Each stream's probabilities (and the fusion's) for one video, and its resized frames.
-
-    ``samples``: a dict that receives each stream's test sample by name (for engine.cam).
-    """
-    max_frames = [s.max_frames for s, _ in settings.values() if s.max_frames]
-    try:
-        video = decode_video(path, None, min(max_frames) if max_frames else None)
-    except DecodeError as err:
-        raise UserError(f"cannot decode {path} ({err}); give a readable video file") from None
-    frames = {}  # short side -> resized frames, as the extraction tool resizes them
-    scores = {}
-    for name, stream in streams.items():
-        config, source = settings[name]
-        side = config.short_side or None
-        if side not in frames:
-            frames[side] = np.stack([resize_short_side(f, side) for f in video.frames])
-        clip = frames[side][: config.max_frames]
-        try:
-            sample = test_sample(stream, clip, config, device)
-        except UserError as err:  # e.g. a single frame for a flow stream: say which video
-            raise UserError(f"{path}, {name} stream: {err}") from None
-        scores[name] = stream.scores(sample, device)
-        if samples is not None:
-            samples[name] = sample
-    columns = {name: streams[name].probabilities(s) for name, s in scores.items()}
+def columns(streams: dict, scores: dict, weights=None, use_softmax: bool = False) -> dict:
+    """Each stream's probabilities from its [classes] scores, and the fusion's of two or more."""
+    out = {name: streams[name].probabilities(s) for name, s in scores.items()}
     if len(scores) >= 2:
-        kinds = [s.kind for s in streams.values()]
+        kinds = [streams[name].kind for name in scores]
         fused = fuse([s[None] for s in scores.values()], weights, use_softmax, kinds)
-        columns["fused"] = probabilities(fused[0], fused_kind(kinds, use_softmax))
-    if verbose:
-        print(f"{path}: {len(video.frames)} frames of {video.width}x{video.height}")
-    return columns, next(iter(frames.values())), video.fps
+        out["fused"] = probabilities(fused[0], fused_kind(kinds, use_softmax))
+    return out

@@ -8,7 +8,6 @@ failed one is tried again (its old row is dropped), a row cut short by a kill is
 import csv
 import json
 import os
-from pathlib import Path
 
 from utils.atomic import write_json, write_text
 from utils.errors import UserError
@@ -16,16 +15,17 @@ from utils.errors import UserError
 
 class ResultFiles:
     """An optional CSV with a fixed ``header`` (its first cell "video", its last "error") and an
-    optional JSON list of dicts with a "video" key (and "error" for a failure)."""
+    optional JSON list of dicts with a "video" key (and "error" for a failure). Videos in ``redo``
+    are done again (their rows dropped)."""
 
-    def __init__(self, csv_path: Path | None, json_path: Path | None, header: list[str]):
+    def __init__(self, csv_path, json_path, header: list[str], redo: set[str] = frozenset()):
         self.csv_path, self.json_path, self.header = csv_path, json_path, header
         self.records = self._read_json()
         rows = self._read_csv()
         done = [{r["video"] for r in rows if not r["error"]}] if csv_path else []
         if json_path:
             done.append({r["video"] for r in self.records if not r.get("error")})
-        self.done = set.intersection(*done) if done else set()  # in every file given
+        self.done = (set.intersection(*done) if done else set()) - redo  # in every file given
         self.records = [r for r in self.records if r["video"] in self.done]
         if json_path is not None and json_path.is_file():
             write_json(json_path, self.records)
