@@ -72,6 +72,7 @@ class VideoScores:
     windows: list[Window]
     scores: dict[str, np.ndarray]  # stream -> [windows, classes]
     seconds: dict[str, float] = field(default_factory=dict)  # stream -> work; "decode" too
+    cpu_seconds: dict[str, float] = field(default_factory=dict)  # the same in CPU time
     max_held: int = 0  # most decoded frames held at once
 
     def times(self) -> list[tuple[float, float]]:
@@ -123,6 +124,7 @@ class _Pass:
         self.cache = {plan.name: {} for plan in plans}  # stream -> (frame, *options) -> read
         self.scores = {plan.name: [] for plan in plans}
         self.seconds = {plan.name: 0.0 for plan in plans}
+        self.cpu = {plan.name: 0.0 for plan in plans}  # this process's CPU time
         self.next, self.max_held = 0, 0
 
     def add(self, index: int, frame) -> None:
@@ -140,7 +142,7 @@ class _Pass:
     def score(self, w: int) -> None:
         window, samples = self.windows[w], {}
         for plan in self.plans:
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             view = _WindowView(self.held[plan.side], window)
             modality = plan.samples.modality
             read, count = memory_reader(view, modality, plan.settings, str(self.device))
@@ -150,6 +152,7 @@ class _Pass:
             if self.score_samples:
                 self.scores[plan.name].append(plan.stream.scores(sample, self.device))
             self.seconds[plan.name] += time.perf_counter() - start
+            self.cpu[plan.name] += time.process_time() - cpu
             samples[plan.name] = sample
         if self.on_window is not None:
             self.on_window(w, {n: s[-1] for n, s in self.scores.items() if s}, samples)
@@ -179,7 +182,7 @@ def _one_pass(path, plans, windows, num_frames, limited, device, callbacks) -> t
     (counted to the end, to check the plan, unless ``limited`` to ``num_frames``)."""
     on_window, on_frame, score = callbacks
     run = _Pass(plans, windows, device, on_window, score)
-    decoded, start = 0, time.perf_counter()
+    decoded, start, cpu = 0, time.perf_counter(), time.process_time()
     for index, frame in enumerate(iter_raw_frames(path)):
         decoded = index + 1
         if index < num_frames:
@@ -189,6 +192,7 @@ def _one_pass(path, plans, windows, num_frames, limited, device, callbacks) -> t
         elif limited:
             break
     run.seconds["decode"] = time.perf_counter() - start - sum(run.seconds.values())
+    run.cpu["decode"] = time.process_time() - cpu - sum(run.cpu.values())
     return run, decoded
 
 
@@ -231,4 +235,4 @@ def score_video(
     if run.next < len(windows):
         raise UserError(f"cannot decode {path}: it ended before its last frames; re-encode it")
     scores = {name: np.stack(s) if s else np.zeros((0, 0)) for name, s in run.scores.items()}
-    return VideoScores(fps, num_frames, windows, scores, run.seconds, run.max_held)
+    return VideoScores(fps, num_frames, windows, scores, run.seconds, run.cpu, run.max_held)

@@ -313,6 +313,7 @@ def predict_one(path: Path, streams: dict, settings: dict, args, device) -> tupl
         "seconds": video.num_frames / (video.fps or 25.0),
         "windows": len(video.windows),
         "work_seconds": {name: round(t, 3) for name, t in video.seconds.items()},
+        "work_cpu_seconds": {name: round(t, 3) for name, t in video.cpu_seconds.items()},
     }
     drawn = dict(video=video, whole=whole, windows=window_columns, gif=gif, cam=cam["samples"])
     return result, drawn
