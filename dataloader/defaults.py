@@ -5,3 +5,7 @@ SAMPLE_OPTIONS = ("num_segments", "test_frames", "test_sequences", "crop_size", 
 STACK_LENGTH = 10  # flow frames per motion sample, as in the two-stream paper
 CLIP_LENGTH = 16  # frames per clip of the clip stream (C3D, torchvision video models)
 CLIP_SHORT_SIDE = 128  # the short side clip crops are taken at: "resize to 128, crop 112"
+TEST_FRAMES = 19  # frames (stacks) per test video, as the two-stream reference implementation
+# Test sequences of a recurrent head when none are given: this many K-segment sequences at
+# different offsets, scores averaged (an RNN meets at test the length and spacing it learnt).
+RECURRENT_TEST_SEQUENCES = 3

@@ -155,6 +155,28 @@ def iter_frames(path, short_side: int | None = 256, max_frames: int | None = Non
             ) from err
 
 
+def count_frames(path) -> int:
+    """How many frames ``path`` holds, from its packets (no decoding: fast for a long video)."""
+    with _open(path) as container:
+        try:
+            return sum(1 for packet in container.demux(video=0) if packet.size)
+        except av.FFmpegError as err:
+            raise DecodeError(f"{path}: cannot read its packets: {err}") from err
+
+
+def iter_raw_frames(path) -> Iterator:
+    """Yield the decoded frames of ``path`` as PyAV frames, unconverted: a caller that needs
+    only some of them converts only those (``frame.to_ndarray(format="rgb24")``)."""
+    with _open(path) as container:
+        count = 0
+        try:
+            for frame in container.decode(video=0):
+                yield frame
+                count += 1
+        except av.FFmpegError as err:
+            raise DecodeError(f"{path}: decoding failed after {count} frames: {err}") from err
+
+
 def decode_video(path, short_side: int | None = 256, max_frames: int | None = None) -> DecodedVideo:
     """All frames of ``path`` (at most ``max_frames``) as one array, with the frame rate."""
     frames = list(iter_frames(path, short_side, max_frames))

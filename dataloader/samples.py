@@ -103,6 +103,16 @@ class Samples:
         """[crops * N, C, S, S] uint8 snippets, crop-major, and the number of crops."""
         raise NotImplementedError
 
+    def indices(self, num_frames: int, train: bool) -> np.ndarray:
+        """The positions ``read`` is called with, one row per snippet where a snippet reads
+        several (random for training)."""
+        raise NotImplementedError
+
+    def test_reads(self, num_frames: int) -> list[int]:
+        """Which positions the test sample of a ``num_frames`` video reads, sorted: a streaming
+        reader decodes only these (tools/predict.py)."""
+        return np.unique(self.indices(num_frames, train=False)).tolist()
+
 
 class RgbSamples(Samples):
     """The spatial stream: single RGB frames; ``read(i)`` gives an [H, W, 3] BGR image."""
@@ -110,8 +120,11 @@ class RgbSamples(Samples):
     modality = "rgb"
     in_channels = 3
 
+    def indices(self, num_frames, train):
+        return self.positions(num_frames, train)
+
     def build(self, read, num_frames, train):
-        idx = self.positions(num_frames, train)
+        idx = self.indices(num_frames, train)
         frames = {i: read(i) for i in np.unique(idx).tolist()}
         height, width = frames[int(idx[0])].shape[:2]
         crops = self.crops(width, height, train)
@@ -139,10 +152,13 @@ class FlowSamples(Samples):
     def in_channels(self) -> int:
         return 2 * self.stack_length
 
-    def build(self, read, num_frames, train):
+    def indices(self, num_frames, train):
         length = self.stack_length
         starts = self.positions(num_stack_starts(num_frames, length), train)
-        idx = stack_indices(starts, length, num_frames)
+        return stack_indices(starts, length, num_frames)
+
+    def build(self, read, num_frames, train):
+        idx = self.indices(num_frames, train)
         flows = {i: read(i) for i in np.unique(idx).tolist()}
         height, width = flows[int(idx[0, 0])][0].shape
         crops = self.crops(width, height, train)
@@ -202,10 +218,14 @@ class ClipSamples(Samples):
             return {i: read(i) for i in ids}
         return {i: first if i == ids[0] else read(i, half=True) for i in ids}
 
-    def build(self, read, num_frames, train):
+    def indices(self, num_frames, train):
         length, stride = self.clip_length, self.frame_stride
         starts = self.positions(num_clip_starts(num_frames, length, stride), train)
-        idx = clip_indices(starts, length, stride, num_frames)
+        return clip_indices(starts, length, stride, num_frames)
+
+    def build(self, read, num_frames, train):
+        idx = self.indices(num_frames, train)
+        length = self.clip_length
         frames = self.read_frames(read, np.unique(idx).tolist())
         height, width = frames[int(idx[0, 0])].shape[:2]
         crops = self.clip_crops(width, height, train)

@@ -16,18 +16,14 @@ import sys
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from dataloader.defaults import SAMPLE_OPTIONS
+from dataloader.defaults import RECURRENT_TEST_SEQUENCES, SAMPLE_OPTIONS, TEST_FRAMES
 from dataloader.layout import Layout
 from engine.streams import StreamSpec
 from network.archs import RECURRENT, check_image_arch
 from utils.errors import UserError
 
-TEST_FRAMES = 19  # frames (stacks) per test video, as the two-stream reference implementation
 # Training segments when none are given: TSN's 3, or more for a head that learns from their order.
 SEGMENTS, RECURRENT_SEGMENTS = 3, 8
-# Test sequences of a recurrent head when none are given: this many K-segment sequences at
-# different offsets, scores averaged (an RNN meets at test the length and spacing it learnt).
-RECURRENT_TEST_SEQUENCES = 3
 # Options that describe one invocation, not the model: never taken over from a checkpoint.
 RUN_LOCAL = {
     "resume",

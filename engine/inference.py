@@ -1,4 +1,4 @@
-"""Inference on a video held in memory, with the same code evaluation uses.
+"""Inference on video frames in memory, with the same code evaluation uses.
 
 A checkpoint is rebuilt as its stream's recognizer (network.recognizer.model_from_checkpoint)
 and its test-time sample builder (the stream spec, with the options it was trained with). The
@@ -17,14 +17,11 @@ import torch
 from dataloader.datasets import decode_jpeg
 from dataloader.extraction import (
     INDEX_NAME,
-    DecodeError,
     ExtractionSettings,
-    decode_video,
     find_videos,
     flow_to_uint8,
     make_tvl1,
     read_index_settings,
-    resize_short_side,
     to_gray,
 )
 from engine.config import options_from_dict, resolve_test_sequences
@@ -229,45 +226,11 @@ def collect_videos(paths: list[Path]) -> list[Path]:
     return videos
 
 
-def predict_video(
-    path: Path,
-    streams: dict,
-    settings: dict,
-    weights,
-    use_softmax: bool,
-    device,
-    verbose: bool,
-    samples: dict | None = None,
-):
-    """Each stream's probabilities (and the fusion's) for one video, and its resized frames.
-
-    ``samples``: a dict that receives each stream's test sample by name (for engine.cam).
-    """
-    max_frames = [s.max_frames for s, _ in settings.values() if s.max_frames]
-    try:
-        video = decode_video(path, None, min(max_frames) if max_frames else None)
-    except DecodeError as err:
-        raise UserError(f"cannot decode {path} ({err}); give a readable video file") from None
-    frames = {}  # short side -> resized frames, as the extraction tool resizes them
-    scores = {}
-    for name, stream in streams.items():
-        config, source = settings[name]
-        side = config.short_side or None
-        if side not in frames:
-            frames[side] = np.stack([resize_short_side(f, side) for f in video.frames])
-        clip = frames[side][: config.max_frames]
-        try:
-            sample = test_sample(stream, clip, config, device)
-        except UserError as err:  # e.g. a single frame for a flow stream: say which video
-            raise UserError(f"{path}, {name} stream: {err}") from None
-        scores[name] = stream.scores(sample, device)
-        if samples is not None:
-            samples[name] = sample
-    columns = {name: streams[name].probabilities(s) for name, s in scores.items()}
+def columns(streams: dict, scores: dict, weights=None, use_softmax: bool = False) -> dict:
+    """Each stream's probabilities from its [classes] scores, and the fusion's of two or more."""
+    out = {name: streams[name].probabilities(s) for name, s in scores.items()}
     if len(scores) >= 2:
-        kinds = [s.kind for s in streams.values()]
+        kinds = [streams[name].kind for name in scores]
         fused = fuse([s[None] for s in scores.values()], weights, use_softmax, kinds)
-        columns["fused"] = probabilities(fused[0], fused_kind(kinds, use_softmax))
-    if verbose:
-        print(f"{path}: {len(video.frames)} frames of {video.width}x{video.height}")
-    return columns, next(iter(frames.values())), video.fps
+        out["fused"] = probabilities(fused[0], fused_kind(kinds, use_softmax))
+    return out

@@ -1,21 +1,29 @@
 """tools/predict.py on a generated video, with checkpoints of a tiny training run."""
 
+import csv
 import json
+import re
+import shutil
 
+import av
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 from scipy.special import softmax
 
+from dataloader.extraction import decode_video, write_video
 from engine.cli import main as train_main
 from engine.inference import extraction_settings, load_stream
+from engine.streaming import score_video
 from engine.streams import CLIP, MOTION, SPATIAL
+from tests.helpers import single_thread
 from tools import extract_frames_flow, predict
 from tools.synthetic_actions import generate
 from utils.errors import UserError
 
 HEIGHT = 48
+one_thread = pytest.fixture(autouse=True, scope="module")(single_thread)
 
 
 @pytest.fixture(scope="module")
@@ -32,16 +40,11 @@ def trained(tmp_path_factory):
     common += ["--arch", "resnet18", "--pretrained", "none", "--no-partial-bn", "--epochs", "1"]
     common += ["--batch-size", "4", "--crop-size", "32", "--test-frames", "3", "--workers", "0"]
     common += ["--device", "cpu", "--lr", "0.001"]
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # batches this small only wait for a second thread
-    try:
-        train_main(SPATIAL, [*common, "--record-dir", str(base / "spatial")])
-        train_main(MOTION, [*common, "--stack-length", "4", "--record-dir", str(base / "motion")])
-        clip = ["--arch", "mc3_18", "--clip-length", "4", "--clip-short-side", "40"]
-        common[common.index("resnet18")] = "mc3_18"
-        train_main(CLIP, [*common, *clip, "--record-dir", str(base / "clip")])
-    finally:
-        torch.set_num_threads(threads)
+    train_main(SPATIAL, [*common, "--record-dir", str(base / "spatial")])
+    train_main(MOTION, [*common, "--stack-length", "4", "--record-dir", str(base / "motion")])
+    clip = ["--arch", "mc3_18", "--clip-length", "4", "--clip-short-side", "40"]
+    common[common.index("resnet18")] = "mc3_18"
+    train_main(CLIP, [*common, *clip, "--record-dir", str(base / "clip")])
     test_clip = next(c for c in data.clips if not c.train)
     return {
         "base": base,
@@ -108,10 +111,11 @@ def test_predict_with_one_stream_writes_gif_and_json(trained, tmp_path, capsys):
     out = capsys.readouterr().out
     assert len([line for line in out.splitlines() if line.strip()[:1].isdigit()]) == 2
 
+    assert re.search(rf"wrote {gif} \(4 frames at 8.3 a second, .* MB\) in [0-9.]+ s", out)
     with Image.open(gif) as image:
-        assert image.n_frames == 12
+        assert image.n_frames == 4  # 12 frames at 25 a second: every third one
         assert image.info["loop"] == 0
-        assert image.width > 64  # tiny clips are enlarged so the label is readable
+        assert image.width == predict.GIF_SIDE  # tiny clips are enlarged so the label is readable
 
     _predict(trained, "--spatial", trained["spatial"], "--json", out_json)
     saved = json.loads(out_json.read_text())
@@ -204,7 +208,7 @@ def test_predict_many_videos_writes_one_csv_and_json(trained, tmp_path, capsys):
     assert [r["video"] for r in results] == [str(p) for p in [*in_folder, test_clips[-1]]]
     rows = csv_path.read_text().splitlines()
     assert rows[0].startswith("video,spatial_class1,spatial_prob1,spatial_class2")
-    assert rows[0].endswith("fused_class2,fused_prob2") and len(rows) == len(results) + 1
+    assert rows[0].endswith("fused_class2,fused_prob2,error") and len(rows) == len(results) + 1
     assert json.loads(json_path.read_text())[0]["top1"] == results[0]["top1"]
     single = predict.main([str(test_clips[-1]), *argv[2:]])
     assert single["fused"] == pytest.approx(results[-1]["fused"])  # the same, one by one
@@ -227,3 +231,118 @@ def test_predict_draws_where_each_stream_looks(trained, tmp_path, capsys):
     assert result["top1"] in result["classes"]
     with pytest.raises(UserError, match=r"--cam .*\.gif \(animated\) or \.png"):
         _predict(trained, "--spatial", trained["spatial"], "--cam", tmp_path / "x.jpg")
+
+
+def _lossless(path, frames, fps: int = 25):
+    """A video that decodes to exactly ``frames`` (FFV1 in RGB): a long video made of clips."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("ffv1", rate=fps)
+        stream.height, stream.width = frames.shape[1:3]
+        stream.pix_fmt = "bgr0"
+        for frame in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode())
+    return path
+
+
+def _evaluated_scores(trained, stream: str, names) -> np.ndarray:
+    scores = np.load(trained["base"] / stream / "video_scores.npz")
+    rows = [list(scores["videos"]).index(name) for name in names]
+    return scores["scores"][rows].astype(np.float64)
+
+
+def test_a_long_video_is_scored_window_by_window_as_evaluation_scores_each_clip(
+    trained, tmp_path, capsys
+):
+    """Four test clips end to end, windows of one clip: each window is sampled and scored as
+    evaluation scores its clip; the video's result is the streams' mean scores, fused."""
+    clips = sorted((c for c in trained["data"].clips if not c.train), key=lambda c: c.name)
+    frames = np.concatenate([decode_video(c.path, None).frames for c in clips])
+    video = _lossless(tmp_path / "long.mkv", frames)
+    out = tmp_path / "timeline.csv"
+    argv = [str(video), "--device", "cpu", "--top", 4, "--timeline", out, "--window", 0.48]
+    argv += ["--stride", 0.48, "--spatial", trained["spatial"], "--motion", trained["motion"]]
+    result = predict.main(list(map(str, argv)))
+    assert result["windows"] == 4 and result["seconds"] == pytest.approx(1.92)
+    rows = list(csv.DictReader(out.open()))
+    assert [(r["start"], r["end"]) for r in rows] == [
+        ("0.00", "0.48"), ("0.48", "0.96"), ("0.96", "1.44"), ("1.44", "1.92")
+    ]  # fmt: skip
+    names = [c.name for c in clips]
+    logits = {s: _evaluated_scores(trained, s, names) for s in ("spatial", "motion")}
+    for stream, scores in logits.items():
+        for row, clip_scores in zip(rows, scores, strict=True):
+            shown = {
+                row[f"{stream}_class{k}"]: float(row[f"{stream}_prob{k}"]) for k in (1, 2, 3, 4)
+            }
+            expected = dict(zip(result["classes"], softmax(clip_scores), strict=True))
+            assert shown == pytest.approx(expected, abs=1e-4)
+        np.testing.assert_allclose(result[stream], softmax(scores.mean(axis=0)), atol=1e-5)
+    fused = softmax((logits["spatial"].mean(axis=0) + logits["motion"].mean(axis=0)) / 2)
+    np.testing.assert_allclose(result["fused"], fused, atol=1e-5)
+
+    segments = list(csv.DictReader((tmp_path / "timeline_segments.csv").open()))
+    assert segments[0]["start"] == "0.00" and segments[-1]["end"] == "1.92"
+    assert all(a["end"] == b["start"] for a, b in zip(segments, segments[1:], strict=False))
+    assert all(s["class"] in result["classes"] for s in segments)
+    with Image.open(tmp_path / "timeline.png") as image:
+        assert image.width > 600
+    assert "real-time factor" in capsys.readouterr().out
+
+
+def test_streaming_holds_only_the_frames_a_window_needs(trained, tmp_path):
+    """Frames are decoded once and held only while a window needs them: a video twice as long
+    holds no more (3 frames, 3 stacks of 4 flow frames per window, two windows open)."""
+    device = torch.device("cpu")
+    streams = {s: load_stream(trained[s], s, device) for s in ("spatial", "motion")}
+    settings = {s: extraction_settings(stream, {}) for s, stream in streams.items()}
+    clip = decode_video(trained["video"], None).frames
+    held, seen, decoded = [], [], []
+    for repeats in (6, 12):
+        path = write_video(tmp_path / f"long{repeats}.avi", np.concatenate([clip] * repeats))
+        decoded.clear()
+        video = score_video(path, streams, settings, device, 0.96, 0.48,
+                            on_frame=lambda i, frame: decoded.append(i))  # fmt: skip
+        assert decoded == list(range(12 * repeats))  # one pass
+        assert len(video.windows) == 12 * repeats // 12 - 1
+        held.append(video.max_held)
+        seen.append(video.scores["motion"].shape)
+    assert held[0] == held[1] <= 2 * (3 + 3 * (4 + 1))
+    assert seen == [(5, 4), (11, 4)]
+
+
+def test_a_batch_keeps_finished_rows_records_failures_and_resumes(trained, tmp_path, capsys):
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    clips = sorted(c.path for c in trained["data"].clips if not c.train)[:2]
+    for clip in clips:
+        shutil.copy(clip, folder / clip.name)
+    (folder / "broken.avi").write_bytes(b"not a video" * 100)
+    (folder / "empty.mp4").write_bytes(b"")
+    csv_path, json_path = tmp_path / "out.csv", tmp_path / "out.json"
+    argv = [str(folder), "--device", "cpu", "--spatial", str(trained["spatial"])]
+    argv += ["--csv", str(csv_path), "--json", str(json_path)]
+    with pytest.raises(UserError, match="2 of 4 videos failed .*broken.avi: cannot decode"):
+        predict.main(argv)
+    rows = {r["video"]: r for r in csv.DictReader(csv_path.open())}
+    assert len(rows) == 4
+    assert rows[str(folder / "broken.avi")]["error"].startswith("cannot decode")
+    assert rows[str(folder / "broken.avi")]["spatial_class1"] == ""
+    assert all(rows[str(folder / c.name)]["error"] == "" for c in clips)
+    assert len(json.loads(json_path.read_text())) == 4
+    capsys.readouterr()
+
+    (folder / "broken.avi").unlink()
+    (folder / "empty.mp4").unlink()
+    assert predict.main(argv) == []  # everything left is done already
+    assert "0 videos in" in capsys.readouterr().out
+    assert len(list(csv.DictReader(csv_path.open()))) == 2  # the failed rows are dropped
+    assert [r["video"] for r in json.loads(json_path.read_text())] == [
+        str(folder / c.name) for c in clips
+    ]
+
+
+def test_a_score_file_given_as_a_checkpoint_is_one_line(trained):
+    scores = trained["base"] / "spatial" / "video_scores.npz"
+    with pytest.raises(UserError, match=r"^\S+video_scores.npz is a score file, not a checkpoint"):
+        _predict(trained, "--spatial", scores)

@@ -150,18 +150,23 @@ def folder_labels(paths: list[Path], videos: list[Path]) -> tuple[list[int] | No
 
 def from_videos(args, stream, device):
     """(names, labels, classes, samples) of video files, sampled as tools/predict.py does."""
-    from engine.inference import collect_videos, extraction_settings, predict_video
+    from engine.inference import collect_videos, extraction_settings
+    from engine.streaming import score_video
 
     videos = collect_videos(args.videos)
     given = {k: getattr(args, k) for k in ("short_side", "bound", "preset")}
     settings = {stream.name: extraction_settings(stream, given)}
     labels, classes = folder_labels(args.videos, videos)
 
+    built = {}
+
+    def keep(window, scores, samples):
+        built.update(samples)
+
     def samples():
-        for path in videos:
-            built = {}
-            predict_video(path, {stream.name: stream}, settings, None, False, device, False, built)
-            yield built[stream.name]
+        for path in videos:  # the whole video as one window: evaluation's sample
+            score_video(path, {stream.name: stream}, settings, device, on_window=keep, score=False)
+            yield built.pop(stream.name)
 
     return [video.stem for video in videos], labels, classes, samples()
 

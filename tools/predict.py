@@ -2,18 +2,25 @@
 
     python tools/predict.py clip.avi --spatial record/spatial/checkpoint.pth.tar \\
         --motion record/motion/checkpoint.pth.tar [--clip record/clip/checkpoint.pth.tar] \\
-        [--top 5] [--gif out.gif]
+        [--top 5] [--gif out.gif] [--timeline out.csv --window 10 --stride 5]
     python tools/predict.py clips/ more.mp4 --spatial ... --motion ... --csv predictions.csv
+
+A video is scored in windows (--window seconds every --stride seconds), decoded once and
+window by window (engine/streaming.py): memory follows the window, not the video. A video no
+longer than a window is one window, sampled as evaluation samples it; a longer one's result is
+each stream's scores averaged over its windows, then fused.
 
 The video is decoded, resized and turned into TV-L1 flow in memory with the extraction tool's own
 code, with the settings the checkpoint's training frames were extracted with (read from
 the checkpoint, else index.json in its data root; refused when neither has them and the
 command line does not give them), and sampled and cropped by the stream's own test-time sample
 builder (engine/inference.py): a prediction sees exactly what evaluation sees. Nothing is written
-but the optional GIF and JSON.
+but the outputs asked for. In a batch, each video's row is written as soon as it is scored, a
+video that fails is a row with its error, and a rerun skips the videos already done.
 """
 
 import argparse
+import math
 import sys
 import time
 from pathlib import Path
@@ -25,7 +32,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from dataloader.extraction_settings import PRESETS
 from engine.cli import add_fusion_arguments
-from utils.atomic import write_json, write_text
+from utils.atomic import write_json
 from utils.classes import check_same_classes
 from utils.cli import Parser
 from utils.errors import UserError, run_cli
@@ -34,6 +41,10 @@ from utils.tables import format_table
 
 STREAM_OPTIONS = ("spatial", "motion", "clip")  # stream spec names, in the table's order
 EXTRACTION_OPTIONS = ("short_side", "bound", "preset", "max_frames", "jpeg_quality")
+
+
+GIF_FPS, GIF_FRAMES, GIF_SIDE = 8.0, 360, 160  # a 4-minute video: 1.5 frames a second
+WINDOW, STRIDE = 10.0, 5.0  # seconds: most UCF101/HMDB51 clips are one window
 
 
 def top_table(columns: dict[str, np.ndarray], classes: list[str], top: int) -> str:
@@ -48,20 +59,39 @@ def top_table(columns: dict[str, np.ndarray], classes: list[str], top: int) -> s
     return format_table(["  #", *columns], rows)
 
 
-def write_gif(path: Path, frames: np.ndarray, text: str, fps: float) -> Path:
-    """An animated GIF of the clip with ``text`` on a dark band at the bottom."""
-    height, width = frames.shape[1:3]
-    scale = max(1, round(240 / max(height, 1)))  # tiny clips are enlarged so the text is readable
-    font = ImageFont.load_default(size=max(10, 12 * min(scale, 2)))
+class GifFrames:
+    """Small frames for the GIF, kept as the video is decoded: at most GIF_FRAMES, GIF_FPS or
+    fewer a second, the long side GIF_SIDE (a tiny clip is enlarged so its label is readable)."""
+
+    def __init__(self, fps: float, num_frames: int):
+        fps = fps or 25.0
+        self.every = max(1, round(fps / GIF_FPS), math.ceil(num_frames / GIF_FRAMES))
+        self.fps, self.video_fps = fps / self.every, fps
+        self.frames: list[tuple[int, np.ndarray]] = []
+
+    def __call__(self, index: int, frame) -> None:
+        if index == 0:
+            self.frames = []  # a second pass starts again
+        if index % self.every or len(self.frames) >= GIF_FRAMES:
+            return
+        scale = GIF_SIDE / max(frame.width, frame.height)
+        size = [max(2, round(side * scale) // 2 * 2) for side in (frame.width, frame.height)]
+        image = frame.to_ndarray(width=size[0], height=size[1], format="rgb24")
+        self.frames.append((index, image))
+
+
+def write_gif(path: Path, frames: list[np.ndarray], texts: list[str], fps: float) -> Path:
+    """An animated GIF of ``frames``, each with its text on a dark band at the bottom."""
+    font = ImageFont.load_default(size=11)
     images = []
-    for frame in frames:
-        image = Image.fromarray(frame).resize((width * scale, height * scale), Image.NEAREST)
+    for frame, text in zip(frames, texts, strict=True):
+        image = Image.fromarray(frame)
         draw = ImageDraw.Draw(image)
         left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
-        band = bottom - top + 8
+        band = bottom - top + 6
         draw.rectangle((0, image.height - band, image.width, image.height), fill=(0, 0, 0))
-        draw.text((4, image.height - band + 4 - top), text, fill=(255, 255, 255), font=font)
-        images.append(image)
+        draw.text((3, image.height - band + 3 - top), text, fill=(255, 255, 255), font=font)
+        images.append(image.quantize(64, Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE))
     path.parent.mkdir(parents=True, exist_ok=True)
     images[0].save(
         path,
@@ -69,8 +99,22 @@ def write_gif(path: Path, frames: np.ndarray, text: str, fps: float) -> Path:
         append_images=images[1:],
         duration=max(20, round(1000 / fps)),
         loop=0,
+        optimize=False,
     )
     return path
+
+
+def gif_labels(gif: GifFrames, times, window_columns: dict, classes: list[str]) -> list[str]:
+    """Each GIF frame's text: its time and the top-1 of the window whose centre is nearest."""
+    last = window_columns["fused" if "fused" in window_columns else next(iter(window_columns))]
+    centres = np.array([(a + b) / 2 for a, b in times])
+    texts = []
+    for index, _ in gif.frames:
+        t = index / gif.video_fps
+        probs = last[int(np.abs(centres - t).argmin())]
+        best = int(probs.argmax())
+        texts.append(f"{t:5.1f} s  {classes[best]} {100 * probs[best]:.0f}%")
+    return texts
 
 
 def write_cam(path: Path, streams: dict, samples: dict, best: int, classes: list) -> Path:
@@ -82,40 +126,7 @@ def write_cam(path: Path, streams: dict, samples: dict, best: int, classes: list
     return write_heatmaps(path, rows, f"Grad-CAM for {classes[best]}")
 
 
-def get_args(argv=None) -> argparse.Namespace:
-    parser = Parser(
-        description=__doc__.split("\n")[0],
-    )
-    parser.add_argument(
-        "videos",
-        type=Path,
-        nargs="+",
-        metavar="VIDEO",
-        help="video files (any format PyAV reads) or folders of them; models are loaded once",
-    )
-    parser.add_argument(
-        "--spatial", type=Path, help="spatial-stream checkpoint (checkpoint.pth.tar)"
-    )
-    parser.add_argument("--motion", type=Path, help="motion-stream checkpoint (checkpoint.pth.tar)")
-    parser.add_argument(
-        "--clip", type=Path, help="clip-stream (3D network) checkpoint: an optional third stream"
-    )
-    parser.add_argument("--top", type=int, default=5, help="how many classes to list per stream")
-    add_fusion_arguments(parser)
-    parser.add_argument("--gif", type=Path, help="also write an animated GIF with the fused top-1")
-    parser.add_argument(
-        "--cam",
-        type=Path,
-        metavar="OUT",
-        help="also draw where each stream looks (Grad-CAM of the predicted class over the test "
-        "snippets): OUT.gif animated, OUT.png a strip",
-    )
-    parser.add_argument(
-        "--json", type=Path, help="also write the probabilities here as JSON (a list for many)"
-    )
-    parser.add_argument(
-        "--csv", type=Path, help="also write one row per video: top-k classes and probabilities"
-    )
+def add_extraction_arguments(parser) -> None:
     extraction = parser.add_argument_group(
         "extraction; default: the settings recorded in each checkpoint, else those in "
         "index.json of the data root it was trained on (written by tools/extract_frames_flow.py); "
@@ -140,6 +151,69 @@ def get_args(argv=None) -> argparse.Namespace:
         help="use the extraction options given even where they contradict a checkpoint's "
         "recorded settings (refused otherwise: the frames would differ from training's)",
     )
+
+
+def get_args(argv=None) -> argparse.Namespace:
+    parser = Parser(
+        description=__doc__.split("\n")[0],
+    )
+    parser.add_argument(
+        "videos",
+        type=Path,
+        nargs="+",
+        metavar="VIDEO",
+        help="video files (any format PyAV reads) or folders of them; models are loaded once",
+    )
+    parser.add_argument(
+        "--spatial", type=Path, help="spatial-stream checkpoint (checkpoint.pth.tar)"
+    )
+    parser.add_argument("--motion", type=Path, help="motion-stream checkpoint (checkpoint.pth.tar)")
+    parser.add_argument(
+        "--clip", type=Path, help="clip-stream (3D network) checkpoint: an optional third stream"
+    )
+    parser.add_argument("--top", type=int, default=5, help="how many classes to list per stream")
+    add_fusion_arguments(parser)
+    parser.add_argument(
+        "--window",
+        type=float,
+        default=WINDOW,
+        help="score the video in windows of this many seconds (0: one window, the whole video)",
+    )
+    parser.add_argument(
+        "--stride", type=float, default=STRIDE, help="seconds from one window's start to the next"
+    )
+    parser.add_argument(
+        "--timeline",
+        type=Path,
+        metavar="OUT.csv",
+        help="also write each window's top-k (OUT.csv), a plot of them over time (OUT.png) and "
+        "the runs of one fused label (OUT_segments.csv)",
+    )
+    parser.add_argument(
+        "--gif",
+        type=Path,
+        help="also write an animated GIF, small and at a few frames a second, each frame "
+        "labelled with its window's fused top-1",
+    )
+    parser.add_argument(
+        "--cam",
+        type=Path,
+        metavar="OUT",
+        help="also draw where each stream looks (Grad-CAM of the predicted class over the test "
+        "snippets of the most confident window): OUT.gif animated, OUT.png a strip",
+    )
+    parser.add_argument(
+        "--json",
+        type=Path,
+        help="also write the probabilities here as JSON (a list for many, updated per video)",
+    )
+    parser.add_argument(
+        "--csv",
+        type=Path,
+        help="also write one row per video as it is scored: top-k classes and probabilities, or "
+        "its error; a rerun skips the videos already in it",
+    )
+    add_extraction_arguments(parser)
     parser.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
     return parser.parse_args(argv)
 
@@ -154,45 +228,24 @@ def _describe(settings) -> str:
     return ", ".join(parts)
 
 
-def write_csv(path: Path, rows: list[dict], columns: list[str], top: int) -> Path:
-    """One row per video: for each stream (and fused) its top-k classes and probabilities."""
-    header = ["video"] + [f"{c}_{what}{k}" for c in columns for k in range(1, top + 1)
-                          for what in ("class", "prob")]  # fmt: skip
-    lines = []
-    for row in rows:
-        cells = [row["video"]]
-        for column in columns:
-            for cls, prob in row["top"][column]:
-                cells += [cls, f"{prob:.4f}"]
-        lines.append(cells)
-    import csv
-    import io
-
-    text = io.StringIO()
-    writer = csv.writer(text)
-    writer.writerow(header)
-    writer.writerows(lines)
-    return write_text(path, text.getvalue())
+def csv_header(names: list[str], top: int) -> list[str]:
+    """The batch CSV: the video, each column's top-k classes and probabilities, the error."""
+    return ["video"] + [f"{c}_{what}{k}" for c in names for k in range(1, top + 1)
+                        for what in ("class", "prob")] + ["error"]  # fmt: skip
 
 
-def main(argv=None) -> dict | list[dict]:
-    args = get_args(argv)  # before torch is imported: --help and typos answer at once
-    from engine.device import resolve_device
-    from engine.inference import collect_videos, extraction_settings, load_stream, predict_video
+def csv_cells(result: dict, names: list[str], top: int) -> list[str]:
+    cells = [result["video"]]
+    for name in names:
+        ranked = result.get("top", {}).get(name, [])
+        cells += [x for cls, prob in ranked for x in (cls, f"{prob:.4f}")] or [""] * (2 * top)
+    return [*cells, result.get("error") or ""]
 
-    if args.spatial is None and args.motion is None and args.clip is None:
-        raise UserError("give one or more of --spatial, --motion and --clip CHECKPOINT")
-    if args.top < 1:
-        raise UserError(f"--top must be at least 1, got {args.top}")
-    videos = collect_videos(args.videos)
-    single = len(videos) == 1 and args.videos[0].is_file()
-    if args.gif is not None and not single:
-        raise UserError("--gif draws one video; give one video file, or leave --gif out")
-    if args.cam is not None and not single:
-        raise UserError("--cam draws one video; give one video file, or leave --cam out")
-    if args.cam is not None and args.cam.suffix.lower() not in (".gif", ".png"):
-        raise UserError(f"--cam {args.cam}: give a .gif (animated) or .png (a strip) file")
-    device = resolve_device(args.device)
+
+def load_streams(args, device) -> tuple[dict, dict]:
+    """The checkpoints given, by stream, and the extraction settings of each (printed)."""
+    from engine.inference import extraction_settings, load_stream
+
     streams = {
         name: load_stream(getattr(args, name), name, device)
         for name in STREAM_OPTIONS
@@ -202,7 +255,6 @@ def main(argv=None) -> dict | list[dict]:
     for other in others:
         hint = "give checkpoints trained on the same dataset and split files"
         check_same_classes(first.classes, other.classes, first.path, other.path, hint)
-    classes = next(iter(streams.values())).classes
     given = {k: getattr(args, k) for k in EXTRACTION_OPTIONS}
     override = args.override_extraction
     settings = {n: extraction_settings(s, given, override) for n, s in streams.items()}
@@ -212,50 +264,203 @@ def main(argv=None) -> dict | list[dict]:
             f"{name}: {stream.path} ({stream.arch}, epoch {stream.epoch}); "
             f"{_describe(config)} ({source})"
         )
+    return streams, settings
 
-    results = []
-    start = time.perf_counter()
-    top = min(args.top, len(classes))
-    bar = progress(videos, unit="video", show=not single, leave=True)
-    for path in bar:
-        samples = {} if args.cam is not None else None
-        columns, shown, fps = predict_video(
-            path, streams, settings, args.weights, args.softmax, device, single, samples
-        )
-        final = columns["fused" if "fused" in columns else next(iter(columns))]
-        best = int(np.argmax(final))
-        ranked = {
-            name: [(classes[i], float(p[i])) for i in np.argsort(-p, kind="stable")[:top]]
-            for name, p in columns.items()
-        }
-        results.append(
-            {
-                "video": str(path),
-                "classes": classes,
-                "top1": classes[best],
-                "top": ranked,
-                **{name: [float(x) for x in p] for name, p in columns.items()},
-            }
-        )
-        if single:
-            print(f"scored in {time.perf_counter() - start:.1f} s")
-            print(top_table(columns, classes, args.top))
-        else:
-            bar.write(f"{path}: {classes[best]} {100 * final[best]:.1f}%")
-        if args.gif is not None:
-            text = f"{classes[best]} {100 * final[best]:.1f}%"
-            print(f"wrote {write_gif(args.gif, shown, text, fps or 25.0)}")
+
+def _ranked(columns: dict, classes: list[str], top: int) -> dict:
+    return {
+        name: [(classes[i], float(p[i])) for i in np.argsort(-p, kind="stable")[:top]]
+        for name, p in columns.items()
+    }
+
+
+def predict_one(path: Path, streams: dict, settings: dict, args, device) -> tuple[dict, dict]:
+    """One video's result (the JSON record) and what the drawings need."""
+    from dataloader.extraction import DecodeError, count_frames, video_fps
+    from engine.inference import columns
+    from engine.streaming import score_video
+
+    def fuse(scores: dict) -> dict:
+        return columns(streams, scores, args.weights, args.softmax)
+
+    gif, cam = None, {"prob": -1.0, "samples": None}
+    if args.gif is not None:
+        try:
+            gif = GifFrames(video_fps(path), count_frames(path))
+        except DecodeError as err:
+            raise UserError(f"cannot decode {path} ({err}); give a readable video file") from None
+
+    def on_window(w: int, scores: dict, samples: dict) -> None:
         if args.cam is not None:
-            print(f"wrote {write_cam(args.cam, streams, samples, best, classes)}")
-    if not single:
-        print(f"{len(videos)} videos in {time.perf_counter() - start:.1f} s")
-    output = results[0] if single else results
+            probs = list(fuse(scores).values())[-1]
+            if w == 0 or probs.max() > cam["prob"]:  # the most confident window
+                cam.update(prob=float(probs.max()), samples=samples)
+
+    video = score_video(path, streams, settings, device, args.window, args.stride, on_window, gif)
+    per_window = [
+        fuse({n: s[w] for n, s in video.scores.items()}) for w in range(len(video.windows))
+    ]
+    window_columns = {name: np.stack([c[name] for c in per_window]) for name in per_window[0]}
+    whole = fuse({name: s.mean(axis=0) for name, s in video.scores.items()})
+    classes = next(iter(streams.values())).classes
+    final = whole["fused" if "fused" in whole else next(iter(whole))]
+    result = {
+        "video": str(path),
+        "classes": classes,
+        "top1": classes[int(np.argmax(final))],
+        "top": _ranked(whole, classes, min(args.top, len(classes))),
+        **{name: [float(x) for x in p] for name, p in whole.items()},
+        "seconds": video.num_frames / (video.fps or 25.0),
+        "windows": len(video.windows),
+        "work_seconds": {name: round(t, 3) for name, t in video.seconds.items()},
+        "work_cpu_seconds": {name: round(t, 3) for name, t in video.cpu_seconds.items()},
+    }
+    drawn = dict(video=video, whole=whole, windows=window_columns, gif=gif, cam=cam["samples"])
+    return result, drawn
+
+
+def draw(args, result: dict, drawn: dict, streams: dict) -> None:
+    """The single video's timeline, GIF and Grad-CAM, as asked."""
+    from utils.timeline import write_timeline
+
+    classes, video = result["classes"], drawn["video"]
+    if args.timeline is not None:
+        paths = write_timeline(args.timeline, video.times(), drawn["windows"], classes, args.top)
+        print("wrote " + ", ".join(map(str, paths)))
+    if args.gif is not None:
+        start, gif = time.perf_counter(), drawn["gif"]
+        texts = gif_labels(gif, video.times(), drawn["windows"], classes)
+        write_gif(args.gif, [f for _, f in gif.frames], texts, gif.fps)
+        size = args.gif.stat().st_size / 1e6
+        print(
+            f"wrote {args.gif} ({len(texts)} frames at {gif.fps:.2g} a second, {size:.1f} MB) "
+            f"in {time.perf_counter() - start:.1f} s"
+        )
+    if args.cam is not None:
+        best = classes.index(result["top1"])
+        print(f"wrote {write_cam(args.cam, streams, drawn['cam'], best, classes)}")
+
+
+class Work:
+    """Seconds of video and of work per stream, summed over the videos of a run."""
+
+    def __init__(self):
+        self.video, self.seconds = 0.0, {}
+
+    def add(self, video) -> None:
+        self.video += video.num_frames / (video.fps or 25.0)
+        for name, seconds in video.seconds.items():
+            self.seconds[name] = self.seconds.get(name, 0.0) + seconds
+
+    def summary(self) -> str:
+        """Each stream's real-time factor: seconds of video per second of its work."""
+        parts = [
+            f"{name} {self.video / max(seconds, 1e-9):.1f}x ({seconds:.1f} s)"
+            for name, seconds in self.seconds.items()
+            if name != "decode"
+        ]
+        decode = self.seconds.get("decode", 0.0)
+        return (
+            f"real-time factor (seconds of video per second of work) over {self.video:.1f} s "
+            f"of video: {', '.join(parts)}; decoding {decode:.1f} s"
+        )
+
+
+def check_args(args, single: bool) -> None:
+    if args.spatial is None and args.motion is None and args.clip is None:
+        raise UserError("give one or more of --spatial, --motion and --clip CHECKPOINT")
+    if args.top < 1:
+        raise UserError(f"--top must be at least 1, got {args.top}")
+    if args.window is not None and args.window <= 0 or args.stride <= 0:
+        raise UserError("--window and --stride must be positive seconds (--window 0: none)")
+    for option in ("gif", "cam", "timeline"):
+        if getattr(args, option) is not None and not single:
+            raise UserError(f"--{option} draws one video; give one video file, or leave it out")
+    if args.cam is not None and args.cam.suffix.lower() not in (".gif", ".png"):
+        raise UserError(f"--cam {args.cam}: give a .gif (animated) or .png (a strip) file")
+    if args.timeline is not None and args.timeline.suffix.lower() != ".csv":
+        raise UserError(f"--timeline {args.timeline}: give a .csv file (the plot goes beside it)")
+
+
+def run_batch(videos, streams, settings, args, device, files) -> tuple[list, list, Work]:
+    """Score every video not already in the result files; a failure is a row, not the end."""
+    from utils.errors import one_line
+
+    names = [*streams, *(["fused"] if len(streams) >= 2 else [])]
+    top = min(args.top, len(next(iter(streams.values())).classes))
+    results, failed, work = [], [], Work()
+    bar = progress(videos, unit="video", leave=True)
+    for path in bar:
+        if str(path) in files.done:
+            continue
+        try:
+            result, drawn = predict_one(path, streams, settings, args, device)
+        except (UserError, OSError) as err:
+            result = {"video": str(path), "error": one_line(err)}
+            failed.append(result)
+            bar.write(f"{path}: failed: {result['error']}")
+        else:
+            work.add(drawn["video"])
+            bar.write(f"{path}: {result['top1']} {100 * result['top'][names[-1]][0][1]:.1f}%")
+        files.add(csv_cells(result, names, top), result)
+        results.append(result)
+    return results, failed, work
+
+
+def predict_single(path: Path, streams: dict, settings: dict, args, device, files) -> dict:
+    """One video, printed in full (table, real-time factors) and drawn as asked."""
+    start = time.perf_counter()
+    result, drawn = predict_one(path, streams, settings, args, device)
+    video = drawn["video"]
+    print(
+        f"{path}: {video.num_frames} frames, {result['seconds']:.1f} s, "
+        f"{result['windows']} window(s); scored in {time.perf_counter() - start:.1f} s"
+    )
+    print(top_table(drawn["whole"], result["classes"], args.top))
+    work = Work()
+    work.add(video)
+    print(work.summary())
+    draw(args, result, drawn, streams)
+    names = list(drawn["whole"])
+    files.add(csv_cells(result, names, min(args.top, len(result["classes"]))), result)
     if args.json is not None:
-        write_json(args.json, output)
-        print(f"wrote {args.json}")
-    if args.csv is not None:
-        print(f"wrote {write_csv(args.csv, results, list(results[0]['top']), top)}")
-    return output
+        print(f"wrote {write_json(args.json, result)}")
+    return result
+
+
+def main(argv=None) -> dict | list[dict]:
+    args = get_args(argv)  # before torch is imported: --help and typos answer at once
+    from engine.device import resolve_device
+    from engine.inference import collect_videos
+    from utils.result_files import ResultFiles
+
+    args.window = args.window or None
+    videos = collect_videos(args.videos)
+    single = len(videos) == 1 and args.videos[0].is_file()
+    check_args(args, single)
+    device = resolve_device(args.device)
+    streams, settings = load_streams(args, device)
+    names = [*streams, *(["fused"] if len(streams) >= 2 else [])]
+    top = min(args.top, len(next(iter(streams.values())).classes))
+    redo = {str(videos[0])} if single else set()  # a video named alone is scored again
+    files = ResultFiles(args.csv, None if single else args.json, csv_header(names, top), redo)
+    if single:
+        return predict_single(videos[0], streams, settings, args, device, files)
+    start = time.perf_counter()
+    results, failed, work = run_batch(videos, streams, settings, args, device, files)
+    skipped = len(videos) - len(results)
+    print(f"{len(results)} videos in {time.perf_counter() - start:.1f} s"
+          + (f" ({skipped} already in the output, skipped)" if skipped else ""))  # fmt: skip
+    print(work.summary())
+    for path in (args.csv, args.json):
+        if path is not None:
+            print(f"wrote {path}")
+    if failed:
+        raise UserError(
+            f"{len(failed)} of {len(results)} videos failed (their rows say why; a rerun "
+            f"tries them again), the first: {failed[0]['video']}: {failed[0]['error']}"
+        )
+    return results
 
 
 if __name__ == "__main__":

@@ -75,9 +75,11 @@ def load_checkpoint(path) -> dict:
         raise UserError(f"checkpoint not found: {path}; give the path of a checkpoint.pth.tar")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        detail = " ".join(str(err).split())[:200]
-        raise UserError(f"cannot read checkpoint {path}: {detail}") from err
+    except Exception as err:  # torch's message is about its own internals: say what to give
+        what = "not a readable checkpoint (damaged, or another kind of file)"
+        if path.suffix == ".npz":
+            what = "a score file, not a checkpoint"
+        raise UserError(f"{path} is {what}; give the checkpoint.pth.tar training wrote") from err
     if not isinstance(ckpt, dict) or "model" not in ckpt or "stream" not in ckpt:
         raise UserError(
             f"{path} is not a checkpoint of this toolkit (no model/stream entries); "
