@@ -41,6 +41,12 @@ MODEL = ["--arch", "resnet18", "--pretrained", "none", "--crop-size", "32"]  # n
 RUN = ["--epochs", "1", "--test-frames", "2", "--batch-size", "4", "--workers", "0"]
 RUN += ["--accum-steps", "1"]
 FAST_EXTRACT = ["--workers", "1", "--short-side", "32", "--preset", "fast"]
+STARTUP = (  # the form of the line a training run starts with (engine.run)
+    r"\w+ stream: \w+, \d+ classes, \d+ training / \d+ validation / \d+ test videos, device \S+, "
+    r"epochs \d+\.\.\d+; effective batch \d+ process\(es\) x \d+ videos x \d+ accumulation steps "
+    r"= \d+ \((--accum-steps given|accumulation follows processes x batch); the recipe's lr is "
+    r"for \d+\), lr [\d.e-]+"
+)
 
 one_thread = pytest.fixture(autouse=True, scope="module")(single_thread)
 
@@ -79,8 +85,12 @@ def readme_commands() -> list[str]:
     ]
 
 
+def read_page(page: str) -> str:
+    return (ROOT / "docs" / f"{page}.md").read_text()
+
+
 def page_commands(page: str) -> list[str]:
-    return code_commands((ROOT / "docs" / f"{page}.md").read_text())
+    return code_commands(read_page(page))
 
 
 @dataclass
@@ -205,8 +215,11 @@ def test_the_readme_workflows_run_as_written_and_give_their_results(workspace):
     # Step 7: a class name, and the GIF.
     assert (ws.root / "biking.gif").read_bytes()[:6] in (b"GIF87a", b"GIF89a")
     output = "".join(ws.log)
-    # The start-up line the docs describe (docs/training.md), as this run made its batch.
+    # The start-up line docs/training.md quotes has the form this run printed, with its numbers.
     line = re.search(r"^spatial stream: resnet18, 4 classes, .*$", output, re.M).group(0)
+    quoted = re.search(r"^ +(spatial stream: resnet101, .*)$", read_page("training"), re.M)
+    for printed in (line, quoted.group(1)):
+        assert re.fullmatch(STARTUP, printed), printed
     assert re.fullmatch(
         r"spatial stream: resnet18, 4 classes, 8 training / 0 validation / 4 test videos, "
         r"device cpu, epochs 1\.\.1; effective batch 1 process\(es\) x 4 videos x 1 accumulation "
@@ -219,7 +232,7 @@ def test_the_start_up_lines_quoted_in_the_docs_are_the_codes():
     """docs/training.md and docs/distributed.md quote the effective batch of 1 x 32 and 8 x 32 as
     the code words it (1 x 32 x 4 = 128, 8 x 32 x 1 = 256)."""
     for page, world, batch, effective in (("training", 1, 32, 128), ("distributed", 8, 32, 256)):
-        text = " ".join((ROOT / "docs" / f"{page}.md").read_text().split())
+        text = " ".join(read_page(page).split())
         accum = accumulation_steps(None, 128, world, batch)
         line = describe_batch(world, batch, accum, 128, given=False)
         assert line in text and f"= {effective} " in line, (page, line)
@@ -297,6 +310,17 @@ def test_prediction_page_predicts_exports_and_extracts_features(workspace, monke
         assert len(f["videos"]) == ws.videos and np.isfinite(f["features"]).all()
         assert f["features"].shape == (ws.videos, 512)  # resnet18's pooled features
     assert (ws.root / "where.png").read_bytes()[:4] == b"\x89PNG" and cam["top1"] in ws.classes
+    # The page's onnxruntime snippet, on the exported file: it prints a class name.
+    (snippet,) = re.findall(r"```python\n(.*?)```", read_page("prediction"), re.S)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(
+            snippet.replace(
+                '"clip.avi"', repr(ws.paths["data/UCF-101/Biking/v_Biking_g01_c01.avi"])
+            ),
+            {},
+        )
+    assert out.getvalue().strip() in ws.classes
 
 
 def test_every_page_with_commands_is_run_or_says_why_not():
