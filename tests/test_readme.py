@@ -140,7 +140,8 @@ def scores(path: Path) -> dict:
 
 
 def video_name(line: str) -> str:
-    return Path(line.split()[0]).stem
+    """The video of a custom split line: ``<video>TAB<class>`` (or a space before tabs)."""
+    return Path(line.split("\t")[0] if "\t" in line else line.split()[0]).stem
 
 
 def assert_test_scores(path: Path, ws: Workspace) -> None:
