@@ -91,8 +91,8 @@ def test_export_refuses_bad_requests(tmp_path):
         export.main([str(tmp_path / "none.pth.tar"), "--onnx", str(tmp_path / "x.onnx")])
 
 
-def test_the_readme_example_runs_an_exported_model_on_a_video(tmp_path, monkeypatch, capsys):
-    text = (ROOT / "README.md").read_text()
+def test_the_docs_example_runs_an_exported_model_on_a_video(tmp_path, monkeypatch, capsys):
+    text = (ROOT / "docs" / "prediction.md").read_text()
     example = re.search(r"```python\n(.*?onnxruntime.*?)```", text, re.S).group(1)
     assert len([line for line in example.splitlines() if line.strip()]) <= 12
     path, _ = _checkpoint(tmp_path, "spatial_avg")
@@ -101,5 +101,5 @@ def test_the_readme_example_runs_an_exported_model_on_a_video(tmp_path, monkeypa
     (tmp_path / "clip.avi").symlink_to(data.clips[0].path)
     export.main([str(path), "--onnx", "spatial.onnx"])
     capsys.readouterr()
-    exec(compile(example, "README.md", "exec"), {})
+    exec(compile(example, "docs/prediction.md", "exec"), {})
     assert capsys.readouterr().out.strip() in CLASSES
