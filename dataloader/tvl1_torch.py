@@ -24,9 +24,12 @@ Meinhardt-Llopis and Facciolo (IPOL 2013) and as ``cv::optflow::DualTVL1OpticalF
 - The flow goes to the next finer level by bilinear resize and is multiplied by 1/scale_step.
 - ``gamma`` > 0 adds OpenCV's illumination variable u3 with its own dual variable.
 
-Batching: each pair keeps its own stopping state; the pairs still iterating are gathered into a
-smaller batch whenever one finishes, so a pair never changes after it converged and a batch
-gives the one-by-one result (up to float summation order).
+Batching: each pair keeps its own stopping state, on the device: a pair that has converged is
+masked out of the steps (its flow and dual variables stay bit for bit), so the host need not
+ask after every step. It looks every ``check_every`` steps and at each outer round's start (one
+sync each), then gathers the pairs still iterating into a smaller batch or ends the warp. So a
+pair never changes after it converged, and a batch gives the one-by-one result (up to float
+summation order; exactly, on a CPU), whatever ``check_every`` is.
 
 Known differences from OpenCV: the float32 arithmetic is vectorised differently (sums are not
 sequential, the threshold step is a clamp of -rho/|grad I1|^2), so results agree to within
@@ -61,7 +64,9 @@ DEFAULTS = {
     "gamma": 0.0,
     "median_filtering": 5,
     "interpolation": "bicubic",
+    "check_every": None,  # not OpenCV's: steps between host looks (None: CHECK_EVERY, 1 on CPU)
 }
+CHECK_EVERY = 10  # off the CPU, where a look is a device sync that stalls the queue of steps
 
 
 def _check_params(p: dict) -> None:
@@ -79,6 +84,9 @@ def _check_params(p: dict) -> None:
     for name in ("warps", "inner_iterations", "outer_iterations"):
         if p[name] < 0:
             raise ValueError(f"{name} must be non-negative, got {p[name]}")
+    check = p.get("check_every")
+    if check is not None and (not isinstance(check, int) or check < 1):
+        raise ValueError(f"check_every must be a positive integer or None, got {check!r}")
     median = p["median_filtering"]
     if median > 1 and median % 2 == 0:
         raise ValueError(f"median_filtering must be odd (or <= 1 for none), got {median}")
@@ -346,78 +354,96 @@ class _Warp:
         self.neg_grad, self.rho_c, self.a = self.neg_grad[keep], self.rho_c[keep], self.a[keep]
 
 
-def _iteration(u, new_u, px, py, lin: _Warp, prm: dict, scratch: _Scratch) -> torch.Tensor:
-    """One primal-dual step from ``u`` into ``new_u``, px and py updated in place.
+def _iteration(u, new_u, p, lin: _Warp, prm: dict, live, scratch: _Scratch) -> torch.Tensor:
+    """One primal-dual step from ``u`` into ``new_u``, the dual variables ``p`` updated in place.
 
-    Returns each pair's summed squared change of u, which the stopping rule compares.
+    ``p`` [b, 2, C, H, W] holds px and py. ``live`` [3, b, 1, 1, 1] is 1 for a pair still going
+    and 0 for one that has stopped, the latter times theta and tau/theta: a stopped pair's step,
+    div p term and dual step are then exactly 0, so it keeps u and p bit for bit without the
+    host being asked which pairs stopped. Returns each pair's summed squared change of u, which
+    the stopping rule compares.
     """
-    l_t, theta = prm["lambda_"] * prm["theta"], prm["theta"]
-    taut = prm["tau"] / prm["theta"]
+    l_t = prm["lambda_"] * prm["theta"]
+    going, theta_live, taut_live = live
     b, c, h, w = u.shape
+    px, py = p.unbind(1)
     rho = scratch.get("rho", (b, 1, h, w))
     torch.mul(lin.a[:, :1], u[:, :1], out=rho)
     for i in range(1, c):
         rho.addcmul_(lin.a[:, i : i + 1], u[:, i : i + 1])
-    step = rho.add_(lin.rho_c).div_(lin.neg_grad).clamp_(-l_t, l_t)  # v = u + step * a
+    step = rho.add_(lin.rho_c).div_(lin.neg_grad).clamp_(-l_t, l_t).mul_(going)  # v = u + step*a
     div = scratch.get("div", u.shape)  # div p: backward differences, p = 0 before row/col 0
     div.copy_(px)
     div[..., 1:].sub_(px[..., :-1])
     div.add_(py)
     div[..., 1:, :].sub_(py[..., :-1, :])
-    torch.addcmul(u, step, lin.a, out=new_u).add_(div, alpha=theta)
+    torch.addcmul(u, step, lin.a, out=new_u).addcmul_(div, theta_live)
     change = torch.sub(new_u, u, out=scratch.get("change", u.shape))
     error = change.mul_(change).sum(dim=(1, 2, 3))
-    ux = scratch.get("ux", u.shape, zero=True)  # forward differences; last column stays 0
-    uy = scratch.get("uy", u.shape, zero=True)  # last row stays 0
-    torch.sub(new_u[..., 1:], new_u[..., :-1], out=ux[..., :-1])
-    torch.sub(new_u[..., 1:, :], new_u[..., :-1, :], out=uy[..., :-1, :])
-    norm = torch.hypot(ux, uy, out=scratch.get("norm", u.shape)).mul_(taut).add_(1)
-    px.add_(ux, alpha=taut).div_(norm)
-    py.add_(uy, alpha=taut).div_(norm)
+    grad = scratch.get("grad", p.shape, zero=True)  # forward differences; last column/row stay 0
+    torch.sub(new_u[..., 1:], new_u[..., :-1], out=grad[:, 0, ..., :-1])
+    torch.sub(new_u[..., 1:, :], new_u[..., :-1, :], out=grad[:, 1, ..., :-1, :])
+    norm = torch.hypot(grad[:, 0], grad[:, 1], out=scratch.get("norm", u.shape))
+    norm.mul_(taut_live).add_(1)
+    p.addcmul_(grad, taut_live[:, None]).div_(norm[:, None])
     return error
 
 
-def _solve_level(i0, i1, u, prm: dict, warp: bool) -> torch.Tensor:
+def _look(going: torch.Tensor) -> np.ndarray:
+    """The host's look at which pairs of the working set still go: the one sync of a check."""
+    return going.cpu().numpy()
+
+
+def _solve_level(i0, i1, u, prm: dict, warp: bool, check_every: int) -> torch.Tensor:
     """TV-L1 at one pyramid level from initial flow u [B, C, H, W]; returns the refined u.
 
     Each pair follows OpenCV's loops on its own: per warp, up to ``outer_iterations`` rounds
     (each opened by the median filter) of up to ``inner_iterations`` steps, until its change
-    is at most epsilon^2 * pixels. Pairs that stop leave the working set.
+    is at most epsilon^2 * pixels. That is decided on the device: a pair that stops is masked
+    (``_iteration``) and keeps its flow. The host looks every ``check_every`` steps of a round
+    and at each round start (so the median filter sees only pairs that go on), stores the
+    pairs that stopped and goes on with the rest, or ends the warp when none is left.
     """
     b, c, h, w = u.shape
     scratch = _Scratch(u.device)
     i1x, i1y = _centered_gradient(i1)
-    px, py = torch.zeros_like(u), torch.zeros_like(u)  # dual variables, reset per level
+    p = torch.zeros(b, 2, c, h, w, device=u.device)  # dual variables px, py; reset per level
     scaled_epsilon = prm["epsilon"] ** 2 * h * w
     inner, outer, median = prm["inner_iterations"], prm["outer_iterations"], prm["median_filtering"]
+    scales = torch.tensor([1.0, prm["theta"], prm["tau"] / prm["theta"]], device=u.device)
     u = u.clone()
     for _ in range(prm["warps"]):
         lin = _Warp(i0, i1, i1x, i1y, u, prm["gamma"], prm["interpolation"], warp)
-        ids, wpx, wpy = torch.arange(b, device=u.device), px, py
+        ids, wp = torch.arange(b, device=u.device), p
         wu, spare = scratch.get("u_a", u.shape), scratch.get("u_b", u.shape)
         wu.copy_(u)
+        going = torch.ones(b, device=u.device)
         if inner == 0 and median > 1:  # OpenCV still opens each (empty) outer round with it
             for _ in range(outer):
                 _median_filter(wu, median, scratch)
         for n in range(inner * outer):
+            if n and n % inner % check_every == 0:  # the host looks: store pairs that stopped
+                keep = _look(going) > 0
+                if not keep.all():
+                    done = torch.from_numpy(np.flatnonzero(~keep)).to(u.device)
+                    u[ids[done]], p[ids[done]] = wu[done], wp[done]
+                    if not keep.any():
+                        ids = ids[:0]
+                        break
+                    rest = torch.from_numpy(np.flatnonzero(keep)).to(u.device)
+                    ids, wp, going, wu = ids[rest], wp[rest], going[rest], wu[rest]
+                    spare = torch.empty_like(wu)
+                    lin.select(rest)
             if median > 1 and n % inner == 0:  # each outer round opens with a median filter
                 _median_filter(wu, median, scratch)
-            error = _iteration(wu, spare, wpx, wpy, lin, prm, scratch)
+            live = (scales[:, None] * going).view(3, -1, 1, 1, 1)
+            error = _iteration(wu, spare, wp, lin, prm, live, scratch)
+            going.mul_(error > scaled_epsilon)
             wu, spare = spare, wu
-            going = error > scaled_epsilon
-            if not bool(going.all()):  # some pairs stopped: store them, go on with the rest
-                done = ~going
-                u[ids[done]], px[ids[done]], py[ids[done]] = wu[done], wpx[done], wpy[done]
-                ids, wpx, wpy, rest = ids[going], wpx[going], wpy[going], wu[going]
-                if ids.numel() == 0:
-                    break
-                wu, spare = scratch.get("u_a", rest.shape), scratch.get("u_b", rest.shape)
-                wu.copy_(rest)
-                lin.select(going)
-        if ids.numel() == b:  # nobody stopped: p was updated in place
+        if ids.numel() == b:  # nobody left the working set: p was updated in place
             u.copy_(wu)
         elif ids.numel():
-            u[ids], px[ids], py[ids] = wu, wpx, wpy
+            u[ids], p[ids] = wu, wp
     return u
 
 
@@ -438,6 +464,7 @@ def tvl1_flow(
     median_filtering: int = 5,
     initial_flow: torch.Tensor | None = None,
     interpolation: str = "bicubic",
+    check_every: int | None = None,
     _warp: bool = True,
 ) -> torch.Tensor:
     """TV-L1 flow from each ``prev[i]`` to ``nxt[i]``: [B, H, W, 2] float32 (x, y in pixels).
@@ -447,7 +474,10 @@ def tvl1_flow(
     DualTVL1OpticalFlow_create ones (``lambda_`` is ``lambda``, ``innnerIterations`` is
     ``inner_iterations``); ``initial_flow`` [B, H, W, 2] is ``useInitialFlow=True``.
     ``interpolation="bilinear"`` warps with bilinear instead of OpenCV's bicubic: faster, not
-    OpenCV. ``_warp=False`` is for tests only: it disables warping.
+    OpenCV. ``check_every``: steps between the host's looks at which pairs stopped (a device
+    sync each); None is CHECK_EVERY, and 1 on a CPU, where a look costs nothing and each step a
+    stopped pair is carried costs a step. Any value gives the same flow, bit for bit.
+    ``_warp=False`` is for tests only: it disables warping.
     """
     prm = dict(
         tau=tau,
@@ -462,6 +492,7 @@ def tvl1_flow(
         gamma=gamma,
         median_filtering=median_filtering,
         interpolation=interpolation,
+        check_every=check_every,
     )
     _check_params(prm)
     i0, i1 = _as_images(prev, "prev"), _as_images(nxt, "nxt")
@@ -471,6 +502,8 @@ def tvl1_flow(
         raise ValueError(f"prev and nxt are on different devices: {i0.device} vs {i1.device}")
     b, h, w = i0.shape
     channels = 3 if gamma != 0 else 2
+    if check_every is None:
+        check_every = 1 if i0.device.type == "cpu" else CHECK_EVERY
     with torch.no_grad():
         levels = _pyramid(torch.stack((i0, i1), 1), nscales, scale_step)
         coarse_h, coarse_w = levels[-1].shape[-2:]
@@ -487,7 +520,7 @@ def tvl1_flow(
             u[:, :2] = start
         for s in range(len(levels) - 1, -1, -1):
             pair = levels[s]
-            u = _solve_level(pair[:, 0], pair[:, 1], u, prm, _warp)
+            u = _solve_level(pair[:, 0], pair[:, 1], u, prm, _warp, check_every)
             if s == 0:
                 break
             fh, fw = levels[s - 1].shape[-2:]
