@@ -354,38 +354,48 @@ class _Warp:
         self.neg_grad, self.rho_c, self.a = self.neg_grad[keep], self.rho_c[keep], self.a[keep]
 
 
-def _iteration(u, new_u, p, lin: _Warp, prm: dict, live, scratch: _Scratch) -> torch.Tensor:
-    """One primal-dual step from ``u`` into ``new_u``, the dual variables ``p`` updated in place.
+def _scaled_add(x: torch.Tensor, y: torch.Tensor, scale) -> torch.Tensor:
+    """x += scale * y in place, ``scale`` a number or a per-pair tensor (same bits either way)."""
+    return x.addcmul_(y, scale) if isinstance(scale, torch.Tensor) else x.add_(y, alpha=scale)
 
-    ``p`` [b, 2, C, H, W] holds px and py. ``live`` [3, b, 1, 1, 1] is 1 for a pair still going
-    and 0 for one that has stopped, the latter times theta and tau/theta: a stopped pair's step,
-    div p term and dual step are then exactly 0, so it keeps u and p bit for bit without the
-    host being asked which pairs stopped. Returns each pair's summed squared change of u, which
-    the stopping rule compares.
+
+def _iteration(u, new_u, px, py, lin: _Warp, prm: dict, live, scratch) -> torch.Tensor:
+    """One primal-dual step from ``u`` into ``new_u``, px and py updated in place.
+
+    ``live`` [3, b, 1, 1, 1] is 1 for a pair still going
+    and 0 for one that has stopped, times 1, theta and tau/theta: a stopped pair's step, div p
+    term and dual step are then exactly 0, so it keeps u and p bit for bit without the host
+    being asked which pairs stopped. ``live=None``: every pair goes on (plain numbers, cheaper
+    on a CPU). Returns each pair's summed squared change of u, which the stopping rule compares.
     """
     l_t = prm["lambda_"] * prm["theta"]
-    going, theta_live, taut_live = live
+    if live is None:
+        going, theta_live, taut_live = None, prm["theta"], prm["tau"] / prm["theta"]
+    else:
+        going, theta_live, taut_live = live
     b, c, h, w = u.shape
-    px, py = p.unbind(1)
     rho = scratch.get("rho", (b, 1, h, w))
     torch.mul(lin.a[:, :1], u[:, :1], out=rho)
     for i in range(1, c):
         rho.addcmul_(lin.a[:, i : i + 1], u[:, i : i + 1])
-    step = rho.add_(lin.rho_c).div_(lin.neg_grad).clamp_(-l_t, l_t).mul_(going)  # v = u + step*a
+    step = rho.add_(lin.rho_c).div_(lin.neg_grad).clamp_(-l_t, l_t)  # v = u + step * a
+    if going is not None:
+        step.mul_(going)
     div = scratch.get("div", u.shape)  # div p: backward differences, p = 0 before row/col 0
     div.copy_(px)
     div[..., 1:].sub_(px[..., :-1])
     div.add_(py)
     div[..., 1:, :].sub_(py[..., :-1, :])
-    torch.addcmul(u, step, lin.a, out=new_u).addcmul_(div, theta_live)
+    _scaled_add(torch.addcmul(u, step, lin.a, out=new_u), div, theta_live)
     change = torch.sub(new_u, u, out=scratch.get("change", u.shape))
     error = change.mul_(change).sum(dim=(1, 2, 3))
-    grad = scratch.get("grad", p.shape, zero=True)  # forward differences; last column/row stay 0
-    torch.sub(new_u[..., 1:], new_u[..., :-1], out=grad[:, 0, ..., :-1])
-    torch.sub(new_u[..., 1:, :], new_u[..., :-1, :], out=grad[:, 1, ..., :-1, :])
-    norm = torch.hypot(grad[:, 0], grad[:, 1], out=scratch.get("norm", u.shape))
-    norm.mul_(taut_live).add_(1)
-    p.addcmul_(grad, taut_live[:, None]).div_(norm[:, None])
+    ux = scratch.get("ux", u.shape, zero=True)  # forward differences; last column stays 0
+    uy = scratch.get("uy", u.shape, zero=True)  # last row stays 0
+    torch.sub(new_u[..., 1:], new_u[..., :-1], out=ux[..., :-1])
+    torch.sub(new_u[..., 1:, :], new_u[..., :-1, :], out=uy[..., :-1, :])
+    norm = torch.hypot(ux, uy, out=scratch.get("norm", u.shape)).mul_(taut_live).add_(1)
+    _scaled_add(px, ux, taut_live).div_(norm)
+    _scaled_add(py, uy, taut_live).div_(norm)
     return error
 
 
@@ -407,43 +417,46 @@ def _solve_level(i0, i1, u, prm: dict, warp: bool, check_every: int) -> torch.Te
     b, c, h, w = u.shape
     scratch = _Scratch(u.device)
     i1x, i1y = _centered_gradient(i1)
-    p = torch.zeros(b, 2, c, h, w, device=u.device)  # dual variables px, py; reset per level
+    px, py = torch.zeros_like(u), torch.zeros_like(u)  # dual variables, reset per level
     scaled_epsilon = prm["epsilon"] ** 2 * h * w
     inner, outer, median = prm["inner_iterations"], prm["outer_iterations"], prm["median_filtering"]
     scales = torch.tensor([1.0, prm["theta"], prm["tau"] / prm["theta"]], device=u.device)
     u = u.clone()
     for _ in range(prm["warps"]):
         lin = _Warp(i0, i1, i1x, i1y, u, prm["gamma"], prm["interpolation"], warp)
-        ids, wp = torch.arange(b, device=u.device), p
+        ids, wpx, wpy = torch.arange(b, device=u.device), px, py
         wu, spare = scratch.get("u_a", u.shape), scratch.get("u_b", u.shape)
         wu.copy_(u)
-        going = torch.ones(b, device=u.device)
+        going = torch.ones(b, dtype=torch.bool, device=u.device)
         if inner == 0 and median > 1:  # OpenCV still opens each (empty) outer round with it
             for _ in range(outer):
                 _median_filter(wu, median, scratch)
         for n in range(inner * outer):
             if n and n % inner % check_every == 0:  # the host looks: store pairs that stopped
-                keep = _look(going) > 0
+                keep = _look(going)
                 if not keep.all():
                     done = torch.from_numpy(np.flatnonzero(~keep)).to(u.device)
-                    u[ids[done]], p[ids[done]] = wu[done], wp[done]
+                    u[ids[done]], px[ids[done]], py[ids[done]] = wu[done], wpx[done], wpy[done]
                     if not keep.any():
                         ids = ids[:0]
                         break
                     rest = torch.from_numpy(np.flatnonzero(keep)).to(u.device)
-                    ids, wp, going, wu = ids[rest], wp[rest], going[rest], wu[rest]
+                    ids, wu, wpx, wpy = ids[rest], wu[rest], wpx[rest], wpy[rest]
                     spare = torch.empty_like(wu)
                     lin.select(rest)
             if median > 1 and n % inner == 0:  # each outer round opens with a median filter
                 _median_filter(wu, median, scratch)
-            live = (scales[:, None] * going).view(3, -1, 1, 1, 1)
-            error = _iteration(wu, spare, wp, lin, prm, live, scratch)
-            going.mul_(error > scaled_epsilon)
+            # right after a look every pair of the working set goes on: no mask needed
+            looked = n % inner % check_every == 0
+            live = None if looked else (scales[:, None] * going).view(3, -1, 1, 1, 1)
+            error = _iteration(wu, spare, wpx, wpy, lin, prm, live, scratch)
+            going_on = error > scaled_epsilon
+            going = going_on if looked else going_on.logical_and_(going)
             wu, spare = spare, wu
         if ids.numel() == b:  # nobody left the working set: p was updated in place
             u.copy_(wu)
         elif ids.numel():
-            u[ids], p[ids] = wu, wp
+            u[ids], px[ids], py[ids] = wu, wpx, wpy
     return u
 
 
