@@ -24,9 +24,12 @@ Meinhardt-Llopis and Facciolo (IPOL 2013) and as ``cv::optflow::DualTVL1OpticalF
 - The flow goes to the next finer level by bilinear resize and is multiplied by 1/scale_step.
 - ``gamma`` > 0 adds OpenCV's illumination variable u3 with its own dual variable.
 
-Batching: each pair keeps its own stopping state; the pairs still iterating are gathered into a
-smaller batch whenever one finishes, so a pair never changes after it converged and a batch
-gives the one-by-one result (up to float summation order).
+Batching: each pair keeps its own stopping state, on the device: a pair that has converged is
+masked out of the steps (its flow and dual variables stay bit for bit), so the host need not
+ask after every step. It looks every ``check_every`` steps and at each outer round's start (one
+sync each), then gathers the pairs still iterating into a smaller batch or ends the warp. So a
+pair never changes after it converged, and a batch gives the one-by-one result (up to float
+summation order; exactly, on a CPU), whatever ``check_every`` is.
 
 Known differences from OpenCV: the float32 arithmetic is vectorised differently (sums are not
 sequential, the threshold step is a clamp of -rho/|grad I1|^2), so results agree to within
@@ -61,7 +64,9 @@ DEFAULTS = {
     "gamma": 0.0,
     "median_filtering": 5,
     "interpolation": "bicubic",
+    "check_every": None,  # not OpenCV's: steps between host looks (None: CHECK_EVERY, 1 on CPU)
 }
+CHECK_EVERY = 10  # off the CPU, where a look is a device sync that stalls the queue of steps
 
 
 def _check_params(p: dict) -> None:
@@ -79,6 +84,9 @@ def _check_params(p: dict) -> None:
     for name in ("warps", "inner_iterations", "outer_iterations"):
         if p[name] < 0:
             raise ValueError(f"{name} must be non-negative, got {p[name]}")
+    check = p.get("check_every")
+    if check is not None and (not isinstance(check, int) or check < 1):
+        raise ValueError(f"check_every must be a positive integer or None, got {check!r}")
     median = p["median_filtering"]
     if median > 1 and median % 2 == 0:
         raise ValueError(f"median_filtering must be odd (or <= 1 for none), got {median}")
@@ -346,43 +354,65 @@ class _Warp:
         self.neg_grad, self.rho_c, self.a = self.neg_grad[keep], self.rho_c[keep], self.a[keep]
 
 
-def _iteration(u, new_u, px, py, lin: _Warp, prm: dict, scratch: _Scratch) -> torch.Tensor:
+def _scaled_add(x: torch.Tensor, y: torch.Tensor, scale) -> torch.Tensor:
+    """x += scale * y in place, ``scale`` a number or a per-pair tensor (same bits either way)."""
+    return x.addcmul_(y, scale) if isinstance(scale, torch.Tensor) else x.add_(y, alpha=scale)
+
+
+def _iteration(u, new_u, px, py, lin: _Warp, prm: dict, live, scratch) -> torch.Tensor:
     """One primal-dual step from ``u`` into ``new_u``, px and py updated in place.
 
-    Returns each pair's summed squared change of u, which the stopping rule compares.
+    ``live`` [3, b, 1, 1, 1] is 1 for a pair still going
+    and 0 for one that has stopped, times 1, theta and tau/theta: a stopped pair's step, div p
+    term and dual step are then exactly 0, so it keeps u and p bit for bit without the host
+    being asked which pairs stopped. ``live=None``: every pair goes on (plain numbers, cheaper
+    on a CPU). Returns each pair's summed squared change of u, which the stopping rule compares.
     """
-    l_t, theta = prm["lambda_"] * prm["theta"], prm["theta"]
-    taut = prm["tau"] / prm["theta"]
+    l_t = prm["lambda_"] * prm["theta"]
+    if live is None:
+        going, theta_live, taut_live = None, prm["theta"], prm["tau"] / prm["theta"]
+    else:
+        going, theta_live, taut_live = live
     b, c, h, w = u.shape
     rho = scratch.get("rho", (b, 1, h, w))
     torch.mul(lin.a[:, :1], u[:, :1], out=rho)
     for i in range(1, c):
         rho.addcmul_(lin.a[:, i : i + 1], u[:, i : i + 1])
     step = rho.add_(lin.rho_c).div_(lin.neg_grad).clamp_(-l_t, l_t)  # v = u + step * a
+    if going is not None:
+        step.mul_(going)
     div = scratch.get("div", u.shape)  # div p: backward differences, p = 0 before row/col 0
     div.copy_(px)
     div[..., 1:].sub_(px[..., :-1])
     div.add_(py)
     div[..., 1:, :].sub_(py[..., :-1, :])
-    torch.addcmul(u, step, lin.a, out=new_u).add_(div, alpha=theta)
+    _scaled_add(torch.addcmul(u, step, lin.a, out=new_u), div, theta_live)
     change = torch.sub(new_u, u, out=scratch.get("change", u.shape))
     error = change.mul_(change).sum(dim=(1, 2, 3))
     ux = scratch.get("ux", u.shape, zero=True)  # forward differences; last column stays 0
     uy = scratch.get("uy", u.shape, zero=True)  # last row stays 0
     torch.sub(new_u[..., 1:], new_u[..., :-1], out=ux[..., :-1])
     torch.sub(new_u[..., 1:, :], new_u[..., :-1, :], out=uy[..., :-1, :])
-    norm = torch.hypot(ux, uy, out=scratch.get("norm", u.shape)).mul_(taut).add_(1)
-    px.add_(ux, alpha=taut).div_(norm)
-    py.add_(uy, alpha=taut).div_(norm)
+    norm = torch.hypot(ux, uy, out=scratch.get("norm", u.shape)).mul_(taut_live).add_(1)
+    _scaled_add(px, ux, taut_live).div_(norm)
+    _scaled_add(py, uy, taut_live).div_(norm)
     return error
 
 
-def _solve_level(i0, i1, u, prm: dict, warp: bool) -> torch.Tensor:
+def _look(going: torch.Tensor) -> np.ndarray:
+    """The host's look at which pairs of the working set still go: the one sync of a check."""
+    return going.cpu().numpy()
+
+
+def _solve_level(i0, i1, u, prm: dict, warp: bool, check_every: int) -> torch.Tensor:
     """TV-L1 at one pyramid level from initial flow u [B, C, H, W]; returns the refined u.
 
     Each pair follows OpenCV's loops on its own: per warp, up to ``outer_iterations`` rounds
     (each opened by the median filter) of up to ``inner_iterations`` steps, until its change
-    is at most epsilon^2 * pixels. Pairs that stop leave the working set.
+    is at most epsilon^2 * pixels. That is decided on the device: a pair that stops is masked
+    (``_iteration``) and keeps its flow. The host looks every ``check_every`` steps of a round
+    and at each round start (so the median filter sees only pairs that go on), stores the
+    pairs that stopped and goes on with the rest, or ends the warp when none is left.
     """
     b, c, h, w = u.shape
     scratch = _Scratch(u.device)
@@ -390,31 +420,40 @@ def _solve_level(i0, i1, u, prm: dict, warp: bool) -> torch.Tensor:
     px, py = torch.zeros_like(u), torch.zeros_like(u)  # dual variables, reset per level
     scaled_epsilon = prm["epsilon"] ** 2 * h * w
     inner, outer, median = prm["inner_iterations"], prm["outer_iterations"], prm["median_filtering"]
+    scales = torch.tensor([1.0, prm["theta"], prm["tau"] / prm["theta"]], device=u.device)
     u = u.clone()
     for _ in range(prm["warps"]):
         lin = _Warp(i0, i1, i1x, i1y, u, prm["gamma"], prm["interpolation"], warp)
         ids, wpx, wpy = torch.arange(b, device=u.device), px, py
         wu, spare = scratch.get("u_a", u.shape), scratch.get("u_b", u.shape)
         wu.copy_(u)
+        going = torch.ones(b, dtype=torch.bool, device=u.device)
         if inner == 0 and median > 1:  # OpenCV still opens each (empty) outer round with it
             for _ in range(outer):
                 _median_filter(wu, median, scratch)
         for n in range(inner * outer):
+            if n and n % inner % check_every == 0:  # the host looks: store pairs that stopped
+                keep = _look(going)
+                if not keep.all():
+                    done = torch.from_numpy(np.flatnonzero(~keep)).to(u.device)
+                    u[ids[done]], px[ids[done]], py[ids[done]] = wu[done], wpx[done], wpy[done]
+                    if not keep.any():
+                        ids = ids[:0]
+                        break
+                    rest = torch.from_numpy(np.flatnonzero(keep)).to(u.device)
+                    ids, wu, wpx, wpy = ids[rest], wu[rest], wpx[rest], wpy[rest]
+                    spare = torch.empty_like(wu)
+                    lin.select(rest)
             if median > 1 and n % inner == 0:  # each outer round opens with a median filter
                 _median_filter(wu, median, scratch)
-            error = _iteration(wu, spare, wpx, wpy, lin, prm, scratch)
+            # right after a look every pair of the working set goes on: no mask needed
+            looked = n % inner % check_every == 0
+            live = None if looked else (scales[:, None] * going).view(3, -1, 1, 1, 1)
+            error = _iteration(wu, spare, wpx, wpy, lin, prm, live, scratch)
+            going_on = error > scaled_epsilon
+            going = going_on if looked else going_on.logical_and_(going)
             wu, spare = spare, wu
-            going = error > scaled_epsilon
-            if not bool(going.all()):  # some pairs stopped: store them, go on with the rest
-                done = ~going
-                u[ids[done]], px[ids[done]], py[ids[done]] = wu[done], wpx[done], wpy[done]
-                ids, wpx, wpy, rest = ids[going], wpx[going], wpy[going], wu[going]
-                if ids.numel() == 0:
-                    break
-                wu, spare = scratch.get("u_a", rest.shape), scratch.get("u_b", rest.shape)
-                wu.copy_(rest)
-                lin.select(going)
-        if ids.numel() == b:  # nobody stopped: p was updated in place
+        if ids.numel() == b:  # nobody left the working set: p was updated in place
             u.copy_(wu)
         elif ids.numel():
             u[ids], px[ids], py[ids] = wu, wpx, wpy
@@ -438,6 +477,7 @@ def tvl1_flow(
     median_filtering: int = 5,
     initial_flow: torch.Tensor | None = None,
     interpolation: str = "bicubic",
+    check_every: int | None = None,
     _warp: bool = True,
 ) -> torch.Tensor:
     """TV-L1 flow from each ``prev[i]`` to ``nxt[i]``: [B, H, W, 2] float32 (x, y in pixels).
@@ -447,7 +487,10 @@ def tvl1_flow(
     DualTVL1OpticalFlow_create ones (``lambda_`` is ``lambda``, ``innnerIterations`` is
     ``inner_iterations``); ``initial_flow`` [B, H, W, 2] is ``useInitialFlow=True``.
     ``interpolation="bilinear"`` warps with bilinear instead of OpenCV's bicubic: faster, not
-    OpenCV. ``_warp=False`` is for tests only: it disables warping.
+    OpenCV. ``check_every``: steps between the host's looks at which pairs stopped (a device
+    sync each); None is CHECK_EVERY, and 1 on a CPU, where a look costs nothing and each step a
+    stopped pair is carried costs a step. Any value gives the same flow, bit for bit.
+    ``_warp=False`` is for tests only: it disables warping.
     """
     prm = dict(
         tau=tau,
@@ -462,6 +505,7 @@ def tvl1_flow(
         gamma=gamma,
         median_filtering=median_filtering,
         interpolation=interpolation,
+        check_every=check_every,
     )
     _check_params(prm)
     i0, i1 = _as_images(prev, "prev"), _as_images(nxt, "nxt")
@@ -471,6 +515,8 @@ def tvl1_flow(
         raise ValueError(f"prev and nxt are on different devices: {i0.device} vs {i1.device}")
     b, h, w = i0.shape
     channels = 3 if gamma != 0 else 2
+    if check_every is None:
+        check_every = 1 if i0.device.type == "cpu" else CHECK_EVERY
     with torch.no_grad():
         levels = _pyramid(torch.stack((i0, i1), 1), nscales, scale_step)
         coarse_h, coarse_w = levels[-1].shape[-2:]
@@ -487,7 +533,7 @@ def tvl1_flow(
             u[:, :2] = start
         for s in range(len(levels) - 1, -1, -1):
             pair = levels[s]
-            u = _solve_level(pair[:, 0], pair[:, 1], u, prm, _warp)
+            u = _solve_level(pair[:, 0], pair[:, 1], u, prm, _warp, check_every)
             if s == 0:
                 break
             fh, fw = levels[s - 1].shape[-2:]

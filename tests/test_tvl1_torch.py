@@ -1,5 +1,6 @@
 """PyTorch TV-L1 (dataloader/tvl1_torch.py): known motion, agreement with OpenCV, batching."""
 
+import math
 from itertools import islice
 
 import av
@@ -8,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+import dataloader.tvl1_torch as tvl1_torch
 from dataloader.tvl1_torch import TorchTVL1, _median, _Scratch, tvl1_flow
 from tests.helpers import SHARED_DATA
 
@@ -128,6 +130,124 @@ def test_batch_equals_one_by_one():
         alone = tvl1_flow(prev[i : i + 1], nxt[i : i + 1], **SHORT)
         torch.testing.assert_close(batch[i : i + 1], alone, atol=1e-3, rtol=0)
     assert batch[2].abs().max() < 1e-3
+
+
+def _reference_iteration(u, new_u, px, py, lin, prm, scratch):
+    """The primal-dual step as it was before the device masks (reference for the test below)."""
+    l_t, theta, taut = prm["lambda_"] * prm["theta"], prm["theta"], prm["tau"] / prm["theta"]
+    b, c, h, w = u.shape
+    rho = torch.mul(lin.a[:, :1], u[:, :1])
+    for i in range(1, c):
+        rho.addcmul_(lin.a[:, i : i + 1], u[:, i : i + 1])
+    step = rho.add_(lin.rho_c).div_(lin.neg_grad).clamp_(-l_t, l_t)
+    div = px.clone()
+    div[..., 1:].sub_(px[..., :-1])
+    div.add_(py)
+    div[..., 1:, :].sub_(py[..., :-1, :])
+    torch.addcmul(u, step, lin.a, out=new_u).add_(div, alpha=theta)
+    change = new_u - u
+    error = change.mul_(change).sum(dim=(1, 2, 3))
+    ux, uy = torch.zeros_like(u), torch.zeros_like(u)
+    torch.sub(new_u[..., 1:], new_u[..., :-1], out=ux[..., :-1])
+    torch.sub(new_u[..., 1:, :], new_u[..., :-1, :], out=uy[..., :-1, :])
+    norm = torch.hypot(ux, uy).mul_(taut).add_(1)
+    px.add_(ux, alpha=taut).div_(norm)
+    py.add_(uy, alpha=taut).div_(norm)
+    return error
+
+
+def _reference_solve_level(i0, i1, u, prm, warp, check_every):
+    """One level as it was solved before: the host asked after every step which pairs stopped."""
+    b, c, h, w = u.shape
+    scratch = _Scratch(u.device)
+    i1x, i1y = tvl1_torch._centered_gradient(i1)
+    px, py = torch.zeros_like(u), torch.zeros_like(u)
+    inner, outer, median = prm["inner_iterations"], prm["outer_iterations"], prm["median_filtering"]
+    u = u.clone()
+    for _ in range(prm["warps"]):
+        lin = tvl1_torch._Warp(i0, i1, i1x, i1y, u, prm["gamma"], prm["interpolation"], warp)
+        ids, wu, wpx, wpy = torch.arange(b), u.clone(), px, py
+        for n in range(inner * outer):
+            if median > 1 and n % inner == 0:
+                tvl1_torch._median_filter(wu, median, scratch)
+            new = torch.empty_like(wu)
+            going = _reference_iteration(wu, new, wpx, wpy, lin, prm, scratch) > (
+                prm["epsilon"] ** 2 * h * w
+            )
+            wu = new
+            if not bool(going.all()):
+                done = ~going
+                u[ids[done]], px[ids[done]], py[ids[done]] = wu[done], wpx[done], wpy[done]
+                ids, wu, wpx, wpy = ids[going], wu[going], wpx[going], wpy[going]
+                if ids.numel() == 0:
+                    break
+                lin.select(going)
+        if ids.numel():
+            u[ids], px[ids], py[ids] = wu, wpx, wpy
+    return u
+
+
+def _stopping_batch():
+    """Four pairs that stop at different steps of a warp (a still pair at once)."""
+    pairs = [_shifted_pair(s) for s in (SHIFT, (-0.6, 2.2), (0.0, 0.0), (3.1, 0.4))]
+    return [torch.from_numpy(np.stack(frames)) for frames in zip(*pairs, strict=True)]
+
+
+def _record_looks(monkeypatch) -> list:
+    """Patch the host's look at the working set; returns the list of what it saw."""
+    seen, look = [], tvl1_torch._look
+
+    def recorded(going):
+        seen.append(look(going))
+        return seen[-1]
+
+    monkeypatch.setattr(tvl1_torch, "_look", recorded)
+    return seen
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [{**SHORT, "epsilon": 0.05}, {**SHORT, "gamma": 0.5, "epsilon": 0.05}],
+    ids=["short", "gamma"],
+)
+def test_device_masks_give_the_flow_of_a_look_after_every_step(settings, monkeypatch):
+    """Pairs that stop between two looks keep their flow: the same bits as the old loop."""
+    prev, nxt = _stopping_batch()
+    with monkeypatch.context() as patch:
+        patch.setattr(tvl1_torch, "_solve_level", _reference_solve_level)
+        reference = tvl1_flow(prev, nxt, **settings)
+    seen = _record_looks(monkeypatch)
+    assert torch.equal(tvl1_flow(prev, nxt, check_every=1, **settings), reference)
+    # some pair stopped while others went on: with sparser looks it is carried, masked
+    assert any(0 < (going == 0).sum() < len(going) for going in seen)
+    for check_every in (4, 50, None):
+        assert torch.equal(tvl1_flow(prev, nxt, check_every=check_every, **settings), reference)
+    for i in (0, 3):  # one by one as in the batch
+        alone = tvl1_flow(prev[i : i + 1], nxt[i : i + 1], check_every=4, **settings)
+        assert torch.equal(alone, reference[i : i + 1])
+
+
+def test_the_host_looks_at_most_once_every_n_steps(monkeypatch):
+    prev, nxt = _stopping_batch()
+    seen = _record_looks(monkeypatch)
+    settings = {**SHORT, "inner_iterations": 30, "outer_iterations": 3}
+    every_step = tvl1_flow(prev, nxt, check_every=1, **settings)
+    steps = len(seen)
+    seen.clear()
+    n = 8
+    assert torch.equal(tvl1_flow(prev, nxt, check_every=n, **settings), every_step)
+    levels, warps, outer = 3, settings["warps"], settings["outer_iterations"]
+    # at most one look per n steps of a round and one at each round start
+    per_warp = math.ceil(settings["inner_iterations"] * outer / n) + outer
+    assert 0 < len(seen) <= levels * warps * per_warp < steps
+
+
+def test_check_every_must_be_a_positive_integer():
+    prev, nxt = _stopping_batch()
+    with pytest.raises(ValueError, match="check_every"):
+        tvl1_flow(prev, nxt, check_every=0)
+    with pytest.raises(ValueError, match="check_every"):
+        TorchTVL1(check_every=2.5)
 
 
 def test_torch_tvl1_batches_numpy_frames():
