@@ -105,10 +105,11 @@ def test_progress_counts_frames_toward_the_frames_containers_declare(tmp_path, m
 
 
 def test_first_ctrl_c_stops_within_seconds_cleans_up_and_a_rerun_resumes(tmp_path):
-    videos = _videos(tmp_path / "videos", (12, 12, 12, 12))
+    # Quality TV-L1 at 112x84: about a second a video, so the Ctrl-C finds them still running.
+    videos = _videos(tmp_path / "videos", (20, 20, 20, 20), size=(112, 84))
     out = tmp_path / "out"
     cmd = [sys.executable, "tools/extract_frames_flow.py", "--videos", str(videos)]
-    cmd += ["--out", str(out), "--workers", "2", "--short-side", "0"]  # quality: slow enough
+    cmd += ["--out", str(out), "--workers", "2", "--short-side", "0"]
     pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
     run = subprocess.Popen(cmd, cwd=ROOT, start_new_session=True, **pipes)
     tmp = out / ".extract" / "tmp"
