@@ -283,15 +283,18 @@ def _run_processes(todo, root, settings, plan, on_event) -> None:
             solver = (plan.device, plan.batch)
         args = (i, tasks, events, stop, root, settings, plan.threads, solver)
         workers.append(context.Process(target=worker_main, args=args, daemon=True))
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # inherited: children ignore it
-    try:  # from their first instruction, so Ctrl-C during their start prints nothing
-        for process in solvers + workers:
-            process.start()
-    finally:
-        signal.signal(signal.SIGINT, previous)
     current: dict[int, str] = {}
     running = set(range(plan.workers))
+    # Ctrl-C held while the children start: they inherit the mask, so one during their start
+    # prints nothing there (they ignore it from worker_main on), and this process gets it when
+    # the mask is lifted (ignoring it instead would lose a Ctrl-C that comes meanwhile).
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
+        try:
+            for process in solvers + workers:
+                process.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
         while running:
             try:
                 kind, index, name, value = events.get(timeout=POLL_S)
@@ -345,4 +348,5 @@ def _finish(processes, events) -> None:
     for process in processes:
         if process.is_alive():
             process.terminate()
-        process.join(timeout=1.0)
+        if process.pid is not None:  # started
+            process.join(timeout=1.0)

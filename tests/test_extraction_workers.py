@@ -111,7 +111,10 @@ def test_first_ctrl_c_stops_within_seconds_cleans_up_and_a_rerun_resumes(tmp_pat
     cmd = [sys.executable, "tools/extract_frames_flow.py", "--videos", str(videos)]
     cmd += ["--out", str(out), "--workers", "2", "--short-side", "0"]
     pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
-    run = subprocess.Popen(cmd, cwd=ROOT, start_new_session=True, **pipes)
+    # As from a terminal: Ctrl-C not ignored (pytest-xdist's workers ignore SIGINT, and a child
+    # inherits that), the tool alone in its process group.
+    as_terminal = lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)  # noqa: E731
+    run = subprocess.Popen(cmd, cwd=ROOT, start_new_session=True, preexec_fn=as_terminal, **pipes)
     tmp = out / ".extract" / "tmp"
     deadline = time.monotonic() + 60
     while not list(tmp.glob("*/rgb/*.jpg")) and time.monotonic() < deadline:
