@@ -15,3 +15,13 @@ def shared_data():
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real data not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+# The longest files, started first: with one worker per core (pyproject.toml's -n auto), the
+# demo starting late would keep its worker busy long after the others are done.
+LONGEST_FIRST = ("test_demo.py", "test_gpu_check.py", "test_real_clips.py", "test_temporal.py")
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
