@@ -21,6 +21,7 @@ from tests.helpers import single_thread
 from tools import extract_frames_flow, predict
 from tools.synthetic_actions import generate
 from utils.errors import UserError
+from utils.gif import GIF_SIDE
 
 HEIGHT = 48
 one_thread = pytest.fixture(autouse=True, scope="module")(single_thread)
@@ -115,7 +116,7 @@ def test_predict_with_one_stream_writes_gif_and_json(trained, tmp_path, capsys):
     with Image.open(gif) as image:
         assert image.n_frames == 4  # 12 frames at 25 a second: every third one
         assert image.info["loop"] == 0
-        assert image.width == predict.GIF_SIDE  # tiny clips are enlarged so the label is readable
+        assert image.width == GIF_SIDE  # tiny clips are enlarged so the label is readable
 
     _predict(trained, "--spatial", trained["spatial"], "--json", out_json)
     saved = json.loads(out_json.read_text())
