@@ -132,6 +132,19 @@ def wrap(model: nn.Module, d: Dist, device: torch.device, sync_bn: bool = False)
     return nn.parallel.DistributedDataParallel(model, device_ids=ids)
 
 
+def broadcast_buffers(model: nn.Module, d: Dist) -> None:
+    """Give every process rank 0's buffers (BatchNorm statistics) after a training epoch.
+
+    DDP hands rank 0's buffers to the others at the start of each forward, but each process
+    then updates them from its own batch: after the last step they differ. Evaluation shards
+    the videos, so without this each rank would score its share with other statistics than the
+    checkpoint (rank 0's) holds.
+    """
+    if d.enabled:
+        for buffer in model.buffers():
+            dist.broadcast(buffer, src=0)
+
+
 def no_sync(model: nn.Module, last_micro_step: bool):
     """For gradient accumulation: skip the gradient all-reduce on all but the last micro-step."""
     if last_micro_step or not isinstance(model, nn.parallel.DistributedDataParallel):

@@ -14,7 +14,15 @@ import torch
 from torch import nn
 
 from engine.config import Options
-from engine.distributed import SINGLE, Dist, all_gather, is_main, mean_over_processes, wrap
+from engine.distributed import (
+    SINGLE,
+    Dist,
+    all_gather,
+    broadcast_buffers,
+    is_main,
+    mean_over_processes,
+    wrap,
+)
 from engine.evaluation import save_split_scores, test_and_save, write_reports
 from engine.loops import evaluate, train_one_epoch
 from engine.optim import lr_lambda, make_optimizer, steps_per_epoch
@@ -302,6 +310,7 @@ class Trainer:
                     accum_steps=self.accum_steps,
                 )
                 stats = mean_over_processes(stats, ("loss", "top1", "top5"))
+                broadcast_buffers(self.net, self.dist)  # the checkpoint's model in every rank
                 self.epoch = epoch
                 records.log("train", epoch, stats)
                 print(

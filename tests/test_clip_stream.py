@@ -137,7 +137,7 @@ def test_clip_options(frame_root):
 
 
 FAST = [
-    "--arch", "r3d_18", "--pretrained", "none", "--crop-size", "32", "--clip-short-side", "40",
+    "--arch", "mc3_18", "--pretrained", "none", "--crop-size", "32", "--clip-short-side", "40",
     "--clip-length", "4", "--test-clips", "2", "--batch-size", "3", "--epochs", "1",
     "--workers", "0", "--seed", "1",
 ]  # fmt: skip
@@ -147,7 +147,7 @@ def test_clip_stream_trains_evaluates_and_fuses(frame_root, tmp_path):
     record = tmp_path / "clip"
     assert main(CLIP, ["--data-root", str(frame_root), "--record-dir", str(record), *FAST]) == 0
     ckpt = torch.load(record / "checkpoint.pth.tar", weights_only=True)
-    assert ckpt["stream"] == "clip" and ckpt["model_config"]["arch"] == "r3d_18"
+    assert ckpt["stream"] == "clip" and ckpt["model_config"]["arch"] == "mc3_18"
     assert ckpt["model"]["mean"].tolist() == pytest.approx(kinetics_statistics(3)[0])
     scores = load_npz(record / "video_scores.npz")
     assert scores.stream == "clip" and scores.scores.shape == (6, 3)

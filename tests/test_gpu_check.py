@@ -33,6 +33,13 @@ def test_gpu_check_dry_run_passes_without_pyav(tmp_path):
     extract = [r for r in rows if r["check"] == "extract"]
     assert len(extract) == 1 and extract[0]["ok"] is None  # skipped, saying why
     assert "PyAV" in extract[0]["note"] or "--prepare" in extract[0]["note"]
+    # A 2-process training's test scores = its checkpoint evaluated by one plain process: every
+    # rank scores with rank 0's BatchNorm statistics (engine.distributed.broadcast_buffers).
+    torchrun = [r["setting"] for r in rows if r["check"] == "torchrun" and r["ok"]]
+    assert torchrun == [
+        "gloo, 2 processes: train 1 epoch + test",
+        "gloo: the checkpoint's --evaluate in one plain process",
+    ]
     compiled = [r for r in rows if r["setting"].endswith("compiled") and r["ok"]]
     assert [r["setting"] for r in compiled] == ["spatial resnet18 batch 2 none compiled"]
     assert "| check | setting | status | result | note |" in done.stdout
