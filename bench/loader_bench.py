@@ -171,7 +171,10 @@ def parse_args(argv):
     )
     parser.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
     parser.add_argument(
-        "--batch-size", type=int, default=1, help="samples per DataLoader batch (collated)"
+        "--batch-size",
+        type=int,
+        default=32,
+        help="samples per DataLoader batch, collated (training's default --batch-size)",
     )
     parser.add_argument("--crop-size", type=int, default=224)
     parser.add_argument("--num-segments", type=int, default=3)

@@ -51,9 +51,13 @@ def decode_jpeg(data: np.ndarray, color: bool, half: bool = False) -> np.ndarray
 
 def read_jpeg(path: str, color: bool, half: bool = False) -> np.ndarray:
     """Decode one frame to uint8 BGR [H, W, 3] or gray [H, W]; a bad file is a DataError."""
-    try:
-        with open(path, "rb") as file:
-            data = np.frombuffer(file.read(), np.uint8)
+    try:  # fewer system calls than open().read(): a third of a small frame's reading time
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            data = np.empty(os.fstat(fd).st_size, np.uint8)
+            data = data[: os.readv(fd, [data])]  # shorter only if the file shrank meanwhile
+        finally:
+            os.close(fd)
     except OSError:
         raise _bad_frame("missing", path) from None
     if _JPEG_END not in data[-64:].tobytes():

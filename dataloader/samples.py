@@ -48,6 +48,21 @@ from dataloader.transforms import (
 from utils.errors import UserError
 
 
+class OnDemand:
+    """``frames[i]``: ``read(i)`` when asked, kept by nobody; ``first`` (whose size sets the
+    crops) is read at once and handed over at its turn. A sample holds one decoded frame at a
+    time, still in the CPU's cache while dataloader.transforms.rgb_clip cuts it."""
+
+    def __init__(self, read, first: int):
+        self.read, self.first_id, self.first = read, first, read(first)
+
+    def __getitem__(self, i: int):
+        if i == self.first_id and self.first is not None:
+            frame, self.first = self.first, None
+            return frame
+        return self.read(i)
+
+
 class Samples:
     """Positions and crops shared by every stream; subclasses say what a position reads."""
 
@@ -125,8 +140,9 @@ class RgbSamples(Samples):
 
     def build(self, read, num_frames, train):
         idx = self.indices(num_frames, train)
-        frames = {i: read(i) for i in np.unique(idx).tolist()}
-        height, width = frames[int(idx[0])].shape[:2]
+        first = int(idx[0])
+        frames = OnDemand(read, first)
+        height, width = frames.first.shape[:2]
         crops = self.crops(width, height, train)
         return rgb_clip(frames, idx, crops, self.crop_size), len(crops)
 

@@ -13,11 +13,13 @@ def segment_indices(length: int, num_segments: int, generator=None) -> np.ndarra
 
     With fewer positions than segments, segments share positions (indices repeat).
     """
-    k = np.arange(num_segments)
-    starts = k * length // num_segments
-    ends = np.maximum((k + 1) * length // num_segments, starts + 1)
-    offsets = torch.rand(num_segments, generator=generator).numpy()
-    return np.minimum(starts + (offsets * (ends - starts)).astype(np.int64), length - 1)
+    offsets = torch.rand(num_segments, generator=generator).tolist()
+    picked = []  # plain Python: a few numbers per sample, where numpy's calls cost more
+    for k, offset in enumerate(offsets):
+        start = k * length // num_segments
+        end = max((k + 1) * length // num_segments, start + 1)
+        picked.append(min(start + int(offset * (end - start)), length - 1))
+    return np.array(picked, np.int64)
 
 
 def sequence_indices(length: int, num_segments: int, sequences: int) -> np.ndarray:

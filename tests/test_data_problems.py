@@ -10,11 +10,11 @@ from dataloader.datasets import SpatialDataset
 from dataloader.splits import Video
 from engine.cli import main
 from engine.streams import MOTION, SPATIAL
-from tests.helpers import single_thread, write_frame_dataset
+from tests.helpers import SMALL_ARCH, single_thread, write_frame_dataset
 from utils.errors import UserError, one_line
 
 FAST = [
-    "--arch", "resnet18", "--pretrained", "none", "--crop-size", "32", "--num-segments", "2",
+    "--arch", SMALL_ARCH, "--pretrained", "none", "--crop-size", "32", "--num-segments", "2",
     "--test-frames", "3", "--batch-size", "3", "--workers", "0", "--epochs", "1",
 ]  # fmt: skip
 

@@ -13,7 +13,7 @@ from dataloader.samples import Samples
 from dataloader.transforms import rgb_clip
 from engine.cli import main
 from engine.streams import SPATIAL, StreamSpec, sample_options
-from tests.helpers import single_thread
+from tests.helpers import SMALL_ARCH, single_thread
 from utils.scores import load_npz
 
 
@@ -44,7 +44,7 @@ DIFFERENCE = StreamSpec(
 )
 
 FAST = [
-    "--arch", "resnet18", "--pretrained", "none", "--crop-size", "32", "--num-segments", "2",
+    "--arch", SMALL_ARCH, "--pretrained", "none", "--crop-size", "32", "--num-segments", "2",
     "--test-frames", "3", "--batch-size", "3", "--workers", "0", "--seed", "1",
 ]  # fmt: skip
 

@@ -17,7 +17,7 @@ from engine.cli import main as train_main
 from engine.inference import extraction_settings, load_stream
 from engine.streaming import score_video
 from engine.streams import CLIP, MOTION, SPATIAL
-from tests.helpers import single_thread
+from tests.helpers import SMALL_ARCH, single_thread
 from tools import extract_frames_flow, predict
 from tools.synthetic_actions import generate
 from utils.errors import UserError
@@ -38,13 +38,13 @@ def trained(tmp_path_factory):
         + ["--workers", "1", "--preset", "fast"]
     )
     common = ["--data-root", str(frames), "--splits-dir", str(data.splits_dir)]
-    common += ["--arch", "resnet18", "--pretrained", "none", "--no-partial-bn", "--epochs", "1"]
+    common += ["--arch", SMALL_ARCH, "--pretrained", "none", "--no-partial-bn", "--epochs", "1"]
     common += ["--batch-size", "4", "--crop-size", "32", "--test-frames", "3", "--workers", "0"]
     common += ["--device", "cpu", "--lr", "0.001"]
     train_main(SPATIAL, [*common, "--record-dir", str(base / "spatial")])
     train_main(MOTION, [*common, "--stack-length", "4", "--record-dir", str(base / "motion")])
     clip = ["--arch", "mc3_18", "--clip-length", "4", "--clip-short-side", "40"]
-    common[common.index("resnet18")] = "mc3_18"
+    common[common.index(SMALL_ARCH)] = "mc3_18"
     train_main(CLIP, [*common, *clip, "--record-dir", str(base / "clip")])
     test_clip = next(c for c in data.clips if not c.train)
     return {

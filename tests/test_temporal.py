@@ -12,12 +12,12 @@ from engine.cli import main, parse_args
 from engine.streams import SPATIAL
 from network.heads import build_head
 from network.recognizer import build_model, model_from_checkpoint
-from tests.helpers import single_thread
+from tests.helpers import SMALL_ARCH, single_thread
 
 one_thread = pytest.fixture(autouse=True, scope="module")(single_thread)
 
 FAST = [
-    "--arch", "resnet18", "--pretrained", "none", "--crop-size", "32", "--num-segments", "3",
+    "--arch", SMALL_ARCH, "--pretrained", "none", "--crop-size", "32", "--num-segments", "3",
     "--test-frames", "3", "--batch-size", "3", "--workers", "0", "--lr", "0.01",
     "--lr-steps", "1", "--seed", "3", "--consensus", "gru", "--rnn-hidden", "16",
     "--head-lr-mult", "10",
