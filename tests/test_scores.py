@@ -249,3 +249,23 @@ def test_a_score_file_of_a_development_version_is_refused_saying_what_to_do(tmp_
     with pytest.raises(UserError, match=r"old\.npz is a score file of a development version.*"):
         load_scores(tmp_path / "old.npz")
     assert load_scores(path).kind == "logits"
+
+
+@pytest.mark.parametrize("num_classes", [3, 10, 101])
+def test_top5_and_confusion_counts_agree_with_scikit_learn(num_classes):
+    """The reports count without importing scikit-learn (seconds at every run's end)."""
+    from sklearn.metrics import confusion_matrix, top_k_accuracy_score
+
+    from utils.reports import confusion_counts
+
+    rng = np.random.default_rng(num_classes)
+    scores = rng.normal(size=(300, num_classes))
+    labels = rng.integers(0, num_classes, 300)
+    predicted = scores.argmax(1)
+    classes = np.arange(num_classes)
+    expected = confusion_matrix(labels, predicted, labels=classes)
+    assert np.array_equal(confusion_counts(labels, predicted, num_classes), expected)
+    top5 = (
+        100 * top_k_accuracy_score(labels, scores, k=5, labels=classes) if num_classes > 5 else 100
+    )
+    assert accuracy_report(scores, labels)["top5"] == pytest.approx(top5)
