@@ -15,11 +15,14 @@ without --compile (loss finite, logits of the first step against fp32 on the sam
 per second, peak GPU memory); one test video of 19 frames x 10 crops through evaluation; TV-L1
 pairs/s at batch 1, 8, 32, 64 and its correlation with OpenCV's flow; the extraction tool end to
 end; torchrun (NCCL on GPUs, gloo in the dry run) training and testing with two processes (one on a
-single GPU), its scores against the same checkpoint evaluated in one plain process. Checks run in that order of need within ``--budget`` seconds
-(the compiled training rows last); what the budget leaves out is listed as skipped.
+single GPU), its scores against the same checkpoint evaluated in one plain process. Checks run in
+that order of need within ``--budget`` seconds (the compiled training rows last); what the budget
+leaves out is listed as skipped.
 """
 
+import contextlib
 import copy
+import io
 import json
 import os
 import shutil
@@ -351,7 +354,10 @@ def torchrun_rows(device):
         yield _row("torchrun", setting, True, f"{seconds:.1f} s", f"{len(launched)} test videos")
         out = Path(tmp) / "plain.npz"
         ckpt = str(record / "checkpoint.pth.tar")
-        stream_main(SPATIAL, common + ["--evaluate", "--resume", ckpt, "--scores-out", str(out)])
+        with contextlib.redirect_stdout(io.StringIO()):  # its lines would break the table
+            stream_main(
+                SPATIAL, common + ["--evaluate", "--resume", ckpt, "--scores-out", str(out)]
+            )
         with np.load(out) as f:
             diff = float(np.abs(f["scores"] - launched).max())
         note = f"max |torchrun - plain process| = {diff:.2g} (<= 1e-4)"
