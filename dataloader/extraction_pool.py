@@ -119,6 +119,18 @@ def _ignore_interrupts() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+def _polled(q, stop):
+    """The items of ``q`` until its None, waking every POLL_S to see ``stop`` set."""
+    while not stop.is_set():
+        try:
+            item = q.get(timeout=POLL_S)
+        except queue.Empty:
+            continue
+        if item is None:
+            return
+        yield item
+
+
 def solver_main(device, settings, batch, threads, requests, replies, stop) -> None:
     """A solver process: gather requests of all workers until ``batch`` pairs (or GATHER_S
     passes), solve those of one frame size together, answer each worker."""
@@ -130,13 +142,7 @@ def solver_main(device, settings, batch, threads, requests, replies, stop) -> No
         reply.cancel_join_thread()  # a worker that was stopped no longer reads its answers
     flows = make_flow(settings.preset, settings.method, device, batch)
     closing = False
-    while not closing and not stop.is_set():
-        try:
-            first = requests.get(timeout=POLL_S)
-        except queue.Empty:
-            continue
-        if first is None:
-            break
+    for first in _polled(requests, stop):
         items, pairs = [first], len(first[2]) - 1
         deadline = time.monotonic() + GATHER_S
         while pairs < batch:
@@ -150,6 +156,8 @@ def solver_main(device, settings, batch, threads, requests, replies, stop) -> No
             items.append(item)
             pairs += len(item[2]) - 1
         answer(flows, items, replies)
+        if closing:
+            break
 
 
 def answer(flows, items, replies) -> None:
@@ -190,14 +198,7 @@ def worker_main(index, tasks, events, stop, root, settings, threads, solver) -> 
     else:
         requests, replies, chunk = solver
         flows = RemoteSolver(index, requests, replies, stop)
-    while not stop.is_set():
-        try:
-            task = tasks.get(timeout=POLL_S)
-        except queue.Empty:
-            continue
-        if task is None:
-            break
-        name, path = task
+    for name, path in _polled(tasks, stop):
         events.put(("start", index, name, None))
 
         def report(kind, value, name=name):
