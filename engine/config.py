@@ -24,8 +24,11 @@ from utils.errors import UserError
 
 # Training segments when none are given: TSN's 3, or more for a head that learns from their order.
 SEGMENTS, RECURRENT_SEGMENTS = 3, 8
-# Options that describe one invocation, not the model: never taken over from a checkpoint.
+# Options that describe one invocation, not the model: never taken over from a checkpoint. The
+# record dir is one: a run writes where its user says (--record-dir), or beside the checkpoint it
+# resumes, never where a checkpoint says (it may have been copied from another folder or machine).
 RUN_LOCAL = {
+    "record_dir",
     "resume",
     "evaluate",
     "device",
@@ -196,11 +199,13 @@ def load_resumed(spec: StreamSpec, path) -> dict:
 
 def resume_options(spec: StreamSpec, resume, **given) -> tuple["Options", dict]:
     """Options to continue (or with ``evaluate=True`` evaluate) the checkpoint ``resume``, and
-    the checkpoint: the options it was trained with (but RUN_LOCAL ones), ``given`` over them."""
+    the checkpoint: the options it was trained with (but RUN_LOCAL ones), ``given`` over them.
+    The run writes in the checkpoint's own folder unless ``given`` has a ``record_dir``."""
     ckpt = load_resumed(spec, resume)
     known = option_names(spec)
     saved = {k: v for k, v in ckpt.get("args", {}).items() if k in known and k not in RUN_LOCAL}
-    return make_options(spec, **{**saved, **given, "resume": str(resume)}), ckpt
+    here = {"record_dir": str(Path(resume).parent)}
+    return make_options(spec, **{**saved, **here, **given, "resume": str(resume)}), ckpt
 
 
 def make_options(spec: StreamSpec, **values) -> Options:
@@ -262,9 +267,10 @@ def _check_counts(options: Options) -> None:
         raise UserError("--rnn-layers must be at least 1 and --rnn-dropout in [0, 1)")
 
 
-def _refuse_to_overwrite(path: Path) -> None:
+def refuse_to_overwrite(options: Options) -> None:
     """A new run must not silently replace the checkpoint of an earlier one."""
-    if path.exists():
+    path = Path(options.record_dir) / "checkpoint.pth.tar"
+    if not (options.resume or options.check_data) and path.exists():
         raise UserError(
             f"{path} exists from an earlier run: continue it with --resume {path}, "
             "or choose another --record-dir (or delete it)"
@@ -286,7 +292,6 @@ def check_options(spec: StreamSpec, options: Options) -> None:
         raise UserError(
             f"--data-root {options.data_root} is not a folder; point it at the extracted frames"
         )
-    if not (options.resume or options.check_data):
-        _refuse_to_overwrite(Path(options.record_dir) / "checkpoint.pth.tar")
+    refuse_to_overwrite(options)  # again once the run holds the folder's lock (engine.run)
     if spec.archs is None:  # last: it imports torchvision
         check_image_arch(options.arch, options.crop_size)

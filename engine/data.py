@@ -82,13 +82,14 @@ def build_datasets(spec: StreamSpec, options: Options, split: Split) -> dict:
 
 
 class SeededShuffle(DistributedSampler):
-    """The training order of a distributed run: DistributedSampler's (one permutation per
-    epoch from --seed and set_epoch, padded with repeats to a multiple of the processes; rank r
-    takes positions r, r + world, ...) with a seed for each video's augmentation.
+    """The training order: one permutation per epoch from --seed and set_epoch (DistributedSampler's;
+    under torchrun padded with repeats to a multiple of the processes, rank r taking positions
+    r, r + world, ...), with a seed for each video's augmentation.
 
-    The seed depends on (--seed, epoch, video) only, so the processes' batches at a step are
-    together the one-process batch of the same step, whatever the world size or --workers, and
-    a resumed run draws the same crops as an unbroken one.
+    The seed depends on (--seed, epoch, video) only, so a sample's crops and frames are the same
+    whatever --workers, the order the workers finish in, or the number of processes (their
+    batches at a step are together the one-process batch of the same step), and a resumed run
+    draws what an unbroken one does.
     """
 
     def __iter__(self):
@@ -132,15 +133,15 @@ def make_loader(
 ) -> DataLoader:
     """Training: shuffled batches of videos. Evaluation: one video (all its snippets) per item.
 
-    Each loader has its own seeded generator: it fixes the shuffle order and the workers'
-    seeds, and evaluation never draws from the training's random streams. Under torchrun
-    (``dist.enabled``) each process loads its share: SeededShuffle for training (``--batch-size``
-    videos per process), ShardSampler for evaluation.
+    Training draws come from SeededShuffle's (seed, epoch, video) seeds alone, never from a
+    worker's or the main process's generator (dropout's). Under torchrun (``dist.enabled``)
+    each process loads its share: SeededShuffle for training (``--batch-size`` videos per
+    process), ShardSampler for evaluation.
     """
     generator = torch.Generator()
     generator.manual_seed(seed)
     sampler = None
-    if dist.enabled and train:
+    if train:
         sampler = SeededShuffle(dataset, dist.world, dist.rank, shuffle=True, seed=seed)
         dataset = SeededItems(dataset)
     elif dist.enabled:
@@ -149,7 +150,6 @@ def make_loader(
     return DataLoader(
         dataset,
         batch_size=options.batch_size if train else 1,
-        shuffle=train and sampler is None,
         sampler=sampler,
         num_workers=options.workers,
         pin_memory=device.type == "cuda",

@@ -15,6 +15,7 @@ from torch import nn
 from engine.device import autocast
 from engine.distributed import gather_rows, is_main, no_sync
 from utils.errors import UserError
+from utils.faults import fault_point
 from utils.metrics import accuracy_report, topk_correct
 from utils.progress import progress as progress_bar
 
@@ -93,6 +94,7 @@ def train_one_epoch(
                 scaled.backward()
         if last:
             lr = _step(model, optimizer, scheduler, scaler, clip_grad)
+        fault_point("train.step")
 
         top1, top5 = topk_correct(logits.detach(), labels, (1, 5))
         loss_sum += loss_value * batch
@@ -159,6 +161,7 @@ def evaluate(
         )
         scores.append(score)
         labels.append(int(label))
+        fault_point("evaluate.video")
     shard = getattr(getattr(loader, "sampler", None), "shard_indices", None)
     if shard is not None:  # a distributed run's share (engine.data.ShardSampler): gather all
         scores, labels = gather_rows(shard, scores, labels, len(loader.dataset))

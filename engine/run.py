@@ -10,10 +10,14 @@ option answer at once; ``run`` imports everything heavy once the options are kno
 
 import math
 import sys
+from contextlib import contextmanager
+from pathlib import Path
 
 from engine.config import Options, recipe_batch
 from engine.streams import StreamSpec
-from utils.errors import UserError
+from utils.atomic import remove_stale_tmp
+from utils.errors import UserError, terminate_as_interrupt
+from utils.locks import folder_lock
 
 
 def seed_everything(seed: int) -> None:
@@ -77,7 +81,10 @@ def model_config(options, num_classes: int, in_channels: int) -> dict:
 
 def run(spec: StreamSpec, options: Options, ckpt: dict | None = None) -> int:
     """Train (or with ``evaluate`` evaluate) as ``options`` say; ``ckpt``: the checkpoint of
-    ``options.resume``, read here when not given (engine.config.resume_options gives both)."""
+    ``options.resume``, read here when not given (engine.config.resume_options gives both).
+
+    The folder it writes to is locked for the run (one writer per folder); SIGTERM stops it as
+    Ctrl-C does."""
     if ckpt is None and options.resume:
         from engine.config import load_resumed
 
@@ -86,9 +93,43 @@ def run(spec: StreamSpec, options: Options, ckpt: dict | None = None) -> int:
 
     dist, device = setup(options)
     try:
-        return _run(spec, options, ckpt, dist, device)
+        with terminate_as_interrupt(), _lock_output(options, ckpt):
+            return _run(spec, options, ckpt, dist, device)
     finally:
         cleanup()
+
+
+def output_folder(options: Options, ckpt: dict | None) -> Path | None:
+    """Where this run writes: the record dir, or for --evaluate the folder of its score file
+    (beside the checkpoint, or --scores-out); None for --check-data, which writes nothing."""
+    if options.check_data:
+        return None
+    if options.evaluate:
+        from engine.evaluation import evaluation_scores_path
+
+        return evaluation_scores_path(options, ckpt["epoch"]).parent
+    return Path(options.record_dir)
+
+
+@contextmanager
+def _lock_output(options: Options, ckpt: dict | None):
+    """Hold the output folder's lock (the main process: under torchrun rank 0 writes for all),
+    then clear what killed runs left there and check again that a new run replaces nothing."""
+    from engine.config import refuse_to_overwrite
+    from engine.distributed import is_main
+
+    folder = output_folder(options, ckpt)
+    if folder is None or not is_main():
+        yield
+        return
+    fix = "wait for it to end, or choose another --record-dir"
+    if options.evaluate:
+        fix = "wait for it to end, or write the scores elsewhere with --scores-out PATH"
+    with folder_lock(folder, str(folder), fix):
+        refuse_to_overwrite(options)
+        for tmp in remove_stale_tmp(folder):
+            print(f"removed {tmp}, left by a killed run", flush=True)
+        yield
 
 
 def _run(spec: StreamSpec, options, ckpt, dist, device) -> int:
@@ -158,6 +199,8 @@ def _evaluate(spec: StreamSpec, options, model, loader, device, classes, ckpt) -
 
     epoch = ckpt["epoch"]
     path = evaluation_scores_path(options, epoch)
+    if is_main():
+        print(f"evaluating {options.resume} (epoch {epoch}); writing to {path.parent}", flush=True)
     metrics = test_and_save(model, loader, spec, options, device, classes, epoch, path=path)
     prefix = path.name.removesuffix(".npz").removesuffix("scores").rstrip("_") + "_"
     for report in write_reports(path, prefix=prefix):
@@ -192,7 +235,7 @@ def _train(spec: StreamSpec, options, model, loaders, device, classes, ckpt, dis
     print(
         f"{spec.name} stream: {options.arch}, {len(classes)} classes, {sizes['train']} "
         f"training / {sizes.get('val', 0)} validation / {sizes['test']} test videos, device "
-        f"{device}, {epochs}; {batch}, lr {options.lr:g}",
+        f"{device}, {epochs}; {batch}, lr {options.lr:g}; writing to {options.record_dir}",
         flush=True,
     )
     warning = batch_warning(dist.world * options.batch_size * accum, sizes["train"], dist.world)

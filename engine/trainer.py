@@ -28,10 +28,11 @@ from engine.loops import evaluate, train_one_epoch
 from engine.optim import lr_lambda, make_optimizer, steps_per_epoch
 from engine.streams import StreamSpec
 from network.archs import RECURRENT
-from utils.atomic import write_json
+from utils.atomic import DiskFull, write_json
 from utils.checkpoint import FORMAT, atomic_save, rng_state, set_rng_state
 from utils.classes import class_difference
-from utils.errors import UserError
+from utils.errors import Interrupted, UserError
+from utils.faults import fault_point
 
 PLOT_EVERY_S = 60.0  # curves.png before the last epoch
 
@@ -88,8 +89,8 @@ def finished_message(epoch: int, epochs: int, record_dir, checkpoint) -> str | N
     """What to say when ``--resume`` names a run that has nothing left to do, else None.
 
     A run is finished when its checkpoint has reached --epochs and the test scores of that
-    epoch are written; one killed during its final test evaluation (scores missing or of an
-    earlier epoch) is not: resuming it evaluates.
+    epoch and their reports are written; one killed during its final test evaluation (scores
+    missing or of an earlier epoch, reports missing or older) is not: resuming it evaluates.
     """
     if epoch < epochs:
         return None
@@ -103,6 +104,10 @@ def finished_message(epoch: int, epochs: int, record_dir, checkpoint) -> str | N
             if int(f["epoch"]) < epoch:
                 return None
     except (OSError, KeyError, ValueError):  # unreadable: evaluate again rather than stop
+        return None
+    from utils.reports import reports_current
+
+    if not reports_current(scores):  # killed while writing its reports: test again
         return None
     return (
         f"{checkpoint} is a finished run: {epoch} epochs trained (--epochs {epochs}) and tested "
@@ -154,6 +159,7 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.factor)
         self.scaler = torch.amp.GradScaler("cuda") if options.amp == "fp16" else None
         self.epoch = 0  # epochs trained
+        self.saved = 0  # the epoch of the checkpoint in the record dir
         self.best_val = -1.0  # best validation top-1
         self.extraction = extraction_record(options.data_root)
 
@@ -193,6 +199,7 @@ class Trainer:
         """
         options = self.options
         self.epoch, self.best_val = ckpt["epoch"], ckpt.get("best_val_top1", -1.0)
+        self.saved = self.epoch
         if self.extraction is None:
             self.extraction = ckpt.get("extraction")
         mults = [(g["lr_mult"], g["decay_mult"]) for g in self.optimizer.param_groups]
@@ -278,7 +285,37 @@ class Trainer:
             plot_curves(self.record_dir, self.record_dir / "curves.png", self.spec.name)
             self._plotted = now
 
+    def _save(self, state: dict, is_best: bool) -> None:
+        """The epoch's checkpoint (main process), before the test evaluation: a kill during it
+        costs no training. model_best first: once the checkpoint records a best score, the
+        model of that score is in place."""
+        if not self.is_main:
+            return
+        if is_best:
+            atomic_save(state, self.record_dir / "model_best.pth.tar")
+        fault_point("train.best_saved")
+        atomic_save(state, self.record_dir / "checkpoint.pth.tar")
+        self.saved = self.epoch
+        fault_point("train.checkpoint_saved")
+
+    def how_to_continue(self) -> str:
+        """What a stopped run has kept and the command that continues it."""
+        path = self.record_dir / "checkpoint.pth.tar"
+        if not self.saved:
+            return "no epoch was saved yet: run the same command again"
+        return f"the checkpoint of epoch {self.saved} is kept: continue with --resume {path}"
+
     def fit(self) -> None:
+        """``train`` with a stop (Ctrl-C, SIGTERM, a full disk) said as what was kept and how
+        to continue."""
+        try:
+            self.train()
+        except KeyboardInterrupt as err:
+            raise Interrupted(f"{str(err) or 'Ctrl-C'}; {self.how_to_continue()}") from None
+        except DiskFull as err:
+            raise UserError(f"{err}; free some space, then {self.how_to_continue()}") from err
+
+    def train(self) -> None:
         """Train the remaining epochs; checkpoint each, test after the last (or --eval-every)."""
         from utils.records import Records  # late: tensorboard takes seconds to import
 
@@ -320,13 +357,7 @@ class Trainer:
                     flush=True,
                 )
                 is_best = self._validate(epoch, records) if has_val else False
-                # Saved before the test evaluation: a kill during it costs no training.
-                state = self.state(stats)
-                if self.is_main:
-                    atomic_save(state, self.record_dir / "checkpoint.pth.tar")
-                if is_best and self.is_main:
-                    atomic_save(state, self.record_dir / "model_best.pth.tar")
-                del state
+                self._save(self.state(stats), is_best)
                 if epoch == options.epochs or (
                     options.eval_every and epoch % options.eval_every == 0
                 ):

@@ -38,11 +38,24 @@ def tmp_name(path: Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
 
 
-def remove_stale_tmp(folder) -> list[Path]:
-    """Remove the temporary files that killed runs left in ``folder`` (call it holding the
-    folder's lock: then no live writer has one there)."""
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def remove_stale_tmp(folder, name: str = "*") -> list[Path]:
+    """Remove the temporary files (of the output ``name``, default all) that killed runs left in
+    ``folder``: those whose writer process is gone. Call it holding the output's lock."""
     removed = []
-    for tmp in Path(folder).glob(".*.tmp"):
+    for tmp in Path(folder).glob(f".{name}.*.tmp"):
+        pid = tmp.name.split(".")[-3]
+        if pid.isdigit() and int(pid) != os.getpid() and _alive(int(pid)):
+            continue
         tmp.unlink(missing_ok=True)
         removed.append(tmp)
     return removed

@@ -19,14 +19,25 @@ class CsvLog:
         self.fields = ["epoch", *fields]
         kept = []
         if resume_epoch is not None and path.is_file():
-            with open(path, newline="", encoding="utf-8") as f:
-                kept = [row for row in csv.DictReader(f) if int(row["epoch"]) <= resume_epoch]
-        with open(path, "w", newline="", encoding="utf-8") as f:
+            kept = [row for row in self._rows() if int(row["epoch"]) <= resume_epoch]
+        self._rewrite(kept)
+        self.epochs = {int(row["epoch"]) for row in kept}
+
+    def _rows(self) -> list[dict]:
+        with open(self.path, newline="", encoding="utf-8") as f:
+            return list(csv.DictReader(f))
+
+    def _rewrite(self, rows: list[dict]) -> None:
+        with open(self.path, "w", newline="", encoding="utf-8") as f:
             writer = csv.DictWriter(f, self.fields, extrasaction="ignore")
             writer.writeheader()
-            writer.writerows(kept)
+            writer.writerows(rows)
 
     def write(self, epoch: int, metrics: dict) -> None:
+        """Append the epoch's row; one already there (a test redone after a kill) is replaced."""
+        if epoch in self.epochs:
+            self._rewrite([row for row in self._rows() if int(row["epoch"]) != epoch])
+        self.epochs.add(epoch)
         row = {"epoch": epoch}
         row.update({k: _fmt(v) for k, v in metrics.items()})
         with open(self.path, "a", newline="", encoding="utf-8") as f:

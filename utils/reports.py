@@ -5,14 +5,43 @@ These are the things users otherwise open a notebook for after an evaluation.
 """
 
 import csv
+import io
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
+from utils.atomic import atomic_write
 from utils.metrics import probabilities
 from utils.scores import ScoreFile
+
+# What every evaluation writes beside its score file (confused_pairs.png only for many classes).
+REPORTS = ("per_class_accuracy.csv", "confusion_matrix.png", "misclassified.csv")
+
+
+def reports_current(scores_path, prefix: str = "") -> bool:
+    """Whether every report of the score file is there and written after it: a run killed while
+    writing them (or between the scores and them) has not finished."""
+    scores_path = Path(scores_path)
+    made = scores_path.stat().st_mtime_ns
+    paths = [scores_path.parent / f"{prefix}{name}" for name in REPORTS]
+    return all(p.is_file() and p.stat().st_mtime_ns >= made for p in paths)
+
+
+@contextmanager
+def _csv_writer(path: Path):
+    """A csv.writer whose file replaces ``path`` whole when the block ends (utils.atomic)."""
+    with atomic_write(path) as raw:
+        text = io.TextIOWrapper(raw, encoding="utf-8", newline="")
+        yield csv.writer(text)
+        text.flush()
+        text.detach()
+
+
+def _save_figure(fig, path: Path, dpi: int) -> Path:
+    with atomic_write(path) as file:
+        fig.savefig(file, dpi=dpi, format="png")
+    return path
 
 
 def confusion_counts(labels, predicted, num_classes: int) -> np.ndarray:
@@ -29,10 +58,11 @@ def write_reports(score: ScoreFile, out_dir, prefix: str = "") -> list[Path]:
     num_classes = len(score.classes)
     predicted = score.scores.argmax(axis=1) if len(score) else np.zeros(0, dtype=np.int64)
     counts = confusion_counts(score.labels, predicted, num_classes)
+    per_class, confusion, misclassified = (out_dir / f"{prefix}{name}" for name in REPORTS)
     paths = [
-        _write_per_class(out_dir / f"{prefix}per_class_accuracy.csv", score.classes, counts),
-        _plot_confusion(out_dir / f"{prefix}confusion_matrix.png", score, counts),
-        _write_misclassified(out_dir / f"{prefix}misclassified.csv", score, predicted),
+        _write_per_class(per_class, score.classes, counts),
+        _plot_confusion(confusion, score, counts),
+        _write_misclassified(misclassified, score, predicted),
     ]
     present = np.flatnonzero(counts.sum(axis=0) + counts.sum(axis=1))
     if len(present) > PAIRS_ABOVE:
@@ -43,8 +73,7 @@ def write_reports(score: ScoreFile, out_dir, prefix: str = "") -> list[Path]:
 def _write_per_class(path: Path, classes: list[str], counts: np.ndarray) -> Path:
     videos = counts.sum(axis=1)
     correct = np.diag(counts)
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
+    with _csv_writer(path) as writer:
         writer.writerow(["class", "videos", "correct", "accuracy"])
         for name, n, k in zip(classes, videos, correct, strict=True):
             writer.writerow([name, int(n), int(k), f"{100.0 * k / n:.2f}" if n else ""])
@@ -52,6 +81,9 @@ def _write_per_class(path: Path, classes: list[str], counts: np.ndarray) -> Path
 
 
 def _figure(width: float, height: float):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # late: seconds to import
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(width, height), layout="constrained")
     FigureCanvasAgg(fig)
     return fig
@@ -88,8 +120,7 @@ def _plot_confusion(path: Path, score: ScoreFile, counts: np.ndarray) -> Path:
             colour = "white" if rates[i, j] > 0.5 else "black"
             ax.text(j, i, f"{rates[i, j]:.2f}", ha="center", va="center", fontsize=8, color=colour)
     fig.colorbar(image, ax=ax, shrink=0.6, label="fraction of the true class")
-    fig.savefig(path, dpi=120)
-    return path
+    return _save_figure(fig, path, 120)
 
 
 PAIRS_ABOVE = 20  # classes present beyond which the most-confused pairs get a view of their own
@@ -115,8 +146,7 @@ def _plot_confused_pairs(path: Path, score: ScoreFile, counts: np.ndarray) -> Pa
     ax.set_xlim(0, 1.15)  # room for the counts after the longest bar
     ax.set_xlabel("fraction of the true class predicted as the other")
     ax.set_title(f"{score.stream}: the {len(pairs)} most confused pairs (true -> predicted)")
-    fig.savefig(path, dpi=120)
-    return path
+    return _save_figure(fig, path, 120)
 
 
 def _write_misclassified(path: Path, score: ScoreFile, predicted: np.ndarray) -> Path:
@@ -125,8 +155,7 @@ def _write_misclassified(path: Path, score: ScoreFile, predicted: np.ndarray) ->
     rows = np.arange(len(score))
     wrong = rows[predicted != score.labels]
     wrong = wrong[np.argsort(-probs[wrong, predicted[wrong]], kind="stable")]
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
+    with _csv_writer(path) as writer:
         writer.writerow(
             [
                 "video",
@@ -193,8 +222,4 @@ def plot_curves(record_dir, path, title: str = "") -> Path:
             ax.legend()
     if title:
         fig.suptitle(title)
-    from utils.atomic import atomic_write
-
-    with atomic_write(path) as file:  # rewritten each epoch: a kill leaves the previous one
-        fig.savefig(file, dpi=100, format="png")
-    return path
+    return _save_figure(fig, path, 100)  # rewritten each epoch: a kill leaves the previous one
