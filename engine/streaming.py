@@ -252,7 +252,7 @@ def score_video(
     """
     limits = [s.max_frames for s, _ in settings.values() if s.max_frames]
     limit = min(limits) if limits else None
-    bar = progress(desc=Path(path).name, unit="window", show=show_progress, log=True)
+    bar = None
     try:
         info, total = probe_video(path), count_frames(path)
         short = _short_of_frames(path, total, info.frames, limit, None)  # from the packets
@@ -266,7 +266,11 @@ def score_video(
             windows = plan_windows(num_frames, fps or 25.0, window, stride or window or 1.0)
             plans = _plans(streams, settings, windows)
             limited = num_frames < total or bool(limits) and num_frames == min(limits)
-            bar.reset(total=len(windows))
+            if bar is None:
+                bar = progress(desc=Path(path).name, total=len(windows), unit="window",
+                               show=show_progress, log=True)  # fmt: skip
+            else:
+                bar.reset(total=len(windows))
             callbacks = _counted(on_window, bar), on_frame, score
             run, decoded, error = _one_pass(
                 path, plans, windows, num_frames, limited, device, callbacks
@@ -277,7 +281,8 @@ def score_video(
     except DecodeError as err:
         raise UserError(f"cannot decode {path} ({err}); give a readable video file") from None
     finally:
-        bar.close()
+        if bar is not None:
+            bar.close()
     if run.next < len(windows):
         raise UserError(f"cannot decode {path}: it ended before its last frames; re-encode it")
     short = _short_of_frames(path, min([decoded, *limits]), info.frames, limit, error)

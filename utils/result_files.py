@@ -100,7 +100,8 @@ class ResultFiles:
             os.close(fd)
 
     def _kept_on_full_disk(self):
-        return on_full_disk(f"the {self.rows} videos done before are kept")
+        done = "1 video done before is" if self.rows == 1 else f"{self.rows} videos done before are"
+        return on_full_disk(f"the {done} kept")
 
 
 def _write_all(fd: int, data: bytes) -> None:
