@@ -7,7 +7,8 @@
 Reads this toolkit's ``video_scores.npz`` and the reference implementation's pickles (labels for
 those come from --splits-dir/--split). Prints top-1, top-5 and mean class accuracy of each stream
 and of the fusion on the same videos; --out writes the fused scores and their reports, --json
-the numbers. Without --out nothing but --json is written.
+the numbers. Without --out nothing but --json is written. The files of one run are written as a
+unit (write_outputs) by one run at a time (a lock per file).
 """
 
 import argparse
