@@ -65,8 +65,8 @@ def _in_child(fault: str, main, argv: list[str]) -> int:
     return child.exitcode
 
 
-def _outputs(folder, name="out"):
-    return ["--csv", str(folder / f"{name}.csv"), "--json", str(folder / f"{name}.json")]
+def _outputs(folder):
+    return ["--csv", str(folder / "out.csv"), "--json", str(folder / "out.json")]
 
 
 def _records(path) -> list[dict]:
@@ -91,7 +91,7 @@ def test_predict_killed_at_a_point_then_rerun_gives_each_row_once(batch, tmp_pat
         assert not rows.endswith("\n") and rows.count("\n") == 2  # header, a row, half a row
     else:
         assert rows.count("\n") == 3 and len(json.loads((tmp_path / "out.json").read_text())) == 1
-        assert [p for p in tmp_path.iterdir() if p.name.startswith(".out.json.")]  # its temp
+        assert list(tmp_path.glob(".out.json.*.tmp"))  # the JSON's temp file, left by the kill
     predict.main(argv)
     _same_as_uninterrupted(batch, tmp_path)
 
@@ -174,19 +174,18 @@ def _fused_files(folder) -> dict:
     return files
 
 
-@pytest.mark.parametrize("point", ["write.fused.npz", "fusion.reports", "write.fused.json"])
+@pytest.mark.parametrize("point", ["fusion.reports", "write.fused.json"])
 def test_fusion_killed_at_a_point_leaves_no_mix_of_two_runs(scores, tmp_path, capsys, point):
-    """Over an earlier fusion's files: a kill while the npz, the reports or the JSON is written
-    leaves files of one run only (the JSON, written last, absent), and the rerun's are an
-    uninterrupted run's, with no temp file left."""
+    """Over an earlier fusion's files: a kill while the reports or the JSON are written leaves
+    files of one run only (the JSON, written last, absent), and the rerun's are an
+    uninterrupted run's, with no temp file or folder left."""
     fusion.main(_fusion_argv(scores, tmp_path, motion="old"))
     old, new = _fused_files(tmp_path), _fused_files(scores / "expected")
     assert all(old[name] != new[name] for name in new)
     assert _in_child(f"{point}:kill", fusion.main, _fusion_argv(scores, tmp_path)) == -9
     left = _fused_files(tmp_path)
     assert "fused.json" not in left
-    assert [name for name in left if left[name] == old[name]] in ([], ["fused.npz"])
-    assert set(left) == {"fused.npz"} or all(left[name] == new[name] for name in left)
+    assert "fused.npz" in left and all(left[name] == new[name] for name in left)
     target = "fused.json" if "json" in point else "fused.npz"  # its temp file, or folder
     assert [p for p in tmp_path.iterdir() if p.name.startswith(f".{target}.") and ".tmp" in p.name]
     fusion.main(_fusion_argv(scores, tmp_path))
