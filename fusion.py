@@ -7,10 +7,14 @@
 Reads this toolkit's ``video_scores.npz`` and the reference implementation's pickles (labels for
 those come from --splits-dir/--split). Prints top-1, top-5 and mean class accuracy of each stream
 and of the fusion on the same videos; --out writes the fused scores and their reports, --json
-the numbers. Without --out nothing but --json is written.
+the numbers. Without --out nothing but --json is written. The files of one run are written as a
+unit (write_outputs) by one run at a time (a lock per file).
 """
 
 import argparse
+import os
+import secrets
+import shutil
 from pathlib import Path
 
 from dataloader.splits import DATASETS
@@ -23,10 +27,12 @@ from engine.fusion import (
     load_score_file,
     tune_weights,
 )
-from utils.atomic import write_json
+from utils.atomic import DiskFull, disk_full, write_json
 from utils.cli import Parser
 from utils.errors import UserError, run_cli
-from utils.scores import load_npz, save_scores
+from utils.faults import fault_point
+from utils.outputs import locked_outputs, on_full_disk
+from utils.scores import ScoreFile, load_npz, save_scores
 from utils.video_names import video_key
 
 
@@ -105,8 +111,15 @@ def _named_paths(items: list[str], option: str) -> dict[str, Path]:
     return paths
 
 
-def tuned(args, paths: dict, streams: dict) -> tuple[list[float], bool]:
-    """--tune-weights: weights and softmax chosen on the validation files alone, then saved."""
+def weights_file(args) -> Path:
+    """Where --tune-weights saves its choice: beside --out, else --json, else here."""
+    beside = args.out if args.out is not None else args.json
+    return (beside.parent if beside is not None else Path(".")) / "fusion_weights.json"
+
+
+def tuned(args, paths: dict, streams: dict) -> dict:
+    """--tune-weights: weights and softmax chosen on the validation files alone (the record
+    written_outputs saves)."""
     if args.weights is not None:
         raise UserError("--tune-weights chooses the weights: leave --weights out")
     val_paths = {name: path.parent / "val_scores.npz" for name, path in paths.items()}
@@ -138,21 +151,66 @@ def tuned(args, paths: dict, streams: dict) -> tuple[list[float], bool]:
         f"tuned on {v['videos']} validation videos: weights {shown}, softmax "
         f"{'on' if choice['softmax'] else 'off'} (validation top-1 {v['top1']:.2f}%)"
     )
-    record = {
+    return {
         "streams": list(paths),
         **choice,
         "validation_files": [str(p) for p in val_paths.values()],
     }
-    beside = args.out if args.out is not None else args.json  # else the working folder
-    saved = (beside.parent if beside is not None else Path(".")) / "fusion_weights.json"
-    write_json(saved, record)
-    print(f"wrote {saved}")
-    return choice["weights"], choice["softmax"]
+
+
+# The reports utils.reports.write_reports may write beside the fused file, after its prefix.
+REPORTS = ("per_class_accuracy.csv", "confusion_matrix.png", "misclassified.csv",
+           "confused_pairs.png")  # fmt: skip
+
+
+def write_outputs(args, fused: ScoreFile, results: dict, choice: dict | None) -> list[Path]:
+    """Fusion's files as one unit, never mixed with an earlier run's: those of the earlier run
+    that this one writes are removed first (the fused npz is replaced last of them, atomically),
+    then the npz, its reports, the tuned weights and the JSON last, each written whole. A kill
+    leaves files of one run; the JSON, when asked for, appears only once all are in place."""
+    out = args.out
+    reports = [] if out is None else [out.with_name(f"{out.stem}_{name}") for name in REPORTS]
+    weights = weights_file(args) if choice is not None else None
+    for old in [*reports, weights, args.json]:
+        if old is not None:
+            old.unlink(missing_ok=True)
+    written = []
+    with on_full_disk("the score files fused are untouched"):
+        if args.out is not None:
+            save_scores(args.out, videos=fused.videos, labels=fused.labels,
+                        classes=fused.classes, scores=fused.scores, stream="fused",
+                        split=fused.split, epoch=-1, kind=fused.kind)  # fmt: skip
+            written += [args.out, *_write_reports(args.out)]
+        if weights is not None:
+            written.append(write_json(weights, choice))
+        if args.json is not None:
+            written.append(write_json(args.json, results))
+    return written
+
+
+def _write_reports(out: Path) -> list[Path]:
+    """The reports of the fused file, written in a folder of their own and moved beside it."""
+    from utils.reports import write_reports  # late: matplotlib takes seconds to import
+
+    folder = out.with_name(f".{out.name}.{os.getpid()}.{secrets.token_hex(4)}.tmpdir")
+    try:
+        written = write_reports(load_npz(out), folder, prefix=f"{out.stem}_")
+        fault_point("fusion.reports")
+        moved = []
+        for path in written:
+            moved.append(out.parent / path.name)
+            os.replace(path, moved[-1])
+    except OSError as err:
+        if disk_full(err):
+            raise DiskFull(f"the disk is full: could not write the reports of {out}") from err
+        raise
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return moved
 
 
 def main(argv=None) -> dict:
     args = get_args(argv)
-    splits = {"splits_dir": args.splits_dir, "split": args.split, "dataset": args.dataset}
     paths = {name: getattr(args, name) for name in ("spatial", "motion") if getattr(args, name)}
     for name, path in _named_paths(args.stream, "--stream").items():
         if name in paths or name == "fused":
@@ -165,12 +223,22 @@ def main(argv=None) -> dict:
             f"--weights: {len(args.weights)} given for {len(paths)} streams "
             f"({', '.join(paths)}); give one each, in that order"
         )
+    outputs = {args.out: "--out", args.json: "--json"}
+    if args.tune_weights:
+        outputs[weights_file(args)] = "--out"
+    with locked_outputs(outputs):
+        return _fuse(args, paths)
+
+
+def _fuse(args, paths: dict) -> dict:
+    splits = {"splits_dir": args.splits_dir, "split": args.split, "dataset": args.dataset}
     streams = {name: load_score_file(path, **splits) for name, path in paths.items()}
     files = list(streams.values())
     check_streams(streams, args.force)
     check_classes(files)
-    if args.tune_weights:
-        args.weights, args.softmax = tuned(args, paths, streams)
+    choice = tuned(args, paths, streams) if args.tune_weights else None
+    if choice is not None:
+        args.weights, args.softmax = choice["weights"], choice["softmax"]
     args.softmax = bool(args.softmax)
     results, fused = fuse_files(streams, args.weights, args.softmax, args.allow_partial)
     how = "softmax probabilities (the fused file holds their log)" if args.softmax else "scores"
@@ -178,27 +246,8 @@ def main(argv=None) -> dict:
     weights = ", ".join(f"{name} {w:g}" for name, w in zip(streams, given, strict=True))
     print(f"fused {how} with weights {weights}")
     print(format_results(results, streams))
-    if args.out is not None:
-        from utils.reports import write_reports  # late: matplotlib takes seconds to import
-
-        save_scores(
-            args.out,
-            videos=fused.videos,
-            labels=fused.labels,
-            classes=fused.classes,
-            scores=fused.scores,
-            stream="fused",
-            split=fused.split,
-            epoch=-1,
-            kind=fused.kind,
-        )
-        reports = write_reports(load_npz(args.out), args.out.parent, prefix=f"{args.out.stem}_")
-        print(f"wrote {args.out}")
-        for path in reports:
-            print(f"wrote {path}")
-    if args.json is not None:
-        write_json(args.json, results)
-        print(f"wrote {args.json}")
+    for path in write_outputs(args, fused, results, choice):
+        print(f"wrote {path}")
     return results
 
 

@@ -7,23 +7,34 @@ positions of a window its test sample reads (Samples.test_reads): only those fra
 converted and resized (for flow, the two frames of each needed pair), kept until the last window
 that needs them is scored, and each flow frame is computed once. Memory follows the window, not
 the video's length.
+
+A video that decodes to fewer frames than its container declares (the check extraction makes,
+dataloader.extraction.check_complete) is refused as Truncated, or scored with a warning.
 """
 
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
 from dataloader.extraction import (
     DecodeError,
+    TruncatedVideo,
+    check_complete,
     count_frames,
     iter_raw_frames,
+    probe_video,
     resize_short_side,
-    video_fps,
 )
 from engine.inference import memory_reader
 from utils.errors import UserError
+from utils.progress import progress
+
+
+class Truncated(UserError):
+    """A video with fewer decodable frames than its container declares."""
 
 
 @dataclass(frozen=True)
@@ -74,6 +85,7 @@ class VideoScores:
     seconds: dict[str, float] = field(default_factory=dict)  # stream -> work; "decode" too
     cpu_seconds: dict[str, float] = field(default_factory=dict)  # the same in CPU time
     max_held: int = 0  # most decoded frames held at once
+    warning: str | None = None  # why a video scored anyway (allow_truncated) is short of frames
 
     def times(self) -> list[tuple[float, float]]:
         """Each window's (start, end) in seconds."""
@@ -182,18 +194,37 @@ def _one_pass(path, plans, windows, num_frames, limited, device, callbacks) -> t
     (counted to the end, to check the plan, unless ``limited`` to ``num_frames``)."""
     on_window, on_frame, score = callbacks
     run = _Pass(plans, windows, device, on_window, score)
-    decoded, start, cpu = 0, time.perf_counter(), time.process_time()
-    for index, frame in enumerate(iter_raw_frames(path)):
-        decoded = index + 1
-        if index < num_frames:
-            if on_frame is not None:
-                on_frame(index, frame)
-            run.add(index, frame)
-        elif limited:
-            break
+    decoded, start, cpu, error = 0, time.perf_counter(), time.process_time(), None
+    try:
+        for index, frame in enumerate(iter_raw_frames(path)):
+            decoded = index + 1
+            if index < num_frames:
+                if on_frame is not None:
+                    on_frame(index, frame)
+                run.add(index, frame)
+            elif limited:
+                break
+    except DecodeError as err:
+        if not decoded:
+            raise
+        error = err  # a damaged end: the frames before it are what the video has
     run.seconds["decode"] = time.perf_counter() - start - sum(run.seconds.values())
     run.cpu["decode"] = time.process_time() - cpu - sum(run.cpu.values())
-    return run, decoded
+    return run, decoded, error
+
+
+def _short_of_frames(path, decoded: int, declared: int, limit, error) -> str | None:
+    """Why ``path`` is short of its frames (extraction's check_complete), or None."""
+    try:
+        check_complete(path, decoded, declared, limit)
+    except TruncatedVideo as err:
+        return str(err)
+    if error is not None:
+        return (
+            f"{path}: truncated: decoding stopped with an error after {decoded} frames (the "
+            "file is damaged; download or copy it again)"
+        )
+    return None
 
 
 def score_video(
@@ -206,6 +237,8 @@ def score_video(
     on_window: Callable | None = None,
     on_frame: Callable | None = None,
     score: bool = True,
+    allow_truncated: bool = False,
+    show_progress: bool = False,
 ) -> VideoScores:
     """Each stream's test scores of every window of ``path`` (see the module docstring).
 
@@ -213,11 +246,19 @@ def score_video(
     called as window ``w`` is scored, ``on_frame(index, frame)`` with each decoded PyAV frame.
     ``score`` False builds the samples (for on_window) without running the models.
     A video whose packets miscount its frames is decoded again with the true count (the
-    callbacks then start again from window and frame 0).
+    callbacks then start again from window and frame 0). A truncated video raises Truncated,
+    or with ``allow_truncated`` is scored on the frames it has (``warning`` says so).
+    ``show_progress``: windows done of all, on a terminal, or a line a minute in a log.
     """
     limits = [s.max_frames for s, _ in settings.values() if s.max_frames]
+    limit = min(limits) if limits else None
+    bar = None
     try:
-        fps, total = video_fps(path), count_frames(path)
+        info, total = probe_video(path), count_frames(path)
+        short = _short_of_frames(path, total, info.frames, limit, None)  # from the packets
+        if short and not allow_truncated:
+            raise Truncated(short)
+        fps = info.fps
         for _attempt in range(2):
             num_frames = min([total, *limits])
             if num_frames < 1:
@@ -225,14 +266,40 @@ def score_video(
             windows = plan_windows(num_frames, fps or 25.0, window, stride or window or 1.0)
             plans = _plans(streams, settings, windows)
             limited = num_frames < total or bool(limits) and num_frames == min(limits)
-            callbacks = on_window, on_frame, score
-            run, decoded = _one_pass(path, plans, windows, num_frames, limited, device, callbacks)
+            if bar is None:
+                bar = progress(desc=Path(path).name, total=len(windows), unit="window",
+                               show=show_progress, log=True)  # fmt: skip
+            else:
+                bar.reset(total=len(windows))
+            callbacks = _counted(on_window, bar), on_frame, score
+            run, decoded, error = _one_pass(
+                path, plans, windows, num_frames, limited, device, callbacks
+            )
             if min([decoded, *limits]) == num_frames:
                 break
             total = decoded
     except DecodeError as err:
         raise UserError(f"cannot decode {path} ({err}); give a readable video file") from None
+    finally:
+        if bar is not None:
+            bar.close()
     if run.next < len(windows):
         raise UserError(f"cannot decode {path}: it ended before its last frames; re-encode it")
+    short = _short_of_frames(path, min([decoded, *limits]), info.frames, limit, error)
+    if short and not allow_truncated:
+        raise Truncated(short)
     scores = {name: np.stack(s) if s else np.zeros((0, 0)) for name, s in run.scores.items()}
-    return VideoScores(fps, num_frames, windows, scores, run.seconds, run.cpu, run.max_held)
+    video = VideoScores(fps, num_frames, windows, scores, run.seconds, run.cpu, run.max_held)
+    video.warning = short and f"{short}; scored the {num_frames} frames it has"
+    return video
+
+
+def _counted(on_window: Callable | None, bar) -> Callable:
+    """``on_window`` that also moves the progress bar on."""
+
+    def counted(w: int, scores: dict, samples: dict) -> None:
+        bar.update(1)
+        if on_window is not None:
+            on_window(w, scores, samples)
+
+    return counted

@@ -85,6 +85,7 @@ def test_fusion_table_json_and_outputs(pair, tmp_path, capsys):
     for name in ["fused.npz", "fused_per_class_accuracy.csv", "fused_confusion_matrix.png"]:
         assert f"wrote {tmp_path / 'fused' / name}" in printed
     assert sorted(p.name for p in out.parent.iterdir()) == [
+        ".fused.npz.lock",  # the lock of one writer (empty once the run ends)
         "fused.npz",
         "fused_confusion_matrix.png",
         "fused_misclassified.csv",

@@ -1,9 +1,11 @@
 """tools/predict.py on a generated video, with checkpoints of a tiny training run."""
 
 import csv
+import io
 import json
 import re
 import shutil
+import sys
 
 import av
 import numpy as np
@@ -20,6 +22,7 @@ from engine.streams import CLIP, MOTION, SPATIAL
 from tests.helpers import SMALL_ARCH, single_thread
 from tools import extract_frames_flow, predict
 from tools.synthetic_actions import generate
+from utils import progress
 from utils.errors import UserError
 from utils.gif import GIF_SIDE
 
@@ -347,3 +350,66 @@ def test_a_score_file_given_as_a_checkpoint_is_one_line(trained):
     scores = trained["base"] / "spatial" / "video_scores.npz"
     with pytest.raises(UserError, match=r"^\S+video_scores.npz is a score file, not a checkpoint"):
         _predict(trained, "--spatial", scores)
+
+
+def _cut(trained, path, repeats: int = 3):
+    """A clip written ``repeats`` times over, then cut to half its bytes: a container that
+    declares 12 * repeats frames and holds about half of them (tests/test_extraction.py)."""
+    clip = decode_video(trained["video"], None).frames
+    whole = write_video(path.with_name("whole.avi"), np.concatenate([clip] * repeats))
+    path.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    return path
+
+
+def test_a_truncated_video_is_refused_or_scored_with_a_warning(trained, tmp_path, capsys):
+    cut = _cut(trained, tmp_path / "videos" / "cut.avi")
+    message = (
+        rf"{cut}: truncated: (\d+) of the 36 frames its container declares decoded \(the file "
+        r"is cut short or damaged; download or copy it again\); or pass --allow-truncated to "
+        "score the frames it has"
+    )
+    with pytest.raises(UserError, match=f"^{message}$") as refused:
+        predict.main([str(cut), "--spatial", str(trained["spatial"]), "--device", "cpu"])
+    decoded = int(re.match(message, str(refused.value)).group(1))
+    assert decoded < 30
+    argv = [str(cut.parent), "--spatial", str(trained["spatial"]), "--device", "cpu"]
+    with pytest.raises(UserError, match="1 of 2 videos failed .*cut.avi: .*truncated: "):
+        predict.main([*argv, "--csv", str(tmp_path / "out.csv")])
+    rows = {r["video"]: r for r in csv.DictReader((tmp_path / "out.csv").open())}
+    assert re.fullmatch(message, rows[str(cut)]["error"])  # the batch's row says why
+    assert rows[str(cut.with_name("whole.avi"))]["error"] == ""
+    capsys.readouterr()
+
+    scored = {r["video"]: r for r in predict.main([*argv, "--allow-truncated"])}
+    assert scored[str(cut)]["seconds"] == pytest.approx(decoded / 25)
+    warning = (
+        f"{cut}: truncated: {decoded} of the 36 frames its container declares decoded (the "
+        f"file is cut short or damaged; download or copy it again); scored the {decoded} "
+        "frames it has"
+    )
+    assert scored[str(cut)]["warning"] == warning
+    assert f"warning: {warning}\n" in capsys.readouterr().err
+    assert "warning" not in scored[str(cut.with_name("whole.avi"))]
+
+
+def test_a_long_video_shows_its_windows_on_a_terminal_and_in_a_log(trained, tmp_path, monkeypatch):
+    clip = decode_video(trained["video"], None).frames
+    video = write_video(tmp_path / "long.avi", np.concatenate([clip] * 3))
+    argv = [str(video), "--spatial", str(trained["spatial"]), "--device", "cpu"]
+    argv += ["--window", "0.48", "--stride", "0.48"]  # a clip each: 3 windows
+    terminal = io.StringIO()
+    terminal.isatty = lambda: True
+    monkeypatch.setattr(sys, "stderr", terminal)
+    predict.main(argv)
+    assert re.match(r"\rlong.avi: +0%\|.*\| 0/3 \[.*window/s", terminal.getvalue())
+
+    log = io.StringIO()  # not a terminal: a line a minute; here every window
+    monkeypatch.setattr(sys, "stderr", log)
+    monkeypatch.setattr(progress, "LOG_EVERY", 0.0)
+    predict.main(argv)
+    lines = log.getvalue().splitlines()
+    assert [line.split(",")[0] for line in lines] == [
+        f"long.avi: {n} of 3 windows done" for n in (1, 2, 3)
+    ]
+    assert re.fullmatch(r"long.avi: 1 of 3 windows done, 00:\d\d so far, about 00:\d\d left",
+                        lines[0])  # fmt: skip

@@ -15,8 +15,10 @@ code, with the settings the checkpoint's training frames were extracted with (re
 the checkpoint, else index.json in its data root; refused when neither has them and the
 command line does not give them), and sampled and cropped by the stream's own test-time sample
 builder (engine/inference.py): a prediction sees exactly what evaluation sees. Nothing is written
-but the outputs asked for. In a batch, each video's row is written as soon as it is scored, a
-video that fails is a row with its error, and a rerun skips the videos already done.
+but the outputs asked for. In a batch (engine/predict_batch.py), each video's row is written as
+soon as it is scored, a video that fails is a row with its error, and a rerun skips the videos
+already done. A truncated video (fewer frames decode than its container declares) fails, unless
+--allow-truncated. One run writes a --csv or --json at a time: a second is refused.
 """
 
 import argparse
@@ -35,7 +37,7 @@ from utils.classes import check_same_classes
 from utils.cli import Parser
 from utils.errors import UserError, run_cli
 from utils.gif import GifFrames, gif_labels, write_gif
-from utils.progress import progress
+from utils.outputs import locked_outputs, on_full_disk
 from utils.tables import format_table
 
 STREAM_OPTIONS = ("spatial", "motion", "clip")  # stream spec names, in the table's order
@@ -153,6 +155,12 @@ def get_args(argv=None) -> argparse.Namespace:
         help="also write one row per video as it is scored: top-k classes and probabilities, or "
         "its error; a rerun skips the videos already in it",
     )
+    parser.add_argument(
+        "--allow-truncated",
+        action="store_true",
+        help="score a video that decodes to fewer frames than its container declares (cut short "
+        "or damaged) on the frames it has, with a warning; refused otherwise",
+    )
     add_extraction_arguments(parser)
     parser.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
     return parser.parse_args(argv)
@@ -166,20 +174,6 @@ def _describe(settings) -> str:
         shown = f"{value:g}" if isinstance(value, float) else value
         parts.append(f"--{key.replace('_', '-')} {shown}")
     return ", ".join(parts)
-
-
-def csv_header(names: list[str], top: int) -> list[str]:
-    """The batch CSV: the video, each column's top-k classes and probabilities, the error."""
-    return ["video"] + [f"{c}_{what}{k}" for c in names for k in range(1, top + 1)
-                        for what in ("class", "prob")] + ["error"]  # fmt: skip
-
-
-def csv_cells(result: dict, names: list[str], top: int) -> list[str]:
-    cells = [result["video"]]
-    for name in names:
-        ranked = result.get("top", {}).get(name, [])
-        cells += [x for cls, prob in ranked for x in (cls, f"{prob:.4f}")] or [""] * (2 * top)
-    return [*cells, result.get("error") or ""]
 
 
 def load_streams(args, device) -> tuple[dict, dict]:
@@ -218,7 +212,7 @@ def predict_one(path: Path, streams: dict, settings: dict, args, device) -> tupl
     """One video's result (the JSON record) and what the drawings need."""
     from dataloader.extraction import DecodeError, count_frames, video_fps
     from engine.inference import columns
-    from engine.streaming import score_video
+    from engine.streaming import Truncated, score_video
 
     def fuse(scores: dict) -> dict:
         return columns(streams, scores, args.weights, args.softmax)
@@ -236,7 +230,11 @@ def predict_one(path: Path, streams: dict, settings: dict, args, device) -> tupl
             if w == 0 or probs.max() > cam["prob"]:  # the most confident window
                 cam.update(prob=float(probs.max()), samples=samples)
 
-    video = score_video(path, streams, settings, device, args.window, args.stride, on_window, gif)
+    try:
+        video = score_video(path, streams, settings, device, args.window, args.stride, on_window,
+                            gif, allow_truncated=args.allow_truncated, show_progress=True)  # fmt: skip
+    except Truncated as err:
+        raise Truncated(f"{err}; or pass --allow-truncated to score the frames it has") from None
     per_window = [
         fuse({n: s[w] for n, s in video.scores.items()}) for w in range(len(video.windows))
     ]
@@ -254,6 +252,7 @@ def predict_one(path: Path, streams: dict, settings: dict, args, device) -> tupl
         "windows": len(video.windows),
         "work_seconds": {name: round(t, 3) for name, t in video.seconds.items()},
         "work_cpu_seconds": {name: round(t, 3) for name, t in video.cpu_seconds.items()},
+        **({"warning": video.warning} if video.warning else {}),
     }
     drawn = dict(video=video, whole=whole, windows=window_columns, gif=gif, cam=cam["samples"])
     return result, drawn
@@ -281,31 +280,6 @@ def draw(args, result: dict, drawn: dict, streams: dict) -> None:
         print(f"wrote {write_cam(args.cam, streams, drawn['cam'], best, classes)}")
 
 
-class Work:
-    """Seconds of video and of work per stream, summed over the videos of a run."""
-
-    def __init__(self):
-        self.video, self.seconds = 0.0, {}
-
-    def add(self, video) -> None:
-        self.video += video.num_frames / (video.fps or 25.0)
-        for name, seconds in video.seconds.items():
-            self.seconds[name] = self.seconds.get(name, 0.0) + seconds
-
-    def summary(self) -> str:
-        """Each stream's real-time factor: seconds of video per second of its work."""
-        parts = [
-            f"{name} {self.video / max(seconds, 1e-9):.1f}x ({seconds:.1f} s)"
-            for name, seconds in self.seconds.items()
-            if name != "decode"
-        ]
-        decode = self.seconds.get("decode", 0.0)
-        return (
-            f"real-time factor (seconds of video per second of work) over {self.video:.1f} s "
-            f"of video: {', '.join(parts)}; decoding {decode:.1f} s"
-        )
-
-
 def check_args(args, single: bool) -> None:
     if args.spatial is None and args.motion is None and args.clip is None:
         raise UserError("give one or more of --spatial, --motion and --clip CHECKPOINT")
@@ -322,36 +296,15 @@ def check_args(args, single: bool) -> None:
         raise UserError(f"--timeline {args.timeline}: give a .csv file (the plot goes beside it)")
 
 
-def run_batch(videos, streams, settings, args, device, files) -> tuple[list, list, Work]:
-    """Score every video not already in the result files; a failure is a row, not the end."""
-    from utils.errors import one_line
-
-    names = [*streams, *(["fused"] if len(streams) >= 2 else [])]
-    top = min(args.top, len(next(iter(streams.values())).classes))
-    results, failed, work = [], [], Work()
-    bar = progress(videos, unit="video", leave=True)
-    for path in bar:
-        if str(path) in files.done:
-            continue
-        try:
-            result, drawn = predict_one(path, streams, settings, args, device)
-        except (UserError, OSError) as err:
-            result = {"video": str(path), "error": one_line(err)}
-            failed.append(result)
-            bar.write(f"{path}: failed: {result['error']}")
-        else:
-            work.add(drawn["video"])
-            bar.write(f"{path}: {result['top1']} {100 * result['top'][names[-1]][0][1]:.1f}%")
-        files.add(csv_cells(result, names, top), result)
-        results.append(result)
-    return results, failed, work
-
-
 def predict_single(path: Path, streams: dict, settings: dict, args, device, files) -> dict:
     """One video, printed in full (table, real-time factors) and drawn as asked."""
     start = time.perf_counter()
+    from engine.predict_batch import Work, csv_cells
+
     result, drawn = predict_one(path, streams, settings, args, device)
     video = drawn["video"]
+    if video.warning:
+        print(f"warning: {video.warning}", file=sys.stderr)
     print(
         f"{path}: {video.num_frames} frames, {result['seconds']:.1f} s, "
         f"{result['windows']} window(s); scored in {time.perf_counter() - start:.1f} s"
@@ -364,20 +317,28 @@ def predict_single(path: Path, streams: dict, settings: dict, args, device, file
     names = list(drawn["whole"])
     files.add(csv_cells(result, names, min(args.top, len(result["classes"]))), result)
     if args.json is not None:
-        print(f"wrote {write_json(args.json, result)}")
+        with on_full_disk("the result is printed above"):
+            print(f"wrote {write_json(args.json, result)}")
     return result
 
 
 def main(argv=None) -> dict | list[dict]:
     args = get_args(argv)  # before torch is imported: --help and typos answer at once
-    from engine.device import resolve_device
     from engine.inference import collect_videos
-    from utils.result_files import ResultFiles
 
     args.window = args.window or None
     videos = collect_videos(args.videos)
     single = len(videos) == 1 and args.videos[0].is_file()
     check_args(args, single)
+    with locked_outputs({args.csv: "--csv", args.json: "--json"}):  # before the models load
+        return _run(args, videos, single)
+
+
+def _run(args, videos: list[Path], single: bool) -> dict | list[dict]:
+    from engine.device import resolve_device
+    from engine.predict_batch import csv_header, run_batch
+    from utils.result_files import ResultFiles
+
     device = resolve_device(args.device)
     streams, settings = load_streams(args, device)
     names = [*streams, *(["fused"] if len(streams) >= 2 else [])]
@@ -387,7 +348,11 @@ def main(argv=None) -> dict | list[dict]:
     if single:
         return predict_single(videos[0], streams, settings, args, device, files)
     start = time.perf_counter()
-    results, failed, work = run_batch(videos, streams, settings, args, device, files)
+
+    def score(path: Path) -> tuple[dict, dict]:
+        return predict_one(path, streams, settings, args, device)
+
+    results, failed, work = run_batch(videos, score, names, top, files)
     skipped = len(videos) - len(results)
     print(f"{len(results)} videos in {time.perf_counter() - start:.1f} s"
           + (f" ({skipped} already in the output, skipped)" if skipped else ""))  # fmt: skip
