@@ -13,7 +13,6 @@ unit (write_outputs) by one run at a time (a lock per file).
 
 import argparse
 import os
-import secrets
 import shutil
 from pathlib import Path
 
@@ -27,11 +26,12 @@ from engine.fusion import (
     load_score_file,
     tune_weights,
 )
-from utils.atomic import DiskFull, disk_full, write_json
+from utils.atomic import DiskFull, disk_full, tmp_name, write_json
 from utils.cli import Parser
 from utils.errors import UserError, run_cli
 from utils.faults import fault_point
 from utils.outputs import locked_outputs, on_full_disk
+from utils.reports import MORE_REPORTS, REPORTS
 from utils.scores import ScoreFile, load_npz, save_scores
 from utils.video_names import video_key
 
@@ -158,18 +158,14 @@ def tuned(args, paths: dict, streams: dict) -> dict:
     }
 
 
-# The reports utils.reports.write_reports may write beside the fused file, after its prefix.
-REPORTS = ("per_class_accuracy.csv", "confusion_matrix.png", "misclassified.csv",
-           "confused_pairs.png")  # fmt: skip
-
-
 def write_outputs(args, fused: ScoreFile, results: dict, choice: dict | None) -> list[Path]:
     """Fusion's files as one unit, never mixed with an earlier run's: those of the earlier run
     that this one writes are removed first (the fused npz is replaced last of them, atomically),
     then the npz, its reports, the tuned weights and the JSON last, each written whole. A kill
     leaves files of one run; the JSON, when asked for, appears only once all are in place."""
     out = args.out
-    reports = [] if out is None else [out.with_name(f"{out.stem}_{name}") for name in REPORTS]
+    names = (*REPORTS, *MORE_REPORTS)  # what utils.reports.write_reports may write
+    reports = [] if out is None else [out.with_name(f"{out.stem}_{name}") for name in names]
     weights = weights_file(args) if choice is not None else None
     for old in [*reports, weights, args.json]:
         if old is not None:
@@ -192,7 +188,7 @@ def _write_reports(out: Path) -> list[Path]:
     """The reports of the fused file, written in a folder of their own and moved beside it."""
     from utils.reports import write_reports  # late: matplotlib takes seconds to import
 
-    folder = out.with_name(f".{out.name}.{os.getpid()}.{secrets.token_hex(4)}.tmpdir")
+    folder = tmp_name(out).with_suffix(".tmpdir")  # removed by utils.atomic.remove_stale_tmp
     try:
         written = write_reports(load_npz(out), folder, prefix=f"{out.stem}_")
         fault_point("fusion.reports")

@@ -8,6 +8,7 @@ import errno
 import json
 import os
 import secrets
+import shutil
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -49,14 +50,20 @@ def _alive(pid: int) -> bool:
 
 
 def remove_stale_tmp(folder, name: str = "*") -> list[Path]:
-    """Remove the temporary files (of the output ``name``, default all) that killed runs left in
-    ``folder``: those whose writer process is gone. Call it holding the output's lock."""
+    """Remove the temporary files (``tmp_name``) and folders (the same name, ``.tmpdir``) that
+    killed writers of the output ``name`` (default: any) left in ``folder``: those whose writer
+    process is gone. Call it holding the output's lock."""
     removed = []
-    for tmp in Path(folder).glob(f".{name}.*.tmp"):
+    for tmp in sorted(Path(folder).glob(f".{name}.*.tmp*")):
         pid = tmp.name.split(".")[-3]
-        if pid.isdigit() and int(pid) != os.getpid() and _alive(int(pid)):
+        if tmp.suffix not in (".tmp", ".tmpdir") or not pid.isdigit():
             continue
-        tmp.unlink(missing_ok=True)
+        if int(pid) != os.getpid() and _alive(int(pid)):
+            continue
+        if tmp.is_dir() and not tmp.is_symlink():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
         removed.append(tmp)
     return removed
 

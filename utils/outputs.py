@@ -7,32 +7,11 @@ lock, a run removes the temp files that killed writers of that file left beside 
 those: the folder may hold other outputs, written by other runs.
 """
 
-import re
-import shutil
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
-from utils.atomic import DiskFull
+from utils.atomic import DiskFull, remove_stale_tmp
 from utils.locks import file_lock
-
-
-def stale_tmp(path) -> list[Path]:
-    """The temp files and folders of ``path`` beside it: ``.NAME.PID.HEX.tmp`` (utils.atomic's
-    tmp_name) and ``.NAME.PID.HEX.tmpdir`` (a folder of files written before being moved)."""
-    path = Path(path)
-    pattern = re.compile(rf"\.{re.escape(path.name)}\.\d+\.[0-9a-f]+\.tmp(dir)?")
-    if not path.parent.is_dir():
-        return []
-    return sorted(p for p in path.parent.iterdir() if pattern.fullmatch(p.name))
-
-
-def remove_stale_tmp(path) -> None:
-    """Remove what ``stale_tmp`` finds; call it holding the lock of ``path``."""
-    for tmp in stale_tmp(path):
-        if tmp.is_dir() and not tmp.is_symlink():
-            shutil.rmtree(tmp, ignore_errors=True)
-        else:
-            tmp.unlink(missing_ok=True)
 
 
 @contextmanager
@@ -47,7 +26,7 @@ def locked_outputs(outputs: dict):
             seen.add(Path(path).resolve())
             fix = f"wait for it to end, or give another {option}"
             stack.enter_context(file_lock(path, str(path), fix))
-            remove_stale_tmp(path)
+            remove_stale_tmp(Path(path).parent, Path(path).name)
         yield
 
 

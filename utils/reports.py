@@ -15,8 +15,9 @@ from utils.atomic import atomic_write
 from utils.metrics import probabilities
 from utils.scores import ScoreFile
 
-# What every evaluation writes beside its score file (confused_pairs.png only for many classes).
+# What every evaluation writes beside its score file, and what it adds for many classes.
 REPORTS = ("per_class_accuracy.csv", "confusion_matrix.png", "misclassified.csv")
+MORE_REPORTS = ("confused_pairs.png",)
 
 
 def reports_current(scores_path, prefix: str = "") -> bool:
@@ -66,7 +67,8 @@ def write_reports(score: ScoreFile, out_dir, prefix: str = "") -> list[Path]:
     ]
     present = np.flatnonzero(counts.sum(axis=0) + counts.sum(axis=1))
     if len(present) > PAIRS_ABOVE:
-        paths.append(_plot_confused_pairs(out_dir / f"{prefix}confused_pairs.png", score, counts))
+        pairs = out_dir / f"{prefix}{MORE_REPORTS[0]}"
+        paths.append(_plot_confused_pairs(pairs, score, counts))
     return paths
 
 
