@@ -26,6 +26,13 @@ def lr_lambda(options, iters_per_epoch: int):
     return factor
 
 
+def make_scheduler(optimizer, options, steps_per_epoch: int, done_steps: int = 0):
+    """The learning rate per optimizer step (``lr_lambda``), standing after ``done_steps`` steps:
+    a resumed run's schedule is rebuilt at its position, never loaded."""
+    factor = lr_lambda(options, steps_per_epoch)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor, last_epoch=done_steps - 1)
+
+
 def steps_per_epoch(batches: int, accum_steps: int) -> int:
     """Optimizer steps in an epoch of ``batches`` batches (a last short group still steps)."""
     return max(1, math.ceil(batches / max(1, accum_steps)))
@@ -84,13 +91,13 @@ def make_optimizer(model: nn.Module, options, lr_mults: dict | None = None) -> t
     spec's ``lr_mults``, and ``--head-lr-mult`` for the head) and ``options.weight_decay`` x its
     decay multiplier. Empty groups are kept, so every run has the same group layout.
 
-    Each group keeps its ``lr_mult`` and ``decay_mult``, so a resumed run re-applies them.
+    Each group keeps its ``lr_mult`` and ``decay_mult`` (what the learning rate was made of).
     """
     lr_mults = lr_mults or {}
     unknown = set(lr_mults) - set(PARAM_GROUPS)
     if unknown:
         raise ValueError(f"unknown parameter groups {sorted(unknown)}; use {list(PARAM_GROUPS)}")
-    mults = group_lr_mults(lr_mults, float(getattr(options, "head_lr_mult", 1.0)))
+    mults = group_lr_mults(lr_mults, float(options.head_lr_mult))
     groups = [
         {
             "params": params,
@@ -98,6 +105,7 @@ def make_optimizer(model: nn.Module, options, lr_mults: dict | None = None) -> t
             "lr_mult": mults[name],
             "decay_mult": PARAM_GROUPS[name],
             "lr": options.lr * mults[name],
+            "initial_lr": options.lr * mults[name],  # the schedule's base (make_scheduler)
             "weight_decay": options.weight_decay * PARAM_GROUPS[name],
         }
         for name, params in parameter_groups(model).items()

@@ -19,8 +19,8 @@ import pytest
 
 import fusion
 from engine.cli import main as stream_main
-from engine.run import accumulation_steps, describe_batch
 from engine.streams import MOTION, SPATIAL
+from engine.trainer import accumulation_steps, describe_batch
 from tests.helpers import single_thread
 from tools import export, extract_features, extract_frames_flow, predict
 from tools.synthetic_actions import generate

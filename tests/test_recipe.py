@@ -1,5 +1,6 @@
 """The training recipe's defaults and switches (issue 11): what a real UCF101 run starts with."""
 
+import dataclasses
 import re
 from pathlib import Path
 
@@ -9,10 +10,10 @@ import torch
 from dataloader.samples import FlowSamples, RgbSamples
 from dataloader.transforms import multiscale_crop
 from engine.cli import parse_args
-from engine.config import recipe_batch
+from engine.config import default_options, recipe_batch
 from engine.optim import make_optimizer
-from engine.run import accumulation_steps, batch_warning, describe_batch
 from engine.streams import CLIP, MOTION, SPATIAL
+from engine.trainer import accumulation_steps, batch_warning, describe_batch
 from network.heads import SegmentConsensus
 from network.recognizer import build_model
 from network.statistics import flow_statistics
@@ -49,7 +50,7 @@ def test_flow_is_normalised_as_tsn():
 # 3. Per-stream learning-rate multipliers and decay.
 def _groups(spec, in_channels):
     model = build_model("resnet18", num_classes=3, in_channels=in_channels, partial_bn=False)
-    args = type("Args", (), dict(lr=0.01, weight_decay=5e-4, momentum=0.9))()
+    args = dataclasses.replace(default_options(spec), lr=0.01)
     optimizer = make_optimizer(model, args, spec.lr_mults)
     return model, {g["name"]: g for g in optimizer.param_groups}
 
