@@ -81,6 +81,7 @@ def test_custom_split_names_with_spaces_and_dots_read_back_as_written(tmp_path):
     assert counts == {"train": len(split.train), "test": len(split.test)}
     # Written by hand with a space: the longest class name the line ends with is its class.
     (tmp_path / "train.txt").write_text("my clip clip Música\nclip2.avi Música\n")
+    (tmp_path / "test.txt").write_text("a Run\n")  # each video in one list only
     split = load_split("custom", tmp_path)
     assert [(v.name, split.classes[v.label]) for v in split.train] == [
         ("my clip", "clip Música"),
