@@ -54,8 +54,9 @@ def test_flow_shorter_than_rgb_or_x_y_mismatch(tmp_path):
 
 
 def test_corrupt_image_data_is_found_though_opencv_decodes_it(tmp_path, capfd):
-    """3 KB of random bytes in the middle of a frame, at 12 places: OpenCV decodes every one
-    (libjpeg only warns on stderr), the scan names every one and holds the warnings back."""
+    """3 KB of random bytes in the middle of a frame, at 12 places, half of them without a 0xFF
+    byte (no stray marker: only libjpeg's warning tells): OpenCV decodes every one, the scan
+    names every one and keeps libjpeg's warnings off the terminal."""
     rng = np.random.default_rng(0)
     good, noisy = Video("v_Good_g01_c01", 0), Video("v_Noisy_g01_c01", 0)
     for video in (good, noisy):
@@ -66,15 +67,15 @@ def test_corrupt_image_data_is_found_though_opencv_decodes_it(tmp_path, capfd):
             cv2.imwrite(str(folder / f"frame{i + 1:06d}.jpg"), image)
     frames = sorted((tmp_path / "jpegs_256" / noisy.name).iterdir())
     for seed, frame in enumerate(frames):
-        corrupt_image_data(frame, seed, size=3000)
+        corrupt_image_data(frame, seed, size=3000, markers=seed < 6)
         assert cv2.imread(str(frame)) is not None  # the kind a training read takes
     capfd.readouterr()
     data = SpatialDataset(tmp_path, [good, noisy], train=False, strict=False)
     problems = find_problems(data, workers=0)
     assert list(problems) == [noisy.name]
-    assert [p.split(" (")[0] for p in problems[noisy.name]] == [
-        f"corrupt frame {f}" for f in frames
-    ]
+    found = problems[noisy.name]
+    assert [p.split(" (")[0] for p in found] == [f"corrupt frame {f}" for f in frames]
+    assert all("(libjpeg: Corrupt JPEG data: " in p for p in found[6:])
     print("stderr is back", file=sys.stderr)
     assert capfd.readouterr().err == "stderr is back\n"
 
