@@ -15,9 +15,11 @@ without ``classes.txt`` their classes are named by their numbers.
 
 import random
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dataloader.split_lines import Line, check_unique, read_lines
 from utils.errors import UserError
 from utils.video_names import video_key  # noqa: F401  (the names' rule; re-exported)
 
@@ -47,15 +49,6 @@ class Split:
     val: list[Video] = field(default_factory=list)  # custom splits may name a validation set
 
 
-def _read_lines(path: Path, what: str) -> list[str]:
-    if not path.is_file():
-        raise UserError(
-            f"split file not found: {path} ({what}); point --splits-dir at the folder that holds it"
-        )
-    text = path.read_text(encoding="utf-8", errors="replace")
-    return [line.strip() for line in text.splitlines() if line.strip()]
-
-
 def _custom_hint(splits_dir: Path, missing: str) -> None:
     """Raise when a benchmark's split files are missing but a custom split is there."""
     for folder in (splits_dir, splits_dir.parent / SPLIT_FOLDERS["custom"]):
@@ -71,6 +64,35 @@ def _check_split(split: int) -> None:
         raise UserError(f"--split must be 1, 2 or 3, got {split}")
 
 
+def _finish(dataset, split, classes, parts: dict[str, list]) -> Split:
+    """The Split of parsed ``parts`` ({part: [(Line, Video)]}) once no video is listed twice."""
+    check_unique([(line, video.name) for rows in parts.values() for line, video in rows])
+    videos = {part: [video for _, video in rows] for part, rows in parts.items()}
+    return Split(dataset, split, classes, videos["train"], videos["test"], videos.get("val", []))
+
+
+def _ucf101_classes(index_file: Path) -> dict[int, str]:
+    """{class id: name} of classInd.txt; a malformed line or an id or name given twice is refused."""
+    classes: dict[int, str] = {}
+    lines: dict[int | str, Line] = {}  # the line of each id and of each name
+    for line in read_lines(index_file, "UCF101 class index"):
+        fields = line.text.split(maxsplit=1)
+        if len(fields) < 2 or not _is_number(fields[0]):
+            raise UserError(
+                f"{line.where}: {line.text!r} is not '<class id> <class name>'; fix the line"
+            )
+        number, name = int(fields[0]), fields[1]
+        for key, what in ((number, f"class id {number}"), (name.lower(), f"class {name!r}")):
+            seen = lines.setdefault(key, line)
+            if seen is not line:
+                raise UserError(
+                    f"{line.where}: {what} of {line.text!r} is given again, first at line "
+                    f"{seen.number} ({seen.text!r}); give each class its own id and one line"
+                )
+        classes[number] = name
+    return classes
+
+
 def load_ucf101(splits_dir: str | Path, split: int = 1) -> Split:
     """Read classInd.txt, trainlistNN.txt and testlistNN.txt (Windows or Unix line endings).
 
@@ -82,52 +104,52 @@ def load_ucf101(splits_dir: str | Path, split: int = 1) -> Split:
     index_file = splits_dir / "classInd.txt"
     if not index_file.is_file():
         _custom_hint(splits_dir, "UCF101's classInd.txt")
-    classes: dict[int, str] = {}
-    for line in _read_lines(index_file, "UCF101 class index"):
-        index, name = line.split(maxsplit=1)
-        classes[int(index)] = name
+    classes = _ucf101_classes(index_file)
     names = [classes[i] for i in sorted(classes)]
     by_name = {name.lower(): i for i, name in enumerate(names)}
 
-    def parse(filename: str) -> list[Video]:
-        videos = []
-        where = splits_dir / filename
-        for line in _read_lines(where, f"UCF101 split {split}"):
-            parts = line.split()
-            path = parts[0].replace("\\", "/")
-            class_name, _, file = path.rpartition("/")
-            label = by_name.get(class_name.lower()) if class_name else None
-            if class_name and label is None:
-                raise UserError(
-                    f"{where}: class {class_name!r} of {line!r} is not in {index_file}; "
-                    "add it there or remove the line"
-                )
-            if len(parts) > 1:
-                number = int(parts[1]) if parts[1].isdigit() else None
-                named = classes.get(number)
-                if named is None:
-                    raise UserError(
-                        f"{where}: class id {parts[1]} of {line!r} is not in {index_file} "
-                        f"({len(classes)} classes); add it there or remove the line"
-                    )
-                if label is not None and label != by_name[named.lower()]:
-                    raise UserError(
-                        f"{where}: {line!r} is in folder {class_name!r} but class id "
-                        f"{number} is {named!r} in {index_file}; make them agree"
-                    )
-                label = by_name[named.lower()]
-            elif label is None:
-                raise UserError(f"{where}: no class folder or class id in {line!r}")
-            videos.append(Video(Path(file).stem, label))
-        return videos
+    def label_of(line: Line) -> int:
+        parts = line.text.split()
+        if len(parts) > 2:
+            raise UserError(
+                f"{line.where}: {line.text!r} is not '<class>/<video>.avi [<class id>]' "
+                "(a name with a space?); fix the line"
+            )
+        class_name = parts[0].replace("\\", "/").rpartition("/")[0]
+        label = by_name.get(class_name.lower()) if class_name else None
+        if class_name and label is None:
+            raise UserError(
+                f"{line.where}: class {class_name!r} of {line.text!r} is not in {index_file}; "
+                "add it there or remove the line"
+            )
+        if len(parts) == 1:
+            if label is None:
+                raise UserError(f"{line.where}: no class folder or class id in {line.text!r}")
+            return label
+        named = classes.get(int(parts[1])) if _is_number(parts[1]) else None
+        if named is None:
+            raise UserError(
+                f"{line.where}: class id {parts[1]} of {line.text!r} is not in {index_file} "
+                f"({len(classes)} classes); add it there or remove the line"
+            )
+        if label is not None and label != by_name[named.lower()]:
+            raise UserError(
+                f"{line.where}: {line.text!r} is in folder {class_name!r} but class id "
+                f"{parts[1]} is {named!r} in {index_file}; make them agree"
+            )
+        return by_name[named.lower()]
 
-    return Split(
-        "ucf101",
-        split,
-        names,
-        parse(f"trainlist{split:02d}.txt"),
-        parse(f"testlist{split:02d}.txt"),
-    )
+    def parse(filename: str) -> list[tuple[Line, Video]]:
+        lines = read_lines(splits_dir / filename, f"UCF101 split {split}")
+        return [(line, Video(_stem(line.text.split()[0]), label_of(line))) for line in lines]
+
+    parts = {"train": parse(f"trainlist{split:02d}.txt"), "test": parse(f"testlist{split:02d}.txt")}
+    return _finish("ucf101", split, names, parts)
+
+
+def _stem(path: str) -> str:
+    """The video of a split line's path: its file name without folders and extension."""
+    return Path(path.replace("\\", "/").rsplit("/", 1)[-1]).stem
 
 
 def load_hmdb51(splits_dir: str | Path, split: int = 1) -> Split:
@@ -142,19 +164,23 @@ def load_hmdb51(splits_dir: str | Path, split: int = 1) -> Split:
             f"no HMDB51 split files *{suffix} in {splits_dir}; point --splits-dir at "
             "the testTrainMulti_7030_splits folder"
         )
-    result = Split("hmdb51", split, [f.name[: -len(suffix)] for f in files])
+    parts = {"train": [], "test": [], "unused": []}
     for label, path in enumerate(files):
-        for line in _read_lines(path, f"HMDB51 split {split}"):
-            file, tag = line.split()
-            if tag == "1":
-                result.train.append(Video(Path(file).stem, label))
-            elif tag == "2":
-                result.test.append(Video(Path(file).stem, label))
-    return result
+        for line in read_lines(path, f"HMDB51 split {split}"):
+            fields = line.text.split()
+            if len(fields) != 2 or fields[1] not in ("0", "1", "2"):
+                raise UserError(
+                    f"{line.where}: {line.text!r} is not '<video>.avi <tag>' with tag 1 (train), "
+                    "2 (test) or 0 (unused); fix the line (a video name must hold no space)"
+                )
+            part = {"1": "train", "2": "test", "0": "unused"}[fields[1]]
+            parts[part].append((line, Video(_stem(fields[0]), label)))
+    classes = [f.name[: -len(suffix)] for f in files]
+    return _finish("hmdb51", split, classes, parts)
 
 
 def _is_number(text: str) -> bool:
-    return text.isdigit()
+    return text.isascii() and text.isdigit()
 
 
 def _named_class(line: str, by_name: dict[str, int]) -> tuple[str, int] | None:
@@ -170,50 +196,64 @@ def _named_class(line: str, by_name: dict[str, int]) -> tuple[str, int] | None:
     return None
 
 
+def _custom_classes(classes_file: Path) -> list[str]:
+    """classes.txt's names in label order (none without the file); a name twice is refused."""
+    if not classes_file.is_file():
+        return []
+    seen: dict[str, Line] = {}
+    for line in read_lines(classes_file, "class names"):
+        first = seen.setdefault(line.text.lower(), line)
+        if first is not line:
+            raise UserError(
+                f"{line.where}: class {line.text!r} is listed again (letter case aside), first "
+                f"at line {first.number}; list each class once"
+            )
+    return [line.text for line in seen.values()]
+
+
+def _custom_video(line: Line, names: list[str], by_name: dict, classes_file: Path) -> Video:
+    """The video of one line of a custom list; ``names`` grows for mmaction's numbered classes."""
+    tokens = line.text.split()
+    if len(tokens) < 2:
+        raise UserError(f"{line.where}: {line.text!r} needs '<video> <class name>'")
+    named = _named_class(line.text, by_name)
+    video = tokens[0]
+    if named is not None:
+        video, label = named
+    elif _is_number(tokens[-1]) and (len(tokens) == 2 or _is_number(tokens[1])):
+        label = int(tokens[-1])  # mmaction: <video> <label> or <dir> <frames> <label>
+        if not by_name:  # without classes.txt, classes are their numbers
+            names.extend(str(i) for i in range(len(names), label + 1))
+        elif label >= len(names):
+            raise UserError(
+                f"{line.where}: label {label} of {line.text!r} is beyond the {len(names)} "
+                f"classes of {classes_file}"
+            )
+    else:
+        rest = line.text.split(maxsplit=1)[1].strip()
+        raise UserError(
+            f"{line.where}: class {rest!r} of {line.text!r} is not in {classes_file}; "
+            "add it there or fix the line"
+        )
+    video = video.replace("\\", "/").rsplit("/", 1)[-1]
+    extension = _EXTENSION.search(video)  # not the dot of "Dr. Who clip"
+    return Video(video[: extension.start()] if extension else video, label)
+
+
 def load_custom(splits_dir: str | Path) -> Split:
     """Read a custom split folder (see the module docstring)."""
     splits_dir = Path(splits_dir)
     classes_file = splits_dir / "classes.txt"
-    names = _read_lines(classes_file, "class names") if classes_file.is_file() else []
-    if len({n.lower() for n in names}) != len(names):
-        raise UserError(f"{classes_file} lists a class twice (letter case aside); list each once")
+    names = _custom_classes(classes_file)
     by_name = {name.lower(): i for i, name in enumerate(names)}
-    numbered = not names  # mmaction lists without classes.txt: classes are their numbers
     parts = {}
     for part in ("train", "test", "val"):
         path = splits_dir / f"{part}.txt"
         if part == "val" and not path.is_file():
-            parts[part] = []
             continue
-        videos = []
-        for line in _read_lines(path, f"{part} list of a custom split"):
-            tokens = line.split()
-            rest = line.split(maxsplit=1)[1].strip() if len(tokens) > 1 else ""
-            if len(tokens) < 2:
-                raise UserError(f"{path}: {line!r} needs '<video> <class name>'")
-            named = _named_class(line, by_name)
-            video = tokens[0]
-            if named is not None:
-                video, label = named
-            elif _is_number(tokens[-1]) and (len(tokens) == 2 or _is_number(tokens[1])):
-                label = int(tokens[-1])  # mmaction: <video> <label> or <dir> <frames> <label>
-                if numbered:
-                    names.extend(str(i) for i in range(len(names), label + 1))
-                elif label >= len(names):
-                    raise UserError(
-                        f"{path}: label {label} of {line!r} is beyond the {len(names)} classes "
-                        f"of {classes_file}"
-                    )
-            else:
-                raise UserError(
-                    f"{path}: class {rest!r} of {line!r} is not in {classes_file}; "
-                    "add it there or fix the line"
-                )
-            video = video.replace("\\", "/").rsplit("/", 1)[-1]
-            extension = _EXTENSION.search(video)  # not the dot of "Dr. Who clip"
-            videos.append(Video(video[: extension.start()] if extension else video, label))
-        parts[part] = videos
-    return Split("custom", 1, names, parts["train"], parts["test"], parts["val"])
+        lines = read_lines(path, f"{part} list of a custom split")
+        parts[part] = [(line, _custom_video(line, names, by_name, classes_file)) for line in lines]
+    return _finish("custom", 1, names, parts)
 
 
 def load_split(dataset: str, splits_dir: str | Path, split: int = 1) -> Split:
@@ -224,6 +264,28 @@ def load_split(dataset: str, splits_dir: str | Path, split: int = 1) -> Split:
     if dataset == "custom":
         return load_custom(splits_dir)
     raise UserError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
+
+
+def check_training_classes(split: Split, splits_dir: str | Path) -> None:
+    """Refuse to train when a class has test (or validation) videos but no training video: the
+    network could never predict it, and its test videos would be errors in every run."""
+    trained = {video.label for video in split.train}
+    tested = Counter(video.label for video in split.test + split.val if video.label not in trained)
+    if not tested:
+        return
+    label = min(tested)
+    splits_dir = Path(splits_dir)
+    where = {
+        "ucf101": splits_dir / f"trainlist{split.split:02d}.txt",
+        "hmdb51": splits_dir / f"{split.classes[label]}_test_split{split.split}.txt",
+    }.get(split.dataset, splits_dir / "train.txt")
+    others = f" (and {len(tested) - 1} other classes)" if len(tested) > 1 else ""
+    videos = f"{tested[label]} test video{'s' if tested[label] > 1 else ''}"
+    raise UserError(
+        f"class {split.classes[label]!r}{others} has {videos} but no training video in "
+        f"{where}: it could never be predicted; add training videos of it there, or remove "
+        "its test videos (and the class) from the split"
+    )
 
 
 def default_splits_dir(dataset: str, data_root: str | Path) -> Path:

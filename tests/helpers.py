@@ -174,3 +174,19 @@ def save_stream_checkpoint(path, stream: str, model, classes, extraction=None, *
     }
     torch.save(ckpt, path)
     return Path(path)
+
+
+def corrupt_image_data(path, seed: int, size: int | None = None, markers: bool = True) -> None:
+    """Overwrite ``size`` bytes (default a third) of a JPEG's image data, past its headers and
+    before its end marker, with random ones at a random place: a file OpenCV still decodes
+    (partly grey), with only a warning on stderr. ``markers=False`` draws no 0xFF byte, so only
+    decoding the data can tell that it is corrupt."""
+    path = Path(path)
+    data = bytearray(path.read_bytes())
+    sos = data.index(b"\xff\xda")
+    start = sos + 2 + int.from_bytes(data[sos + 2 : sos + 4], "big")
+    rng = np.random.default_rng(seed)
+    size = size or (len(data) - 2 - start) // 3
+    at = int(rng.integers(start, len(data) - 2 - size))
+    data[at : at + size] = rng.integers(0, 256 if markers else 255, size, np.uint8).tobytes()
+    path.write_bytes(bytes(data))

@@ -1,6 +1,7 @@
 import pytest
 
 from dataloader.splits import (
+    check_training_classes,
     default_splits_dir,
     holdout_groups,
     load_split,
@@ -17,6 +18,7 @@ from utils.errors import UserError
 def test_official_ucf101_splits(shared_data, split, train, test):
     s = load_split("ucf101", shared_data / "ucf101" / "ucfTrainTestlist", split)
     assert (len(s.train), len(s.test), len(s.classes)) == (train, test, 101)
+    check_training_classes(s, shared_data / "ucf101" / "ucfTrainTestlist")
     assert s.classes[0] == "ApplyEyeMakeup" and s.classes[-1] == "YoYo"
     assert s.train[0].label == 0 and s.train[0].name.startswith("v_ApplyEyeMakeup_g")
     assert {v.label for v in s.test} == set(range(101))
@@ -28,6 +30,7 @@ def test_official_ucf101_splits(shared_data, split, train, test):
 def test_official_hmdb51_split(shared_data):
     s = load_split("hmdb51", shared_data / "hmdb51" / "testTrainMulti_7030_splits", 1)
     assert (len(s.train), len(s.test), len(s.classes)) == (3570, 1530, 51)
+    check_training_classes(s, shared_data / "hmdb51" / "testTrainMulti_7030_splits")
     assert s.classes[0] == "brush_hair"
     assert s.train[0] == type(s.train[0])("April_09_brush_hair_u_nm_np1_ba_goo_0", 0)
 
@@ -81,6 +84,7 @@ def test_custom_split_names_with_spaces_and_dots_read_back_as_written(tmp_path):
     assert counts == {"train": len(split.train), "test": len(split.test)}
     # Written by hand with a space: the longest class name the line ends with is its class.
     (tmp_path / "train.txt").write_text("my clip clip Música\nclip2.avi Música\n")
+    (tmp_path / "test.txt").write_text("a Run\n")  # each video in one list only
     split = load_split("custom", tmp_path)
     assert [(v.name, split.classes[v.label]) for v in split.train] == [
         ("my clip", "clip Música"),
