@@ -8,7 +8,13 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from dataloader.checks import find_problems, write_problems
 from dataloader.datasets import FrameDataset, before_workers, worker_init
-from dataloader.splits import Split, default_splits_dir, holdout_groups, load_split
+from dataloader.splits import (
+    Split,
+    check_training_classes,
+    default_splits_dir,
+    holdout_groups,
+    load_split,
+)
 from engine.config import Options
 from engine.distributed import SINGLE, Dist, is_main
 from engine.streams import StreamSpec
@@ -16,9 +22,13 @@ from utils.errors import UserError
 
 
 def load_run_split(options) -> Split:
-    """The split the options name (``dataset``, ``splits_dir`` or its default, ``split``)."""
+    """The split the options name (``dataset``, ``splits_dir`` or its default, ``split``);
+    for training, one where every class has a training video."""
     splits_dir = options.splits_dir or default_splits_dir(options.dataset, options.data_root)
-    return load_split(options.dataset, splits_dir, options.split)
+    split = load_split(options.dataset, splits_dir, options.split)
+    if not options.evaluate:  # a class never trained could never be predicted
+        check_training_classes(split, splits_dir)
+    return split
 
 
 def build_datasets(spec: StreamSpec, options: Options, split: Split) -> dict:

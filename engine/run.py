@@ -71,11 +71,11 @@ def run(spec: StreamSpec, options: Options, ckpt: dict | None = None) -> int:
             if is_main():
                 print(finished, flush=True)
             return 0
+        if options.amp == "fp16" and device.type != "cuda":
+            raise UserError("--amp fp16 needs a CUDA device; use --amp bf16 or none")
+        split = load_run_split(options)  # a bad split stops the run before anything is written
         with terminate_as_interrupt(), _lock_output(options, ckpt):
-            if options.amp == "fp16" and device.type != "cuda":
-                raise UserError("--amp fp16 needs a CUDA device; use --amp bf16 or none")
             seed_everything(options.seed + dist.rank)  # dropout differs between processes
-            split = load_run_split(options)
             sets = build_datasets(spec, options, split)
             if options.check_data:
                 return 0

@@ -130,3 +130,13 @@ def test_a_duplicate_split_line_stops_training_before_anything_is_written(tmp_pa
     ):
         main(SPATIAL, ["--data-root", str(root), "--record-dir", str(record)])
     assert not record.exists()
+
+
+def test_a_class_without_training_videos_stops_training_before_anything_is_written(tmp_path):
+    root = write_frame_dataset(tmp_path / "data", num_classes=2, train_per_class=1,
+                               test_per_class=1)  # fmt: skip
+    train = root / "ucfTrainTestlist" / "trainlist01.txt"
+    train.write_bytes(train.read_bytes().splitlines(keepends=True)[0])  # Class0's video only
+    with pytest.raises(UserError, match=f"class 'Class1' has 1 test video .* in {train}"):
+        main(SPATIAL, ["--data-root", str(root), "--record-dir", str(tmp_path / "record")])
+    assert not (tmp_path / "record").exists()
