@@ -91,13 +91,18 @@ def write_coded_video(root, name, num_frames, layout=Layout(), size=(40, 32)):
 def single_thread():
     """Two OpenMP threads on a busy 2-core machine are many times slower than one: run a test
     module on one, and give the old setting back after it. Use as
-    ``one_thread = pytest.fixture(autouse=True, scope="module")(single_thread)``."""
+    ``one_thread = pytest.fixture(autouse=True, scope="module")(single_thread)``.
+
+    OpenCV's pool goes down to one thread too: a process forked from this one (a fault test's
+    child) would hang in OpenCV if the pool had threads (dataloader.datasets.before_workers)."""
     import torch
 
-    threads = torch.get_num_threads()
+    threads, cv2_threads = torch.get_num_threads(), cv2.getNumThreads()
     torch.set_num_threads(1)
+    cv2.setNumThreads(1)
     yield
     torch.set_num_threads(threads)
+    cv2.setNumThreads(cv2_threads)
 
 
 def extract_real_clips(shared_data, tmp_path, short_side: int = 64, max_frames: int = 24):

@@ -9,7 +9,9 @@ nothing of the test with it.
 
 import os
 import shutil
+import signal
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -59,7 +61,13 @@ def forked(argv, fault: str | None = None, err_file=None) -> tuple[int, str]:
             print(f"child raised {err!r}", file=sys.stderr)
         finally:
             os._exit(code)
-    _, status = os.waitpid(pid, 0)
+    deadline = time.monotonic() + 300
+    while (done := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if done[0] == 0:  # hung: fail, never block the suite
+        os.kill(pid, signal.SIGKILL)
+        done = os.waitpid(pid, 0)
+    status = done[1]
     with open(err_file) as f:
         return os.waitstatus_to_exitcode(status), f.read()
 

@@ -41,11 +41,11 @@ MODEL = ["--arch", "resnet18", "--pretrained", "none", "--crop-size", "32"]  # n
 RUN = ["--epochs", "1", "--test-frames", "2", "--batch-size", "4", "--workers", "0"]
 RUN += ["--accum-steps", "1"]
 FAST_EXTRACT = ["--workers", "1", "--short-side", "32", "--preset", "fast"]
-STARTUP = (  # the form of the line a training run starts with (engine.run)
+STARTUP = (  # the form of the line a training run starts with (engine.trainer)
     r"\w+ stream: \w+, \d+ classes, \d+ training / \d+ validation / \d+ test videos, device \S+, "
     r"epochs \d+\.\.\d+; effective batch \d+ process\(es\) x \d+ videos x \d+ accumulation steps "
     r"= \d+ \((--accum-steps given|accumulation follows processes x batch); the recipe's lr is "
-    r"for \d+\), lr [\d.e-]+"
+    r"for \d+\), lr [\d.e-]+; writing to \S+"
 )
 
 one_thread = pytest.fixture(autouse=True, scope="module")(single_thread)
@@ -224,7 +224,8 @@ def test_the_readme_workflows_run_as_written_and_give_their_results(workspace):
     assert re.fullmatch(
         r"spatial stream: resnet18, 4 classes, 8 training / 0 validation / 4 test videos, "
         r"device cpu, epochs 1\.\.1; effective batch 1 process\(es\) x 4 videos x 1 accumulation "
-        r"steps = 4 \(--accum-steps given; the recipe's lr is for 128\), lr 0\.001",
+        r"steps = 4 \(--accum-steps given; the recipe's lr is for 128\), lr 0\.001; writing to "
+        r"record/spatial",
         line,
     ), line
 
