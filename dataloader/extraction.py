@@ -46,6 +46,10 @@ class TruncatedVideo(DecodeError):
     """A video that gave fewer frames than its container declares: cut short or damaged."""
 
 
+class TooShortVideo(DecodeError):
+    """A video of fewer than 2 frames: no frame pair, so no optical flow."""
+
+
 # Frames a whole video may decode short of its container's count: HMDB51's AVIs declare one
 # frame more than FFmpeg decodes from them.
 TRUNCATION_SLACK = 2

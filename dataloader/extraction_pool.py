@@ -10,21 +10,30 @@ videos, in one batch.
 
 Ctrl-C reaches the parent alone (workers and solvers ignore SIGINT): ``run`` sets the stop
 event, each worker drops its video within a frame (its temporary folder removed), and what is
-still alive after a few seconds is terminated.
+still alive after a few seconds is terminated. Workers and solvers end with their parent however
+it ends (kill -9 included): on Linux the kernel kills them (PR_SET_PDEATHSIG), and elsewhere
+they see it gone between frames. A full disk stops the run: ``run`` raises OutOfSpace.
+
+Fault point (utils/faults.py): ``extract.done``, in the parent each time a video is done.
 """
 
+import ctypes
+import errno
 import multiprocessing
 import os
 import queue
 import shutil
 import signal
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dataloader.extraction_root import STATE_DIR, Stopped, extract_video
+from dataloader.extraction_locks import RunFolder, join_run
+from dataloader.extraction_root import STATE_DIR, TMP_DIR, Stopped, extract_video
 from dataloader.extraction_settings import ExtractionSettings
 from utils.errors import UserError
+from utils.faults import fault_point
 
 GATHER_S = 0.05  # how long a solver waits for more pairs to fill its batch
 GRACE_S = 5.0  # how long stopped processes get to finish before they are terminated
@@ -115,6 +124,60 @@ class RemoteSolver:
                 self._forgotten.add(ticket)
 
 
+class OutOfSpace(Exception):
+    """The disk filled up while ``name`` was written (``path``: the file, when known)."""
+
+    def __init__(self, name: str, path: str | None):
+        super().__init__(f"the disk is full: could not write {path or 'the files'} of {name}")
+        self.name, self.path = name, path
+
+
+def _full(err: BaseException) -> OSError | None:
+    """The "no space left" OSError that ``err`` is or arose from, if any."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+            return err
+        err = err.__cause__ or err.__context__
+    return None
+
+
+def _written(err: OSError) -> str | None:
+    """The file a full disk refused, where ``err`` names it (a fault point's name is none)."""
+    if err.filename is not None and not str(err.filename).startswith("<"):
+        return str(err.filename)
+    return None
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(parent: int) -> None:
+    """Have this process killed when its parent ends, however it ends (Linux: the kernel's
+    PR_SET_PDEATHSIG; elsewhere ``_Stop`` sees the parent gone between frames)."""
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent:  # it ended before the line above
+        os._exit(1)
+
+
+class _Stop:
+    """The stop event, also set when the parent ``parent`` is gone."""
+
+    def __init__(self, event, parent: int):
+        self._event, self._parent = event, parent
+
+    def is_set(self) -> bool:
+        if os.getppid() != self._parent:
+            os._exit(1)  # no one to report to: end at once (its run's folder is cleared later)
+        return self._event.is_set()
+
+
 def _ignore_interrupts() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
@@ -131,9 +194,11 @@ def _polled(q, stop):
         yield item
 
 
-def solver_main(device, settings, batch, threads, requests, replies, stop) -> None:
+def solver_main(device, settings, batch, threads, requests, replies, stop, parent) -> None:
     """A solver process: gather requests of all workers until ``batch`` pairs (or GATHER_S
     passes), solve those of one frame size together, answer each worker."""
+    _die_with_parent(parent)
+    stop = _Stop(stop, parent)
     _ignore_interrupts()
     limit_threads(threads, settings.method)
     from dataloader.extraction import make_flow
@@ -184,9 +249,14 @@ def answer(flows, items, replies) -> None:
             start += count
 
 
-def worker_main(index, tasks, events, stop, root, settings, threads, solver) -> None:
+def worker_main(index, tasks, events, stop, root, settings, threads, solver, run, parent) -> None:
     """A worker process: extract the videos of ``tasks`` until a None, sending ``run``'s events
-    to ``events``; ``solver`` is (device, batch) to solve here, else (requests, replies, chunk)."""
+    to ``events``; ``solver`` is (device, batch) to solve here, else (requests, replies, chunk);
+    ``run`` is (folder, lock) of its run; ``parent`` the pid of the process that started it."""
+    _die_with_parent(parent)
+    stop = _Stop(stop, parent)
+    run_dir, run_lock = run
+    join_run(run_lock)
     _ignore_interrupts()
     local = len(solver) == 2
     limit_threads(threads, settings.method if local else "opencv")  # torch: the solver's
@@ -205,11 +275,17 @@ def worker_main(index, tasks, events, stop, root, settings, threads, solver) -> 
             events.put((kind, index, name, value))
 
         try:
-            entry = extract_video(path, name, root, settings, flows, chunk, report, stop)
+            entry = extract_video(
+                path, name, root, settings, flows, chunk, report, stop, run_dir=run_dir
+            )
         except Stopped:
             events.put(("stopped", index, name, None))
             break
         except Exception as err:
+            full = _full(err)
+            if full is not None:
+                events.put(("full", index, name, _written(full)))
+                break
             events.put(("failed", index, name, f"{type(err).__name__}: {err}"))
         else:
             events.put(("done", index, name, entry))
@@ -229,18 +305,35 @@ class Plan:
     threads: int = 1
 
 
-def run(todo, root: Path, settings: ExtractionSettings, plan: Plan, on_event, debug=False):
+def run(
+    todo,
+    root: Path,
+    settings: ExtractionSettings,
+    plan: Plan,
+    on_event,
+    debug=False,
+    run_folder: RunFolder | None = None,
+):
     """Extract ``todo`` ((name, path) pairs), calling ``on_event(kind, name, value)`` with:
     start, expect (frames the container declares), frames (decoded since the last), done (the
     index entry), failed (a message), stopped. A KeyboardInterrupt stops every process and
-    removes the temporary folders of the videos in progress, then propagates."""
-    if plan.workers == 1 and not plan.devices:
-        _run_here(todo, root, settings, plan, on_event, debug)
-    else:
-        _run_processes(todo, root, settings, plan, on_event)
+    removes the temporary folders of the videos in progress, then propagates; so does
+    OutOfSpace, for a full disk. ``run_folder``: the run's own temporary folder (default: a new
+    one under ROOT/.extract/tmp, removed at the end)."""
+    own = run_folder is None
+    if own:
+        run_folder = RunFolder(root / STATE_DIR / TMP_DIR)
+    try:
+        if plan.workers == 1 and not plan.devices:
+            _run_here(todo, root, settings, plan, on_event, debug, run_folder.path)
+        else:
+            _run_processes(todo, root, settings, plan, on_event, run_folder)
+    finally:
+        if own:
+            run_folder.close()
 
 
-def _run_here(todo, root, settings, plan, on_event, debug) -> None:
+def _run_here(todo, root, settings, plan, on_event, debug, run_dir) -> None:
     from dataloader.extraction import make_flow
 
     limit_threads(plan.threads, settings.method)
@@ -252,16 +345,22 @@ def _run_here(todo, root, settings, plan, on_event, debug) -> None:
             on_event(kind, name, value)
 
         try:
-            entry = extract_video(path, name, root, settings, solver, plan.batch, report)
+            entry = extract_video(
+                path, name, root, settings, solver, plan.batch, report, run_dir=run_dir
+            )
         except Exception as err:
+            full = _full(err)
+            if full is not None:
+                raise OutOfSpace(name, _written(full)) from err
             if debug:
                 raise
             on_event("failed", name, f"{type(err).__name__}: {err}")
         else:
             on_event("done", name, entry)
+            fault_point("extract.done")
 
 
-def _run_processes(todo, root, settings, plan, on_event) -> None:
+def _run_processes(todo, root, settings, plan, on_event, run_folder) -> None:
     context = multiprocessing.get_context("spawn")  # safe with OpenCV's, OpenMP's threads, CUDA
     stop, tasks, events = context.Event(), context.Queue(), context.Queue()
     for item in todo:
@@ -272,7 +371,7 @@ def _run_processes(todo, root, settings, plan, on_event) -> None:
     for device in plan.devices:
         requests.append(context.Queue())
         replies.append([context.Queue() for _ in range(plan.workers)])
-        args = (device, settings, plan.batch, 1, requests[-1], replies[-1], stop)
+        args = (device, settings, plan.batch, 1, requests[-1], replies[-1], stop, os.getpid())
         solvers.append(context.Process(target=solver_main, args=args, daemon=True))
     share = -(-plan.workers // max(1, len(plan.devices)))  # workers per solver
     workers = []
@@ -282,10 +381,12 @@ def _run_processes(todo, root, settings, plan, on_event) -> None:
             solver = (requests[s], replies[s][i], max(1, -(-plan.batch // share)))
         else:
             solver = (plan.device, plan.batch)
-        args = (i, tasks, events, stop, root, settings, plan.threads, solver)
+        run = (run_folder.path, run_folder.lock)
+        args = (i, tasks, events, stop, root, settings, plan.threads, solver, run, os.getpid())
         workers.append(context.Process(target=worker_main, args=args, daemon=True))
     current: dict[int, str] = {}
     running = set(range(plan.workers))
+    full = None
     # Ctrl-C held while the children start: they inherit the mask, so one during their start
     # prints nothing there (they ignore it from worker_main on), and this process gets it when
     # the mask is lifted (ignoring it instead would lose a Ctrl-C that comes meanwhile).
@@ -310,18 +411,25 @@ def _run_processes(todo, root, settings, plan, on_event) -> None:
             if kind == "exit":
                 running.discard(index)
                 continue
+            if kind == "full":
+                full = OutOfSpace(name, value)
+                break
             if kind == "start":
                 current[index] = name
             elif kind in ("done", "failed", "stopped"):
                 current.pop(index, None)
             on_event(kind, name, value)
+            if kind == "done":
+                fault_point("extract.done")
         for request_queue in requests:
             request_queue.put(None)
     finally:
         stop.set()
         _finish(solvers + workers, events)
         for name in current.values():
-            shutil.rmtree(root / STATE_DIR / "tmp" / name, ignore_errors=True)
+            shutil.rmtree(run_folder.path / name, ignore_errors=True)
+    if full is not None:
+        raise full
 
 
 def _check_solvers(solvers, devices) -> None:

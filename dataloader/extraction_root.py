@@ -2,15 +2,22 @@
 settings every video of the root shares, and ``index.json``.
 
 tools/extract_frames_flow.py drives it (options, workers, shards, summary). A video is written
-under ``ROOT/.extract/tmp/`` and moved into the layout only when whole; a marker in
-``ROOT/.extract/done/`` then records it, so a killed run leaves no half video and a rerun skips
-finished ones. Folders in the layout this code did not write are never replaced. PyAV and
-OpenCV are imported when a video is written, so a command line can import this at once.
+under its run's own folder ``ROOT/.extract/tmp/<run>/`` (dataloader/extraction_locks.py) and
+moved into the layout only when whole and counted; a marker in ``ROOT/.extract/done/`` then
+records it, so a killed run leaves no half video and a rerun skips finished ones. Folders in the
+layout this code did not write are never replaced, and a video's name is always one safe folder
+name (``check_video_name``). PyAV and OpenCV are imported when a video is written, so a command
+line can import this at once.
+
+Fault points (utils/faults.py) of the fault suite: ``extract.frame`` before each RGB frame is
+written, ``extract.flow`` before each flow file, ``extract.move`` after each of a video's three
+folders is moved into the layout, ``extract.marker`` after the three, before the done marker.
 """
 
 import hashlib
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -18,19 +25,94 @@ from dataloader.extraction_settings import INDEX_NAME, ExtractionSettings
 from dataloader.layout import Layout
 from utils.atomic import write_text
 from utils.errors import UserError
+from utils.faults import fault_point
+from utils.video_names import VIDEO_EXTENSIONS
 
 STATE_DIR = ".extract"
+TMP_DIR = "tmp"  # under STATE_DIR: one folder per run (dataloader/extraction_locks.py)
+MAX_NAME_BYTES = 250  # a video's folder name, so that "<name>.json" fits a file name
+_UNSAFE = re.compile(r"[/\\\x00-\x1f\x7f]")
 
 
-def _imwrite(path: Path, image, quality: int) -> None:
+def split_video_name(file_name: str) -> tuple[str, str]:
+    """(name, extension) of a video file name: ``clip.avi`` -> (``clip``, ``.avi``); a name
+    that is only an extension (``.avi``) has the name ``""``."""
+    if file_name.lower().endswith(VIDEO_EXTENSIONS):
+        cut = file_name.rfind(".")
+        return file_name[:cut], file_name[cut:]
+    return file_name, ""
+
+
+def unsafe_name(name: str) -> str | None:
+    """Why ``name`` cannot name a video's folders (None when it can): a folder name of its own
+    inside each layout folder, never the folder itself, its parent or one elsewhere."""
+    if not name:
+        return "it has no name before the extension"
+    if name in (".", ".."):
+        return f"its name {name!r} would be the output folder itself or its parent"
+    if name.startswith("."):
+        return "its name starts with a dot (a hidden folder)"
+    if _UNSAFE.search(name):
+        return "its name holds a path separator ('/' or '\\') or a control character"
+    if len(name.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES:
+        return f"its name is longer than {MAX_NAME_BYTES} bytes"
+    return None
+
+
+def safe_name(name: str, taken=()) -> str:
+    """A safe folder name close to ``name`` (to suggest as a new name), not one in ``taken``."""
+    base = _UNSAFE.sub("_", name).lstrip(".").strip()
+    base = base.encode("utf-8", "surrogateescape")[: MAX_NAME_BYTES - 4].decode("utf-8", "ignore")
+    base = base or "video"
+    candidate, number = base, 1
+    while candidate in taken:
+        number += 1
+        candidate = f"{base}_{number}"
+    return candidate
+
+
+def check_video_name(file_name: str, taken=(), shown: str | None = None) -> str:
+    """The folder name of the video file ``file_name`` (its name without the extension);
+    UserError, naming the file (``shown``, else its name) and a new name for it (not one in
+    ``taken``), where that is not a safe folder name."""
+    name, extension = split_video_name(file_name)
+    why = unsafe_name(name)
+    if why is not None:
+        raise UserError(
+            f"cannot extract the video {shown or repr(file_name)}: {why}; rename it, e.g. to "
+            f"{safe_name(name, taken) + extension!r}"
+        )
+    return name
+
+
+def _write_jpeg(path: Path, image, quality: int, point: str) -> None:
+    """Encode ``image`` as JPEG and write it (a Python write, so that a full disk is an
+    OSError with its errno and this path, which cv2.imwrite would not say)."""
     import cv2
 
-    if not cv2.imwrite(str(path), image, [cv2.IMWRITE_JPEG_QUALITY, quality]):
-        raise OSError(f"cannot write {path}")
+    ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise ValueError(f"cannot encode {path} as JPEG")
+    try:
+        fault_point(point)
+        with open(path, "wb") as file:
+            file.write(data)
+    except OSError as err:  # named by its file (a failed write() names none)
+        raise OSError(err.errno, err.strerror, str(path)) from err
 
 
 class Stopped(Exception):
     """Extraction was asked to stop (Ctrl-C) while a video was being written."""
+
+
+def _check_counts(parts: dict, frames: int) -> None:
+    """Every frame and flow file of a video is there: ``frames`` RGB, ``frames - 1`` of each
+    flow direction (before the video is moved into the layout)."""
+    for key, (work, _, _) in parts.items():
+        want = frames if key == "rgb" else frames - 1
+        have = sum(1 for _ in os.scandir(work))
+        if have != want:
+            raise RuntimeError(f"{work}: {have} files written, {want} expected")
 
 
 def extract_video(
@@ -42,30 +124,38 @@ def extract_video(
     chunk: int = 8,
     report=None,
     stop=None,
+    *,
+    run_dir: Path,
 ) -> dict:
     """Write one video's RGB and flow folders under ``root``; return its index entry.
 
-    Everything goes to ROOT/.extract/tmp/<name> first; the three folders are moved into the
-    layout only when complete, then the marker ROOT/.extract/done/<name>.json is written.
+    Everything goes to ``run_dir``/<name> first (``run_dir``: the run's own temporary folder,
+    dataloader.extraction_locks.RunFolder); the three folders are moved into the layout only
+    when complete and counted, then the marker ROOT/.extract/done/<name>.json is written.
     ``solver`` (dataloader.extraction_pool) takes ``chunk`` consecutive pairs at a time and may
     keep ``solver.depth`` of them in flight while frames are decoded. ``report(kind, value)``
     hears ``("start", frames expected)`` and ``("frames", frames decoded since)``; a set
     ``stop`` event (multiprocessing) raises Stopped between frames. A video that decodes to
-    fewer frames than its container declares raises TruncatedVideo.
+    fewer frames than its container declares raises TruncatedVideo, one of fewer than 2 frames
+    (no flow) TooShortVideo.
     """
     from collections import deque
 
     from dataloader.extraction import (  # here: PyAV and OpenCV take a while to import
         DecodeError,
+        TooShortVideo,
         check_complete,
         flow_to_uint8,
         probe_video,
     )
 
+    why = unsafe_name(name)
+    if why is not None:  # the tool refuses such names first; never a folder outside the layout
+        raise ValueError(f"{path}: {why}")
     report = report or (lambda kind, value: None)
     layout = Layout()
-    tmp = root / STATE_DIR / "tmp" / name
-    shutil.rmtree(tmp, ignore_errors=True)  # left by a killed run
+    tmp = Path(run_dir) / name
+    shutil.rmtree(tmp, ignore_errors=True)
     parts = {
         "rgb": (tmp / "rgb", root / layout.rgb_dir / name, layout.rgb_pattern),
         "u": (tmp / "u", root / layout.flow_x_dir / name, layout.flow_x_pattern),
@@ -81,7 +171,8 @@ def extract_video(
                 for key, channel in (("u", 0), ("v", 1)):
                     folder, _, pattern = parts[key]
                     image = flow_to_uint8(f[..., channel], settings.bound)
-                    _imwrite(folder / (pattern % (first + j)), image, settings.jpeg_quality)
+                    file = folder / (pattern % (first + j))
+                    _write_jpeg(file, image, settings.jpeg_quality, "extract.flow")
 
     try:
         for work, _, _ in parts.values():
@@ -94,6 +185,11 @@ def extract_video(
         if count == 0:
             raise DecodeError(f"{path}: no frames decoded")
         check_complete(path, count, info.frames, settings.max_frames)
+        if count < 2:
+            raise TooShortVideo(
+                f"{path}: only {count} frame decoded: optical flow needs at least 2 frames"
+            )
+        _check_counts(parts, count)
         entry = {
             "frames": count,
             "fps": info.fps,
@@ -121,7 +217,8 @@ def _write_frames(path, name, settings, parts, solver, pending, write_flows, chu
         count += 1
         size = (rgb.shape[1], rgb.shape[0])
         folder, _, pattern = parts["rgb"]
-        _imwrite(folder / (pattern % count), rgb[..., ::-1], settings.jpeg_quality)
+        _write_jpeg(folder / (pattern % count), rgb[..., ::-1], settings.jpeg_quality,
+                    "extract.frame")  # fmt: skip
         grays.append(to_gray(rgb))
         if len(grays) > chunk:
             pending.append((solver.submit(np.stack(grays)), count - len(grays) + 1))
@@ -157,9 +254,34 @@ def _move_into_place(root: Path, name: str, parts: dict, entry: dict) -> None:
             shutil.rmtree(final)
         final.parent.mkdir(parents=True, exist_ok=True)
         os.replace(work, final)
+        fault_point("extract.move")
+    fault_point("extract.marker")
+    # The marker is written beside the work folders (the run's own) and renamed into done/,
+    # so done/ never holds a half marker or a temporary file.
+    marker = parts["rgb"][0].parent / "done.json"
+    write_text(marker, json.dumps(entry))
     done.parent.mkdir(parents=True, exist_ok=True)
-    write_text(done, json.dumps(entry))
-    moving.unlink()
+    os.replace(marker, done)
+    moving.unlink(missing_ok=True)
+
+
+def clear_stale_files(root: Path, split_dir: Path | None = None) -> list[Path]:
+    """Remove the temporary files that killed runs left beside the files all runs share
+    (index.json, the failure lists, settings.json, the split). Call it holding the state lock
+    (dataloader/extraction_locks.py): every writer of those holds it too."""
+    places = [
+        (root, f".{INDEX_NAME}.*.tmp"),
+        (root, ".failed*.txt.*.tmp"),
+        (root / STATE_DIR, ".settings.json.*.tmp"),
+    ]
+    if split_dir is not None:
+        places += [(split_dir, f".{part}.txt.*.tmp") for part in ("classes", "train", "test")]
+    removed = []
+    for folder, pattern in places:
+        for tmp in folder.glob(pattern):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
 
 
 def is_done(root: Path, name: str) -> bool:

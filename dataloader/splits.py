@@ -304,7 +304,8 @@ def write_custom_split(
 
     Deterministic: videos that share a UCF101-style group (``_gXX_``) stay together, others are
     split file by file; a hash of (seed, class, group) picks the test groups, so adding videos
-    never moves existing ones. Returns the counts per part.
+    never moves existing ones. Returns the counts per part. A class left with no training
+    video (one clip, or one group, drawn for test) is named in one warning line on stderr.
     """
     import hashlib
 
@@ -314,18 +315,40 @@ def write_custom_split(
     out_dir.mkdir(parents=True, exist_ok=True)
     classes = sorted(videos)
     lines = {"train": [], "test": []}
+    trained = set()
     for cls in classes:
         for name in sorted(videos[cls]):
             group = ucf101_group(name)
             key = f"{seed}|{cls}|{group if group is not None else name}"
             draw = int(hashlib.sha1(key.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
-            lines["test" if draw < test_fraction else "train"].append(f"{name}\t{cls}\n")
+            part = "test" if draw < test_fraction else "train"
+            lines[part].append(f"{name}\t{cls}\n")
+            if part == "train":
+                trained.add(cls)
     from utils.atomic import write_text
 
     write_text(out_dir / "classes.txt", "".join(f"{c}\n" for c in classes))
     for part, rows in lines.items():
         write_text(out_dir / f"{part}.txt", "".join(rows))
+    _warn_untrained([c for c in classes if c not in trained], videos, test_fraction)
     return {part: len(rows) for part, rows in lines.items()}
+
+
+def _warn_untrained(untrained: list[str], videos: dict[str, list[str]], fraction: float) -> None:
+    """One line on stderr naming the classes a split left without a training video."""
+    if not untrained:
+        return
+    import sys
+
+    shown = ", ".join(f"{c!r} ({len(videos[c])} video{'s' * (len(videos[c]) != 1)})"
+                      for c in untrained[:5])  # fmt: skip
+    more = f" and {len(untrained) - 5} more" if len(untrained) > 5 else ""
+    print(
+        f"warning: {len(untrained)} class(es) have no training video, all theirs went to test "
+        f"(--test-fraction {fraction}): {shown}{more}; a model cannot learn them: add videos "
+        "to those classes (a few groups or clips each) or remove their folders from --videos",
+        file=sys.stderr,
+    )
 
 
 def ucf101_group(name: str) -> int | None:

@@ -295,11 +295,14 @@ def test_truncated_and_damaged_videos_fail_and_stay_out_of_the_split(tmp_path, c
     frames = np.random.default_rng(1).integers(0, 256, (30, HEIGHT, WIDTH, 3), np.uint8)
     _damaged_copies(videos, frames)
     write_video(videos / "clip Música" / "my clip.avi", _moving_frames(STEP, 4))
+    write_video(videos / "Other" / "single.avi", _moving_frames(STEP, 1))  # no pair: no flow
     assert _run(videos, out, "--test-fraction", "0.5") == 1
     printed = capsys.readouterr().out
-    assert "; 2 failed (2 truncated)" in printed
+    assert "; 3 failed (2 truncated)" in printed
     failed = dict(line.split("\t") for line in (out / "failed.txt").read_text().splitlines())
-    assert sorted(failed) == ["Other/cut.avi", "Other/damaged.avi"]
+    assert sorted(failed) == ["Other/cut.avi", "Other/damaged.avi", "Other/single.avi"]
+    single = failed.pop("Other/single.avi")
+    assert single.startswith("TooShortVideo: ") and "only 1 frame decoded" in single
     for message in failed.values():
         assert "truncated:" in message and "of the 30 frames its container declares" in message
     assert (
@@ -308,4 +311,19 @@ def test_truncated_and_damaged_videos_fail_and_stay_out_of_the_split(tmp_path, c
     split = load_split("custom", out / "splits")  # written by the tool, read by the trainer
     listed = {(v.name, split.classes[v.label]) for v in split.train + split.test}
     assert listed == {("whole", "Other"), ("my clip", "clip Música")}
-    assert "2 videos not extracted are left out" in printed
+    assert "3 videos not extracted are left out" in printed
+    assert not (out / "jpegs_256" / "single").exists()
+
+
+def test_a_class_without_training_videos_is_one_warning(tmp_path, capsys):
+    from dataloader.splits import write_custom_split
+
+    videos = {"Run": ["r1", "r2", "r3", "r4", "r5", "r6"], "Solo": ["b"]}  # b: drawn for test
+    counts = write_custom_split(videos, tmp_path / "split", 0.3)
+    assert counts == {"train": 3, "test": 4}
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("warning: 1 class(es) have no training video")
+    assert "'Solo' (1 video)" in err and "add videos to those classes" in err
+    assert "Run" not in err
+    write_custom_split({"Run": videos["Run"]}, tmp_path / "ok", 0.3)
+    assert "warning" not in capsys.readouterr().err

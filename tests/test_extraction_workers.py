@@ -117,7 +117,7 @@ def test_first_ctrl_c_stops_within_seconds_cleans_up_and_a_rerun_resumes(tmp_pat
     run = subprocess.Popen(cmd, cwd=ROOT, start_new_session=True, preexec_fn=as_terminal, **pipes)
     tmp = out / ".extract" / "tmp"
     deadline = time.monotonic() + 60
-    while not list(tmp.glob("*/rgb/*.jpg")) and time.monotonic() < deadline:
+    while not list(tmp.glob("*/*/rgb/*.jpg")) and time.monotonic() < deadline:
         time.sleep(0.02)  # until a worker is writing a video
     assert run.poll() is None, run.communicate()
     os.killpg(run.pid, signal.SIGINT)  # as a terminal's Ctrl-C: to the workers too

@@ -14,18 +14,26 @@ count, fps and size; ROOT/failed.txt the videos that could not be decoded.
 
 CPU workers (--workers) decode the videos and write the JPEGs; on the CPU each also solves its
 own flow, and each CUDA device of --device gets one solver process that batches the pairs the
-workers send it (dataloader/extraction_pool.py). A video is written under ROOT/.extract/tmp/
-and moved into place only when whole; a marker in ROOT/.extract/done/ then records it. A killed
-or interrupted run (the first Ctrl-C stops it within seconds) leaves no half video in the
-layout, and a rerun skips the videos that have a marker. A video that decodes to fewer frames
-than its container declares is reported as truncated, and fails. Folders in the layout that this tool did not write (say, a
-download in the same ROOT) are never replaced: such a video is reported as failed.
+workers send it (dataloader/extraction_pool.py). A video is written under the run's own
+folder ROOT/.extract/tmp/run-<host>-<pid>-<random>/ and moved into place only when whole and
+counted; a marker in ROOT/.extract/done/ then records it. A killed or interrupted run (the first
+Ctrl-C stops it within seconds; kill -9 ends its workers too) leaves no half video in the layout,
+the next run over ROOT clears what it left, and a rerun skips the videos that have a marker. A
+video that decodes to fewer frames than its container declares is reported as truncated, and
+fails; so does one of fewer than 2 frames (no flow). Folders in the layout that this tool did
+not write (say, a download in the same ROOT) are never replaced: such a video is reported as
+failed. A file whose name is not a safe folder name (``..avi``, ``.avi``, a name starting with a
+dot) is refused before anything is written, with a name to rename it to. A full disk stops the
+run with one line; finished videos are kept, and the same command continues once there is space.
 
-Several machines, one ROOT (a shared folder): machine I of N runs with ``--shard I/N`` and takes
-the videos whose name hashes to I (a stable hash of the name alone, so every machine picks the
-same split whatever order it lists the files in); together they cover every video once. Each
-shard lists its failures in failed-I-of-N.txt. When all are done,
-``--out ROOT --index-only`` rebuilds ROOT/index.json from the finished videos in the folder.
+One run at a time writes ROOT (a second is refused at once, naming the running one), except
+shards: several machines, one ROOT (a shared folder): machine I of N runs with ``--shard I/N``
+and takes the videos whose name hashes to I (a stable hash of the name alone, so every machine
+picks the same split whatever order it lists the files in); together they cover every video
+once. Shards run side by side (two runs of one shard are refused); each lists its failures in
+failed-I-of-N.txt and, at its end, rewrites ROOT/index.json (and the split) from every video
+finished so far, one shard at a time, so the last to end lists them all. ``--out ROOT
+--index-only`` rebuilds ROOT/index.json from the finished videos in the folder.
 """
 
 import argparse
@@ -36,20 +44,27 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dataloader.extraction_pool import Plan, run, worker_threads
+from dataloader.extraction_locks import RootLocks, RunFolder, clear_dead_runs, state_lock
+from dataloader.extraction_pool import OutOfSpace, Plan, run, worker_threads
 from dataloader.extraction_root import (
     STATE_DIR,
+    TMP_DIR,
     check_settings,
+    check_video_name,
+    clear_stale_files,
     is_done,
     read_root_settings,
     shard_of,
+    split_video_name,
+    unsafe_name,
     write_index,
 )
 from dataloader.extraction_settings import FLOW_METHODS, INDEX_NAME, PRESETS, ExtractionSettings
 from dataloader.splits import SPLIT_FOLDERS, write_custom_split
-from utils.atomic import write_text
+from utils.atomic import DiskFull, write_text
 from utils.cli import Parser
 from utils.errors import UserError, run_cli
+from utils.video_names import VIDEO_EXTENSIONS
 
 FAILED_NAME = "failed.txt"
 DEFAULTS = ExtractionSettings()
@@ -60,21 +75,34 @@ FLOW_BATCH = {"cpu": 1, "cuda": 32}
 
 
 def _collect(videos_dir: Path) -> dict[str, Path]:
-    """Video name (file stem) -> path; names must be unique since they name the folders."""
+    """Video name (file name without extension) -> path; names must be safe folder names and
+    unique, since they name the folders (refused before anything is written)."""
     if not videos_dir.is_dir():
         raise UserError(
             f"--videos {videos_dir} is not a folder; give the folder holding the videos"
         )
+    files = sorted(  # as dataloader.extraction.find_videos, and files named only ".avi"
+        p
+        for p in videos_dir.rglob("*")
+        if p.name.lower().endswith(VIDEO_EXTENSIONS) and p.is_file()
+    )
+    names = {split_video_name(path.name)[0] for path in files}
+    bad = [path for path in files if unsafe_name(split_video_name(path.name)[0]) is not None]
+    if bad:
+        more = f"; {len(bad) - 1} more files have such names" if len(bad) > 1 else ""
+        try:
+            check_video_name(bad[0].name, names, shown=str(bad[0]))
+        except UserError as err:
+            raise UserError(f"{err}{more}") from None
     by_name: dict[str, Path] = {}
-    from dataloader.extraction import find_videos
-
-    for path in find_videos(videos_dir):
-        if path.stem in by_name:
+    for path in files:
+        name = split_video_name(path.name)[0]
+        if name in by_name:
             raise UserError(
-                f"two videos are named {path.stem!r} ({by_name[path.stem]} and {path}); "
+                f"two videos are named {name!r} ({by_name[name]} and {path}); "
                 "output folders are named by file name, so rename one"
             )
-        by_name[path.stem] = path
+        by_name[name] = path
     if not by_name:
         raise UserError(
             f"no videos (.avi .mp4 .mkv .webm) found under --videos {videos_dir}; check the path"
@@ -120,16 +148,32 @@ def _parse_shard(text: str) -> tuple[int, int]:
 
 def _rebuild_index(root: Path, videos_dir: Path | None) -> int:
     """--index-only: ROOT/index.json from the finished videos, with the settings they were made
-    with; ``videos_dir`` (optional) adds each video's source path."""
+    with; ``videos_dir`` (optional) adds each video's source path. Refused while a run (or a
+    shard) writes ROOT."""
     settings = read_root_settings(root)
     if settings is None:
         raise UserError(f"{root} holds no extraction by this tool (no {STATE_DIR}/); check --out")
     sources = {}
     if videos_dir is not None:
         sources = {n: str(p.relative_to(videos_dir)) for n, p in _collect(videos_dir).items()}
-    listed = write_index(root, settings, sources)
+    state = root / STATE_DIR
+    with RootLocks(root, state, None), state_lock(state):
+        clear_stale_files(root, root / SPLIT_FOLDERS["custom"])
+        clear_dead_runs(state / TMP_DIR)
+        listed = _full_disk_said(lambda: write_index(root, settings, sources), root)
     print(f"wrote {root / INDEX_NAME} ({listed} videos)")
     return listed
+
+
+def _full_disk_said(write, root: Path):
+    """``write()``; a full disk there is one line that says what is kept and how to go on."""
+    try:
+        return write()
+    except DiskFull as err:
+        raise UserError(
+            f"{err}; the finished videos are kept in {root}: free some space and run the same "
+            "command again to continue"
+        ) from err
 
 
 def _add_flow_arguments(parser) -> None:
@@ -184,8 +228,10 @@ def _check_args(args) -> None:
         )
     if args.bound <= 0:
         raise UserError(f"--bound must be positive, got {args.bound}")
-    if args.max_frames is not None and args.max_frames < 1:
-        raise UserError(f"--max-frames must be at least 1, got {args.max_frames}")
+    if args.max_frames is not None and args.max_frames < 2:
+        raise UserError(
+            f"--max-frames must be at least 2 (flow needs a pair of frames), got {args.max_frames}"
+        )
     if args.flow_batch is not None and args.flow_batch < 1:
         raise UserError(f"--flow-batch must be at least 1, got {args.flow_batch}")
     if args.method == "opencv" and args.device != "cpu":
@@ -323,12 +369,22 @@ def main(argv=None) -> int:
     settings = ExtractionSettings(
         args.short_side, args.bound, args.preset, args.max_frames, args.jpeg_quality, args.method
     )
-    videos = _collect(args.videos)
+    videos = _collect(args.videos)  # unsafe or clashing names: refused before any write
     root = args.out
     root.mkdir(parents=True, exist_ok=True)
-    check_settings(root, settings)
-    sources = {name: str(path.relative_to(args.videos)) for name, path in videos.items()}
+    state = root / STATE_DIR
+    with RootLocks(root, state, args.shard):  # a second run (of this shard) is refused here
+        with state_lock(state):
+            check_settings(root, settings)
+            clear_stale_files(root, root / SPLIT_FOLDERS["custom"])
+        clear_dead_runs(state / TMP_DIR)  # those of killed runs; never a live shard's
+        with RunFolder(state / TMP_DIR) as run_folder:
+            return _extract(args, settings, videos, root, run_folder)
 
+
+def _extract(args, settings, videos: dict[str, Path], root: Path, run_folder) -> int:
+    """The run proper, holding the locks: extract, then the shared files, then the summary."""
+    sources = {name: str(path.relative_to(args.videos)) for name, path in videos.items()}
     mine = videos
     if args.shard is not None:
         index, count = args.shard
@@ -355,26 +411,35 @@ def main(argv=None) -> int:
     with progress(total=0, unit="frame", leave=True) as bar:
         tally = _Tally(bar, len(todo))
         try:
-            run(todo, root, settings, plan, tally, args.debug)
+            run(todo, root, settings, plan, tally, args.debug, run_folder)
         except KeyboardInterrupt:
             if args.debug:
                 raise
             interrupted = True
+        except OutOfSpace as err:
+            _disk_full(err, settings, root, mine, sources)
     elapsed = time.perf_counter() - tally.start
     failed, frames = tally.failed, tally.frames
 
-    listed = write_index(root, settings, sources)
-    if args.test_fraction is not None:
-        _write_split(args.videos, videos, root, args.test_fraction)
     failed_path = root / FAILED_NAME
     if args.shard is not None:  # shards must not remove each other's list
         failed_path = root / f"failed-{index}-of-{count}.txt"
-    if failed:
-        lines = "".join(f"{sources[n]}\t{failed[n]}\n" for n in sorted(failed))
-        write_text(failed_path, lines)
-    elif failed_path.exists() and not interrupted:
-        failed_path.unlink()  # from an earlier run whose failures are now fixed or gone
 
+    def write_shared() -> int:
+        """index.json, the split and this run's failure list, one run at a time: a shard's
+        index lists the videos of every shard finished so far."""
+        with state_lock(root / STATE_DIR):
+            listed = write_index(root, settings, sources)
+            if args.test_fraction is not None:
+                _write_split(args.videos, videos, root, args.test_fraction)
+            if failed:
+                lines = "".join(f"{sources[n]}\t{failed[n]}\n" for n in sorted(failed))
+                write_text(failed_path, lines)
+            elif failed_path.exists() and not interrupted:
+                failed_path.unlink()  # from an earlier run whose failures are now fixed or gone
+        return listed
+
+    listed = _full_disk_said(write_shared, root)
     done = sum(is_done(root, name) for name, _ in todo)
     truncated = sum("truncated:" in message for message in failed.values())
     print(
@@ -395,6 +460,22 @@ def main(argv=None) -> int:
         )
         return 130
     return 1 if failed else 0
+
+
+def _disk_full(err: OutOfSpace, settings, root: Path, mine, sources) -> None:
+    """A full disk: index.json for the finished videos if it still fits, then one line."""
+    try:
+        with state_lock(root / STATE_DIR):
+            write_index(root, settings, sources)
+    except (OSError, UserError):
+        pass  # no room for it either: the next run writes it
+    kept = sum(is_done(root, name) for name in mine)
+    what = err.path or "its files"
+    raise UserError(
+        f"the disk is full: could not write {what} of {sources.get(err.name, err.name)}; the "
+        f"videos finished so far ({kept}) are kept in {root}: free some space and run the same "
+        "command again to continue (finished videos are skipped)"
+    ) from None
 
 
 if __name__ == "__main__":
