@@ -18,7 +18,7 @@ from pathlib import Path
 
 from dataloader.splits import DATASETS
 from engine.cli import add_fusion_arguments
-from engine.fusion import (
+from engine.late_fusion import (
     check_classes,
     check_streams,
     format_results,

@@ -144,7 +144,7 @@ def accuracies(paths: dict[str, Path]) -> dict[str, float]:
     """Video top-1 (%) of each stream's score file and of their fusion (softmax average)."""
     import numpy as np
 
-    from engine.fusion import fuse, load_score_file, match_videos
+    from engine.late_fusion import fuse, load_score_file, match_videos
 
     files = {name: load_score_file(path) for name, path in paths.items()}
     result = {}

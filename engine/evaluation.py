@@ -91,11 +91,12 @@ def test_and_save(
     return metrics
 
 
-def write_reports(scores_path, prefix: str = "") -> list[Path]:
-    """Per-class accuracy, confusion matrix and misclassified videos beside the score file."""
-    from utils.reports import write_reports as write  # late: matplotlib takes seconds to import
+def report_score_file(scores_path, prefix: str = "") -> list[Path]:
+    """Per-class accuracy, confusion matrix and misclassified videos beside the score file (the
+    main process; utils.reports.write_reports)."""
+    from utils.reports import write_reports  # late: matplotlib takes seconds to import
 
     if not is_main():
         return []
     scores_path = Path(scores_path)
-    return write(load_npz(scores_path), scores_path.parent, prefix=prefix)
+    return write_reports(load_npz(scores_path), scores_path.parent, prefix=prefix)

@@ -26,7 +26,7 @@ from dataloader.extraction import (
 )
 from engine.config import options_from_dict, resolve_test_sequences
 from engine.evaluation import score_kind
-from engine.fusion import fuse, fused_kind
+from engine.late_fusion import fuse, fused_kind
 from engine.loops import video_score
 from engine.streams import STREAMS
 from network.recognizer import model_from_checkpoint

@@ -163,14 +163,19 @@ def build_model(spec: StreamSpec, options, config: dict, ckpt, device):
 def evaluate_checkpoint(spec: StreamSpec, options, model, loader, device, classes, epoch: int):
     """--evaluate: the checkpoint's scores under their own name, reports and an eval.csv row."""
     from engine.distributed import is_main
-    from engine.evaluation import evaluation_scores_path, test_and_save, test_mode, write_reports
+    from engine.evaluation import (
+        evaluation_scores_path,
+        report_score_file,
+        test_and_save,
+        test_mode,
+    )
 
     path = evaluation_scores_path(options, epoch)
     if is_main():
         print(f"evaluating {options.resume} (epoch {epoch}); writing to {path.parent}", flush=True)
     metrics = test_and_save(model, loader, spec, options, device, classes, epoch, path=path)
     prefix = path.name.removesuffix(".npz").removesuffix("scores").rstrip("_") + "_"
-    for report in write_reports(path, prefix=prefix):
+    for report in report_score_file(path, prefix=prefix):
         print(f"wrote {report}", flush=True)
     if is_main():
         from utils.records import append_evaluation

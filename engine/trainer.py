@@ -25,7 +25,7 @@ from engine.checkpoints import (
 )
 from engine.config import Options, recipe_batch
 from engine.distributed import SINGLE, Dist, broadcast_buffers, is_main, mean_over_processes, wrap
-from engine.evaluation import save_split_scores, test_and_save, write_reports
+from engine.evaluation import report_score_file, save_split_scores, test_and_save
 from engine.loops import evaluate, train_one_epoch
 from engine.optim import make_optimizer, make_scheduler, steps_per_epoch
 from engine.streams import StreamSpec
@@ -118,7 +118,7 @@ def train(spec: StreamSpec, options: Options, model: nn.Module, loaders: dict, d
             test_and_save(model_without_ddp, loaders["test"], spec, options, device, classes,
                           progress.epoch, records)  # fmt: skip
             plot(last=True)
-        write_reports(record_dir / "video_scores.npz")
+        report_score_file(record_dir / "video_scores.npz")
 
 
 def _announce(spec, options, loaders, device, classes, dist, accum: int, done: int) -> None:

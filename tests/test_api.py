@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from engine.config import make_options, resume_options
-from engine.fusion import fuse_files
+from engine.late_fusion import fuse_files
 from engine.run import run
 from engine.streams import SPATIAL
 from tests.helpers import single_thread

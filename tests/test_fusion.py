@@ -12,8 +12,8 @@ import pytest
 from PIL import Image
 
 import fusion
-from engine.fusion import fuse
-from engine.fusion import load_score_file as load_scores
+from engine.late_fusion import fuse
+from engine.late_fusion import load_score_file as load_scores
 from tests.test_scores import reference_preds, write_splits
 from utils.errors import UserError
 from utils.metrics import accuracy_report

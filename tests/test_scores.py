@@ -5,7 +5,7 @@ import pickle
 import numpy as np
 import pytest
 
-from engine.fusion import load_score_file as load_scores
+from engine.late_fusion import load_score_file as load_scores
 from utils.errors import UserError
 from utils.metrics import accuracy_report
 from utils.scores import save_scores
