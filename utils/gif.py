@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from utils.atomic import atomic_write
+
 GIF_FPS, GIF_FRAMES, GIF_SIDE = 8.0, 360, 160  # a 4-minute video: 1.5 frames a second
 
 
@@ -43,15 +45,16 @@ def write_gif(path: Path, frames: list[np.ndarray], texts: list[str], fps: float
         draw.rectangle((0, image.height - band, image.width, image.height), fill=(0, 0, 0))
         draw.text((3, image.height - band + 3 - top), text, fill=(255, 255, 255), font=font)
         images.append(image.quantize(64, Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    images[0].save(
-        path,
-        save_all=True,
-        append_images=images[1:],
-        duration=max(20, round(1000 / fps)),
-        loop=0,
-        optimize=False,
-    )
+    with atomic_write(path) as file:  # a kill leaves no half picture
+        images[0].save(
+            file,
+            format="GIF",
+            save_all=True,
+            append_images=images[1:],
+            duration=max(20, round(1000 / fps)),
+            loop=0,
+            optimize=False,
+        )
     return path
 
 

@@ -10,6 +10,8 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from utils.atomic import atomic_write
+
 PANEL = 160  # pixels: tiny crops are enlarged so maps and labels are readable
 
 
@@ -74,11 +76,10 @@ def write_heatmaps(path, rows: dict, caption: str, fps: float = 2.0) -> Path:
                 frame.paste(row[min(k, len(row) - 1)], (x, 0))
                 x += row[0].width
             frames.append(_with_caption(frame, f"{caption}  (snippet {k + 1})", font))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix.lower() == ".png":
-        frames[0].save(path)
-    else:
-        frames[0].save(
-            path, save_all=True, append_images=frames[1:], duration=round(1000 / fps), loop=0
-        )
+    with atomic_write(path) as file:  # a kill leaves no half picture
+        if path.suffix.lower() == ".png":
+            frames[0].save(file, format="PNG")
+        else:
+            frames[0].save(file, format="GIF", save_all=True, append_images=frames[1:],
+                           duration=round(1000 / fps), loop=0)  # fmt: skip
     return path

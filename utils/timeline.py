@@ -15,7 +15,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from utils.atomic import write_text
+from utils.atomic import atomic_write, write_text
 
 PLOTTED = 6  # classes drawn at most: those leading the most windows
 
@@ -81,7 +81,8 @@ def plot_timeline(path: Path, times, columns: dict, classes: list[str]) -> Path:
     axes[-1].set_xlim(0, times[-1][1])
     figure.suptitle(f"{len(times)} windows of {times[0][1] - times[0][0]:.1f} s")
     figure.tight_layout()
-    figure.savefig(path, dpi=100)
+    with atomic_write(path) as file:  # a kill leaves no half picture
+        figure.savefig(file, dpi=100, format="png")
     return path
 
 
