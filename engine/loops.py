@@ -16,7 +16,7 @@ from engine.device import autocast
 from engine.distributed import gather_rows, is_main, no_sync
 from utils.errors import UserError
 from utils.faults import fault_point
-from utils.metrics import accuracy_report, topk_correct
+from utils.metrics import accuracy_report, topk_hits
 from utils.progress import progress as progress_bar
 
 
@@ -38,6 +38,14 @@ def _step(model, optimizer, scheduler, scaler, clip_grad: float) -> float:
     return lr
 
 
+def batch_sizes(loader) -> list[int]:
+    """Videos in each batch of an epoch of ``loader`` (the last one may be short)."""
+    batches, size = len(loader), loader.batch_size
+    if loader.drop_last:
+        return [size] * batches
+    return [size] * (batches - 1) + [len(loader.sampler) - (batches - 1) * size]
+
+
 def train_one_epoch(
     model: nn.Module,
     criterion: nn.Module,
@@ -47,68 +55,69 @@ def train_one_epoch(
     device: torch.device,
     epoch: int,
     *,
-    clip_grad: float = 40.0,
+    clip_grad: float = 20.0,
     amp: str = "none",
     scaler: torch.amp.GradScaler | None = None,
     accum_steps: int = 1,
 ) -> dict:
     """Train for one pass over ``loader``; step the optimizer and scheduler every
     ``accum_steps`` batches (gradient accumulation: an effective batch of batch x accum_steps
-    on the memory of one batch). A last short group of the epoch still steps, its gradient the
-    mean over the batches it has.
+    on the memory of one batch). The loss of a step is the mean over the videos of its batches,
+    so every video weighs the same, those of a last short group too (32, 32 and 1 video: the
+    mean over 65). ``criterion``: a mean over its batch (CrossEntropyLoss).
 
-    Returns the epoch's mean loss, video top-1/top-5 (%), the learning rate of the last step and
-    the seconds taken. A non-finite loss raises UserError before the step that would spread it
-    into the weights.
+    One host sync per optimizer step: loss and top-k counts add up on the device and are read
+    once, before the step; a non-finite loss then raises UserError, so it never reaches the
+    weights. Returns the epoch's mean loss, video top-1/top-5 (%), the learning rate of the
+    last step and the seconds taken.
     """
     model.train()
     start = time.perf_counter()
-    loss_sum, seen, correct1, correct5 = 0.0, 0, 0, 0
     accum_steps = max(1, accum_steps)
-    batches = len(loader)
+    sizes = batch_sizes(loader) if accum_steps > 1 else None  # else a step is its batch
+    totals = [0.0, 0.0, 0.0]  # loss x videos, top-1 hits, top-5 hits: read at each step
+    seen = 0
     lr = float(optimizer.param_groups[0]["lr"])
     bar = progress_bar(loader, desc=f"epoch {epoch} train", show=is_main())
-    for step, (clips, labels) in enumerate(bar, start=1):
-        first = (step - 1) % accum_steps == 0  # the group's first batch
-        group = min(accum_steps, batches - (step - 1) // accum_steps * accum_steps)
-        last = (step - 1) % accum_steps == group - 1
+    for index, (clips, labels) in enumerate(bar):
+        begin = index - index % accum_steps  # the step's first batch
+        end = min(begin + accum_steps, len(loader))
+        last = index == end - 1
         batch = clips.shape[0]
+        videos = sum(sizes[begin:end]) if sizes else batch  # in the step
         clips = clips.to(device, non_blocking=True)
         labels = labels.to(device, non_blocking=True)
         with no_sync(model, last):  # DDP: all-reduce the gradients once per optimizer step
             with autocast(device, amp):
                 logits = model(clips)
                 loss = criterion(logits.float(), labels)
-            loss_value = loss.item()
-            if not math.isfinite(loss_value):
-                raise UserError(
-                    f"training loss became {loss_value} at epoch {epoch}, step {step}; stopped, "
-                    "the last good checkpoint is kept: resume from it with a lower --lr"
-                )
-            if first:
+            if index == begin:
                 optimizer.zero_grad(set_to_none=True)
-            scaled = loss / group if group > 1 else loss
-            if scaler is not None:
-                scaler.scale(scaled).backward()
-            else:
-                scaled.backward()
-        if last:
-            lr = _step(model, optimizer, scheduler, scaler, clip_grad)
-        fault_point("train.step")
-
-        top1, top5 = topk_correct(logits.detach(), labels, (1, 5))
-        loss_sum += loss_value * batch
+                step_sums = torch.zeros(3, device=device)
+            scaled = loss * (batch / videos) if batch != videos else loss  # its share
+            (scaler.scale(scaled) if scaler is not None else scaled).backward()
+        hits = topk_hits(logits.detach(), labels, (1, 5))
+        step_sums += torch.cat([(loss.detach() * batch).view(1), hits])
         seen += batch
-        correct1 += top1
-        correct5 += top5
-        bar.set_postfix(loss=f"{loss_sum / seen:.4f}", lr=f"{lr:.2e}")
+        if last:
+            step = step_sums.tolist()  # the step's one host sync
+            if not math.isfinite(step[0]):
+                raise UserError(
+                    f"training loss became {step[0] / videos} at epoch {epoch}, "
+                    f"step {index // accum_steps + 1}; stopped, the last good checkpoint is "
+                    "kept: resume from it with a lower --lr"
+                )
+            lr = _step(model, optimizer, scheduler, scaler, clip_grad)
+            totals = [t + v for t, v in zip(totals, step, strict=True)]
+            bar.set_postfix(loss=f"{totals[0] / seen:.4f}", lr=f"{lr:.2e}")
+        fault_point("train.step")
     bar.close()
     if seen == 0:
         raise UserError("the training set is empty; check the split files")
     return {
-        "loss": loss_sum / seen,
-        "top1": 100.0 * correct1 / seen,
-        "top5": 100.0 * correct5 / seen,
+        "loss": totals[0] / seen,
+        "top1": 100.0 * totals[1] / seen,
+        "top5": 100.0 * totals[2] / seen,
         "lr": lr,
         "seconds": time.perf_counter() - start,
     }

@@ -153,6 +153,50 @@ def test_accumulated_steps_equal_one_step_on_the_whole_batch():
     assert scheduler.last_epoch == 2
 
 
+def test_every_video_weighs_the_same_in_a_last_short_group():
+    """7 videos in batches of 3, 3 and 1 accumulated into one step: the step is the mean over
+    the 7 videos, the step of one batch of 7 (the lone video does not weigh 3 times more)."""
+    data = Blobs(n=7, frames=2)
+    cpu = torch.device("cpu")
+    weights = []
+    for batch, accum in ((7, 1), (3, 3)):
+        torch.manual_seed(0)
+        model = Spy()
+        optimizer, scheduler = _sgd(model, lr=0.5)
+        train_one_epoch(model, nn.CrossEntropyLoss(), optimizer, scheduler,
+                        DataLoader(data, batch_size=batch), cpu, 1, accum_steps=accum)  # fmt: skip
+        weights.append(model.head.fc.weight.detach().clone())
+    assert not torch.allclose(weights[0], Spy().head.fc.weight, atol=1e-3)  # it moved
+    torch.testing.assert_close(weights[1], weights[0], rtol=1e-5, atol=1e-6)
+
+
+class SyncCount(torch.overrides.TorchFunctionMode):
+    """Counts the calls that make the host wait for a CUDA device (a copy to the host)."""
+
+    SYNCS = {"item", "tolist", "cpu", "numpy", "__int__", "__float__", "__bool__", "__index__"}
+
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if getattr(func, "__name__", "") in self.SYNCS:
+            self.calls.append(func.__name__)
+        return func(*args, **(kwargs or {}))
+
+
+def test_training_syncs_with_the_host_once_per_optimizer_step():
+    model = Spy()
+    optimizer, scheduler = _sgd(model)
+    loader = DataLoader(Blobs(n=10), batch_size=2)  # 5 batches, accumulated 2 by 2: 3 steps
+    with SyncCount() as counted:
+        train_one_epoch(model, nn.CrossEntropyLoss(), optimizer, scheduler, loader,
+                        torch.device("cpu"), 1, accum_steps=2)  # fmt: skip
+    assert scheduler.last_epoch == 3
+    # The DataLoader draws its workers' base seed once per epoch, from a CPU generator.
+    assert counted.calls == ["item"] + ["tolist"] * 3, counted.calls
+
+
 def test_segments_go_through_in_one_pass_and_are_averaged_before_the_loss():
     torch.manual_seed(0)
     data = Blobs(n=4, frames=3)

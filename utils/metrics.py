@@ -11,12 +11,12 @@ if TYPE_CHECKING:  # not imported at run time: fusion.py needs no torch and star
 SCORE_KINDS = ("logits", "probabilities", "log_probabilities")
 
 
-def topk_correct(logits: "torch.Tensor", labels: "torch.Tensor", ks=(1, 5)) -> list[int]:
-    """How many rows have their label among the top-k scores, for each k (k capped at classes)."""
+def topk_hits(logits: "torch.Tensor", labels: "torch.Tensor", ks=(1, 5)) -> "torch.Tensor":
+    """How many rows have their label among the top-k scores, for each k (k capped at classes):
+    a float tensor on the logits' device, read by the caller when it syncs anyway."""
     maxk = min(max(ks), logits.shape[1])
-    top = logits.topk(maxk, dim=1).indices
-    hits = top.eq(labels.view(-1, 1))
-    return [int(hits[:, : min(k, maxk)].any(dim=1).sum()) for k in ks]
+    hits = logits.topk(maxk, dim=1).indices.eq(labels.view(-1, 1))
+    return hits.cumsum(dim=1).clamp_(max=1)[:, [min(k, maxk) - 1 for k in ks]].sum(dim=0).float()
 
 
 def guess_kind(scores: np.ndarray, kind: str | None) -> str:
