@@ -28,7 +28,7 @@ one_thread = pytest.fixture(autouse=True, scope="module")(single_thread)
 # 2 batches, one optimizer step each; 6 test videos.
 FAST = [
     "--arch", SMALL_ARCH, "--pretrained", "none", "--crop-size", "32", "--num-segments", "2",
-    "--test-frames", "2", "--batch-size", "3", "--accum-steps", "2", "--lr", "0.01",
+    "--test-snippets", "2", "--batch-size", "3", "--accum-steps", "2", "--lr", "0.01",
     "--lr-steps", "1", "--seed", "3", "--val-groups", "1", "--epochs", "2",
 ]  # fmt: skip
 OUTPUTS = ("checkpoint.pth.tar", "model_best.pth.tar", "video_scores.npz")

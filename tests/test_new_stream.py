@@ -45,7 +45,7 @@ DIFFERENCE = StreamSpec(
 
 FAST = [
     "--arch", SMALL_ARCH, "--pretrained", "none", "--crop-size", "32", "--num-segments", "2",
-    "--test-frames", "3", "--batch-size", "3", "--workers", "0", "--seed", "1",
+    "--test-snippets", "3", "--batch-size", "3", "--workers", "0", "--seed", "1",
 ]  # fmt: skip
 
 

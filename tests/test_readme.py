@@ -38,7 +38,7 @@ NOT_RUN = {
 }
 SKIP = ("mkdir", "cd", "wget", "unrar", "unzip")
 MODEL = ["--arch", "resnet18", "--pretrained", "none", "--crop-size", "32"]  # not on --resume
-RUN = ["--epochs", "1", "--test-frames", "2", "--batch-size", "4", "--workers", "0"]
+RUN = ["--epochs", "1", "--test-snippets", "2", "--batch-size", "4", "--workers", "0"]
 RUN += ["--accum-steps", "1"]
 FAST_EXTRACT = ["--workers", "1", "--short-side", "32", "--preset", "fast"]
 STARTUP = (  # the form of the line a training run starts with (engine.run)

@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # Small and fast: SMALL_ARCH on 32 px crops, 2 segments, 3 test frames, no worker processes.
 FAST = [
     "--arch", SMALL_ARCH, "--pretrained", "none", "--crop-size", "32", "--num-segments", "2",
-    "--test-frames", "3", "--batch-size", "3", "--workers", "0", "--lr", "0.01",
+    "--test-snippets", "3", "--batch-size", "3", "--workers", "0", "--lr", "0.01",
     "--lr-steps", "1", "--seed", "3", "--accum-steps", "2",
 ]  # fmt: skip
 
@@ -348,7 +348,7 @@ def test_evaluate_leaves_checkpoint_and_run_results_unchanged_and_names_its_scor
     printed = capsys.readouterr().out
     assert str(out) in printed and "eval_checkpoint_e2_f3_confusion_matrix.png" in printed
     # Test options are in the name (FAST tests 3 frames, not 19); --scores-out puts it anywhere.
-    main(SPATIAL, [*argv, "--ten-crop", "--softmax-average", "--test-frames", "2"])
+    main(SPATIAL, [*argv, "--ten-crop", "--softmax-average", "--test-snippets", "2"])
     assert (record / "eval_checkpoint_e2_tencrop_softmax_f2_scores.npz").is_file()
     with open(record / "eval.csv", newline="") as f:  # one row per evaluation, appended
         rows = list(csv.DictReader(f))
