@@ -156,7 +156,7 @@ def test_a_copied_run_resumed_with_other_workers_continues_in_the_copy_bit_for_b
     assert not (tmp_path / "elsewhere").exists()
 
     main(SPATIAL, ["--evaluate", "--resume", str(copy / "model_best.pth.tar"), "--workers", "0"])
-    assert (copy / "eval_model_best_e1_f2_scores.npz").is_file()  # beside the checkpoint
+    assert (copy / "eval_model_best_e1_n2_scores.npz").is_file()  # beside the checkpoint
     assert not (tmp_path / "elsewhere").exists()
 
 
