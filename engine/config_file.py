@@ -3,9 +3,10 @@ when PyYAML is installed, e.g. a run's own ``args.json``.
 
 A file is checked as the command line is: an unknown key, a value of the wrong type or one the
 option does not take is one line naming the file and the key. Keys that belong to one invocation
-(engine.config.RUN_LOCAL: record dir, resume, device, workers, ...) and the accumulation a run
-resolved for its number of processes are left out with a note, so a run's args.json starts a new
-run with the same settings. Old names (engine.config.RENAMED) are read under their new ones.
+(engine.config.RUN_LOCAL: record dir, resume, device, workers, ...) are left out with a note, and
+the accumulation a run resolved for its number of processes (args.json's accum_steps_resolved)
+silently, so a run's args.json starts a new run with the same settings. Old names
+(engine.config.RENAMED) are read under their new ones.
 """
 
 import difflib
