@@ -340,7 +340,7 @@ def torchrun_rows(device):
         common = ["--data-root", str(data), "--workers", "0", "--record-dir", str(record),
                   "--device", device.type]  # fmt: skip
         train = ["--arch", "resnet18", "--pretrained", "none", "--crop-size", "32",
-                 "--num-segments", "2", "--test-frames", "3", "--batch-size", "3",
+                 "--num-segments", "2", "--test-snippets", "3", "--batch-size", "3",
                  "--epochs", "1", "--lr", "0.01", "--dropout", "0", "--dist-timeout", "60"]  # fmt: skip
         start = time.perf_counter()
         done = _torchrun(nproc, common + train)

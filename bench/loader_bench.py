@@ -36,7 +36,9 @@ from dataloader.layout import frame_path  # noqa: E402
 from dataloader.samples import ClipSamples  # noqa: E402
 from dataloader.sampling import clip_indices, num_clip_starts  # noqa: E402
 from dataloader.splits import Video  # noqa: E402
-from engine.cli import add_layout_arguments, layout_of  # noqa: E402
+from engine.cli import add_layout_arguments  # noqa: E402
+from engine.config import options_from_dict  # noqa: E402
+from engine.streams import STREAMS  # noqa: E402
 from utils.cli import Parser  # noqa: E402
 from utils.errors import UserError, run_cli  # noqa: E402
 
@@ -190,7 +192,7 @@ def parse_args(argv):
 
 def build_dataset(args):
     """The stream's training set of every video folder under --data-root."""
-    layout = layout_of(args)
+    layout = options_from_dict(STREAMS[args.stream], vars(args)).layout()
     folder = Path(args.data_root) / layout.rgb_dir
     names = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
     videos = [Video(name, 0) for name in names]

@@ -59,19 +59,19 @@ def write_checkpoint(path: Path, stream: str, arch: str, extraction: dict, crop:
     """An untrained recognizer saved as the trainer saves a stream (its default options)."""
     import torch
 
-    from engine.cli import build_parser, plain
+    from engine.config import options_from_dict
     from engine.streams import STREAMS
     from network.recognizer import build_recognizer
     from utils.checkpoint import FORMAT
 
     spec = STREAMS[stream]
-    args = build_parser(spec).parse_args(["--arch", arch, "--crop-size", str(crop)])
-    channels = spec.samples(args).in_channels
+    options = options_from_dict(spec, {"arch": arch, "crop_size": crop})
+    channels = spec.samples(options).in_channels
     config = dict(arch=arch, num_classes=len(CLASSES), in_channels=channels, dropout=0.0)
     config.update(partial_bn=False, consensus="avg")
     model = build_recognizer(config, *spec.statistics(channels), pretrained="none")
     ckpt = dict(format=FORMAT, epoch=0, stream=stream, arch=arch, classes=CLASSES)
-    ckpt.update(in_channels=channels, model_config=dict(model.config), args=plain(args))
+    ckpt.update(in_channels=channels, model_config=dict(model.config), args=options.as_dict())
     ckpt.update(model=model.state_dict(), extraction=extraction)
     torch.save(ckpt, path)
     return path

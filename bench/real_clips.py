@@ -42,7 +42,7 @@ SMALL_DATA = dict(
     lr_schedule="cosine",
     crop_size=112,
     num_segments=3,
-    test_frames=19,
+    test_snippets=19,
 )
 
 

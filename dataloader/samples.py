@@ -74,19 +74,19 @@ class Samples:
         self,
         *,
         num_segments: int = 3,
-        test_frames: int = 19,
+        test_snippets: int = 19,
         test_sequences: int | None = 0,
         crop_size: int = 224,
         ten_crop: bool = False,
     ):
-        if num_segments < 1 or test_frames < 1 or crop_size < 1:
-            raise UserError("--num-segments, --test-frames and --crop-size must be at least 1")
+        if num_segments < 1 or test_snippets < 1 or crop_size < 1:
+            raise UserError("--num-segments, --test-snippets and --crop-size must be at least 1")
         if test_sequences is not None and test_sequences < 0:
             raise UserError(
-                "--test-sequences must be at least 0 (0: --test-frames in one sequence)"
+                "--test-sequences must be at least 0 (0: --test-snippets in one sequence)"
             )
         self.num_segments = num_segments
-        self.test_frames = test_frames
+        self.test_snippets = test_snippets
         self.test_sequences = test_sequences or 0
         self.crop_size = crop_size
         self.ten_crop = ten_crop
@@ -97,7 +97,7 @@ class Samples:
             return segment_indices(length, self.num_segments)
         if self.test_sequences:
             return sequence_indices(length, self.num_segments, self.test_sequences).reshape(-1)
-        return uniform_indices(length, self.test_frames)
+        return uniform_indices(length, self.test_snippets)
 
     def crops(self, width: int, height: int, train: bool) -> list[Crop]:
         """One crop for every frame of the sample (training), centre or ten crops (test)."""
@@ -185,7 +185,7 @@ class ClipSamples(Samples):
     """The clip stream: clips of ``clip_length`` RGB frames, every ``frame_stride``-th one.
 
     Training takes ``num_segments`` clips, each at a random start within its equal segment of the
-    video, with one random crop and flip for the whole sample; test takes ``test_frames`` clips at
+    video, with one random crop and flip for the whole sample; test takes ``test_snippets`` clips at
     uniformly spaced starts, under the centre crop (or ten crops). Crops follow the C3D and
     torchvision video convention "short side 128, crop 112": a crop of ``crop_size`` pixels of
     the frame scaled to a short side of ``short_side``, cut from the unscaled frame and resized

@@ -33,7 +33,7 @@ class Progress:
 
 
 def check_compatible(ckpt: dict, path, spec: StreamSpec, config: dict, classes) -> None:
-    """Refuse a checkpoint whose classes or model settings (spec.resume_match) differ, saying which."""
+    """Refuse a checkpoint whose classes or model settings differ, saying which."""
     from network.recognizer import model_config
 
     theirs = model_config(ckpt)
@@ -63,8 +63,8 @@ def check_compatible(ckpt: dict, path, spec: StreamSpec, config: dict, classes) 
     head_keys = ()
     if theirs["consensus"] in RECURRENT or config["consensus"] in RECURRENT:
         head_keys = ("consensus", "rnn_hidden", "rnn_layers", "bidirectional")
-    for key in (*head_keys, *spec.resume_match):
-        if key not in ("arch", "in_channels") and theirs.get(key) != config.get(key):
+    for key in head_keys:
+        if theirs.get(key) != config.get(key):
             raise UserError(
                 f"{path} was trained with {key} {theirs.get(key)!r}, not {config.get(key)!r}; "
                 f"leave --{key.replace('_', '-')} out to use the checkpoint's"

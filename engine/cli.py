@@ -19,6 +19,7 @@ from engine.config import (
     recipe_batch,
     resume_options,
 )
+from engine.config_file import CONFIG_HELP, read_config
 from engine.run import run
 from engine.streams import StreamSpec
 from network.archs import CONSENSUS, IMAGE_FAMILIES
@@ -82,14 +83,18 @@ def _sampling_arguments(p, spec: StreamSpec, d: Options) -> None:
         f"{RECURRENT_SEGMENTS} with --consensus lstm or gru)",
     )
     group.add_argument(
-        "--test-frames", type=int, default=d.test_frames, help="frames (stacks) per test video"
+        "--test-snippets",
+        "--test-frames",  # its name before, kept for old commands
+        type=int,
+        default=d.test_snippets,
+        help="snippets per test video: frames (spatial), flow stacks (motion) or clips (clip)",
     )
     group.add_argument(
         "--test-sequences",
         type=int,
         default=d.test_sequences,
         help="test on this many sequences of --num-segments snippets, spaced as in training, at "
-        "different offsets, and average their scores; 0: one sequence of --test-frames "
+        "different offsets, and average their scores; 0: one sequence of --test-snippets "
         f"(default: {RECURRENT_TEST_SEQUENCES} with --consensus lstm or gru, else 0)",
     )
     group.add_argument(
@@ -104,10 +109,8 @@ def _sampling_arguments(p, spec: StreamSpec, d: Options) -> None:
             flag, type=type(option.default), default=option.default, help=option.help
         )
     for flag, (dest, text) in spec.aliases.items():
-        kind = type(getattr(d, dest))
-        group.add_argument(
-            flag, dest=dest, metavar="N", type=kind, default=getattr(d, dest), help=text
-        )
+        value = getattr(d, dest)
+        group.add_argument(flag, dest=dest, metavar="N", type=type(value), default=value, help=text)
 
 
 def add_layout_arguments(p) -> None:
@@ -118,11 +121,6 @@ def add_layout_arguments(p) -> None:
         what = f.name.replace("_dir", " folder").replace("_pattern", " file pattern")
         what = what.replace("flow_x", "x-flow").replace("flow_y", "y-flow").replace("rgb", "RGB")
         group.add_argument(flag, default=f.default, help=f"{what} (default: %(default)s)")
-
-
-def layout_of(args) -> Layout:
-    """The Layout of a parsed command line that has add_layout_arguments (tools, benches)."""
-    return Layout(**{f.name: getattr(args, f.name) for f in fields(Layout)})
 
 
 def _model_arguments(p, spec: StreamSpec, d: Options) -> None:
@@ -359,6 +357,7 @@ def build_parser(spec: StreamSpec) -> argparse.ArgumentParser:
         prog=f"{spec.name}_cnn.py",
         description=f"Train or evaluate the {spec.name} stream: {spec.description}.",
     )
+    p.add_argument("--config", metavar="FILE", help=CONFIG_HELP)
     _data_arguments(p, d)
     _sampling_arguments(p, spec, d)
     add_layout_arguments(p)
@@ -370,25 +369,20 @@ def build_parser(spec: StreamSpec) -> argparse.ArgumentParser:
     return p
 
 
-def given_options(parser: argparse.ArgumentParser, argv) -> dict:
-    """The options on the command line alone: every default suppressed, so a parse returns
-    what was typed (parse once normally first: --help shows the defaults, errors answer)."""
-    parser.parse_args(argv)
-    for action in parser._actions:
-        action.default = argparse.SUPPRESS
-    given = vars(parser.parse_args(argv))
-    given.pop("debug", None)  # read by utils.errors.run_cli, not a run's option
-    return given
-
-
 def parse_args(spec: StreamSpec, argv=None) -> tuple[Options, dict | None]:
     """Parse the command line into checked Options; with --resume also read the checkpoint.
 
-    Options left off the command line take the values the checkpoint was trained with (except
-    engine.config.RUN_LOCAL ones), so ``--resume CKPT`` alone continues a run and
-    ``--evaluate --resume CKPT`` evaluates it as trained.
+    Options left off the command line take the values of --config FILE, then (with --resume)
+    the ones the checkpoint was trained with (except engine.config.RUN_LOCAL ones), so
+    ``--resume CKPT`` alone continues a run and ``--evaluate --resume CKPT`` evaluates it as
+    trained.
     """
-    given = given_options(build_parser(spec), argv)
+    parser = build_parser(spec)
+    given = parser.typed(argv)
+    given.pop("debug", None)  # read by utils.errors.run_cli, not a run's option
+    config = given.pop("config", None)
+    if config is not None:
+        given = {**read_config(spec, config, parser), **given}
     if given.get("resume"):
         return resume_options(spec, **given)
     return make_options(spec, **given), None

@@ -16,7 +16,7 @@ import sys
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from dataloader.defaults import RECURRENT_TEST_SEQUENCES, SAMPLE_OPTIONS, TEST_FRAMES
+from dataloader.defaults import RECURRENT_TEST_SEQUENCES, TEST_SNIPPETS
 from dataloader.layout import Layout
 from engine.streams import StreamSpec
 from network.archs import RECURRENT, check_image_arch
@@ -41,6 +41,9 @@ RUN_LOCAL = {
     "sync_bn",
     "dist_timeout",
 }
+# Options renamed since a checkpoint or config file may have been written: {old: new}. Both are
+# read under the new name (options_from_dict, make_options, resume_options, engine.config_file).
+RENAMED = {"test_frames": "test_snippets"}
 
 
 @dataclass
@@ -50,7 +53,7 @@ class DataOptions:
     split: int = 1
     splits_dir: str | None = None
     num_segments: int = SEGMENTS
-    test_frames: int = TEST_FRAMES
+    test_snippets: int = TEST_SNIPPETS
     test_sequences: int | None = None  # None: RECURRENT_TEST_SEQUENCES for lstm/gru, else 0
     crop_size: int = 224
     ten_crop: bool = False
@@ -129,10 +132,6 @@ class Options(OutputOptions, DistOptions, EvalOptions, OptimOptions, ModelOption
 
     stream: dict = field(default_factory=dict)
 
-    def sample_options(self) -> dict:
-        """What every stream's sample builder takes (dataloader.samples.Samples)."""
-        return {k: getattr(self, k) for k in SAMPLE_OPTIONS}
-
     def layout(self) -> Layout:
         return Layout(**{f.name: getattr(self, f.name) for f in fields(Layout)})
 
@@ -166,11 +165,19 @@ def default_options(spec: StreamSpec) -> Options:
     return Options(**{"record_dir": str(Path("record") / spec.name), **defaults}, stream=stream)
 
 
+def renamed(values: dict) -> dict:
+    """``values`` with the keys of RENAMED under their new names (a new name given beside its
+    old one wins)."""
+    old = {RENAMED[k]: v for k, v in values.items() if k in RENAMED}
+    return {**old, **{k: v for k, v in values.items() if k not in RENAMED}}
+
+
 def options_from_dict(spec: StreamSpec, values: dict) -> Options:
-    """``values`` (a checkpoint's ``args``, say) over the stream's defaults; unknown keys of
-    another version are left out. Not resolved nor checked: see make_options."""
+    """``values`` (a checkpoint's ``args``, say) over the stream's defaults; old names (RENAMED)
+    are read under their new ones, unknown keys of another version are left out. Not resolved
+    nor checked: see make_options."""
     options = default_options(spec)
-    for key, value in values.items():
+    for key, value in renamed(values).items():
         if key in options.stream:
             options.stream[key] = value
         elif key in FIELDS:
@@ -203,9 +210,10 @@ def resume_options(spec: StreamSpec, resume, **given) -> tuple["Options", dict]:
     The run writes in the checkpoint's own folder unless ``given`` has a ``record_dir``."""
     ckpt = load_resumed(spec, resume)
     known = option_names(spec)
-    saved = {k: v for k, v in ckpt.get("args", {}).items() if k in known and k not in RUN_LOCAL}
+    args = renamed(ckpt.get("args", {}))
+    saved = {k: v for k, v in args.items() if k in known and k not in RUN_LOCAL}
     here = {"record_dir": str(Path(resume).parent)}
-    return make_options(spec, **{**saved, **here, **given, "resume": str(resume)}), ckpt
+    return make_options(spec, **{**saved, **here, **renamed(given), "resume": str(resume)}), ckpt
 
 
 def make_options(spec: StreamSpec, **values) -> Options:
@@ -214,6 +222,7 @@ def make_options(spec: StreamSpec, **values) -> Options:
     Options left as None take the value that depends on others: partial_bn follows pretrained,
     test_sequences the consensus; num_segments not in ``values`` follows the consensus.
     """
+    values = renamed(values)
     unknown = sorted(set(values) - option_names(spec))
     if unknown:
         raise UserError(f"unknown option {unknown[0]!r} for the {spec.name} stream")
@@ -250,8 +259,8 @@ def resolve_test_sequences(options) -> None:
 
 def _check_counts(options: Options) -> None:
     if options.test_sequences < 0:
-        raise UserError("--test-sequences must be at least 0 (0: one sequence of --test-frames)")
-    names = ("epochs", "batch_size", "num_segments", "test_frames", "crop_size", "rnn_hidden")
+        raise UserError("--test-sequences must be at least 0 (0: one sequence of --test-snippets)")
+    names = ("epochs", "batch_size", "num_segments", "test_snippets", "crop_size", "rnn_hidden")
     if options.accum_steps is not None:  # None: follows processes x batch (engine.run)
         names += ("accum_steps",)
     for name in names:

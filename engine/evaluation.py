@@ -7,7 +7,7 @@ never replaces a training run's ``video_scores.npz``.
 
 from pathlib import Path
 
-from engine.config import TEST_FRAMES
+from engine.config import TEST_SNIPPETS
 from engine.distributed import is_main
 from engine.loops import evaluate
 from engine.streams import StreamSpec
@@ -17,9 +17,9 @@ from utils.scores import load_npz, save_scores
 def test_mode(options) -> str:
     """How a test video was sampled, as score files and fusion's table say it."""
     crops = "10 crops" if options.ten_crop else "centre crop"
-    if getattr(options, "test_sequences", 0):
+    if options.test_sequences:
         return f"{options.test_sequences} sequences of {options.num_segments} snippets, {crops}"
-    return f"{options.test_frames} snippets, {crops}"
+    return f"{options.test_snippets} snippets, {crops}"
 
 
 def evaluation_scores_path(options, epoch: int) -> Path:
@@ -33,10 +33,10 @@ def evaluation_scores_path(options, epoch: int) -> Path:
         name += "_tencrop"
     if options.softmax_average:
         name += "_softmax"
-    if getattr(options, "test_sequences", 0):
+    if options.test_sequences:
         name += f"_s{options.test_sequences}x{options.num_segments}"
-    elif options.test_frames != TEST_FRAMES:
-        name += f"_f{options.test_frames}"
+    elif options.test_snippets != TEST_SNIPPETS:
+        name += f"_n{options.test_snippets}"
     return Path(options.record_dir) / f"{name}_scores.npz"
 
 

@@ -2,8 +2,7 @@
 
 A stream is its name, how its samples are built from the run's options (engine.config.Options:
 which frames, which channels), its input statistics, its own options (declared here, offered by
-the command line), its default hyper-parameters and the model settings a checkpoint must share
-with a resumed run. The command line, trainer, inference and
+the command line) and its default hyper-parameters. The command line, trainer, inference and
 fusion are the same for all; adding a stream is one spec here and one thin script.
 
 This module imports no torch or OpenCV (the builders import them when called), so a script can
@@ -37,8 +36,6 @@ class StreamSpec:
     options: tuple[StreamOption, ...] = ()  # the stream's own options
     # Other command-line names of shared options: {flag: (option, help)}, e.g. --test-clips.
     aliases: dict = field(default_factory=dict)
-    # Model settings a checkpoint must share with the run that resumes or evaluates it.
-    resume_match: tuple[str, ...] = ("arch", "in_channels")
     # Learning-rate multipliers per parameter group (engine.trainer.PARAM_GROUPS: first_conv,
     # weight, bias, norm); groups left out train at the base rate.
     lr_mults: dict = field(default_factory=dict)
@@ -150,7 +147,7 @@ CLIP = StreamSpec(
         arch="r2plus1d_18",
         pretrained="kinetics",
         num_segments=1,
-        test_frames=CLIP_TEST_CLIPS,
+        test_snippets=CLIP_TEST_CLIPS,
         crop_size=112,
         dropout=0.5,
         lr=0.001,
@@ -161,9 +158,11 @@ CLIP = StreamSpec(
     ),
     options=CLIP_OPTIONS,
     aliases={
-        "--test-clips": ("test_frames", "uniformly spaced clips per test video (= --test-frames)")
+        "--test-clips": (
+            "test_snippets",
+            "uniformly spaced clips per test video (= --test-snippets)",
+        ),
     },
-    resume_match=("arch", "in_channels"),
     lr_mults=dict(bias=2.0),
     archs=CLIP_ARCHS,
     check=_clip_check,

@@ -17,7 +17,7 @@ from utils.errors import UserError
 from utils.scores import load_npz
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = dict(arch="resnet18", pretrained="none", crop_size=32, num_segments=2, test_frames=3)
+TINY = dict(arch="resnet18", pretrained="none", crop_size=32, num_segments=2, test_snippets=3)
 TINY.update(batch_size=3, workers=0, epochs=1, seed=1)
 
 one_thread = pytest.fixture(autouse=True, scope="module")(single_thread)

@@ -81,7 +81,7 @@ def motion_stream(tmp_path_factory):
 
 def _args() -> dict:
     return dict(
-        crop_size=SIZE, num_segments=1, test_frames=3, test_sequences=0, ten_crop=False,
+        crop_size=SIZE, num_segments=1, test_snippets=3, test_sequences=0, ten_crop=False,
         stack_length=3,
     )  # fmt: skip
 

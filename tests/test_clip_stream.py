@@ -101,7 +101,7 @@ def frame_ids(clip: torch.Tensor) -> list[int]:
 def test_clips_are_the_exact_frames(tmp_path):
     video = write_coded_video(tmp_path, "v_A_g01_c01", 30)
     options = dict(clip_length=4, frame_stride=2, short_side=40, crop_size=16)
-    test = FrameDataset(tmp_path, [video], False, ClipSamples(test_frames=3, **options))
+    test = FrameDataset(tmp_path, [video], False, ClipSamples(test_snippets=3, **options))
     clips, _ = test[0]
     assert clips.shape == (1, 3, 3, 4, 16, 16) and clips.dtype == torch.uint8
     # 30 - 3 * 2 = 24 starts; uniform centres 4, 12, 20; every 2nd frame
@@ -120,16 +120,16 @@ def test_clips_are_the_exact_frames(tmp_path):
             assert ids == [ids[0] + 2 * t for t in range(4)]
 
     short = write_coded_video(tmp_path, "v_B_g01_c01", 3)  # shorter than a clip
-    clips, _ = FrameDataset(tmp_path, [short], False, ClipSamples(test_frames=2, **options))[0]
+    clips, _ = FrameDataset(tmp_path, [short], False, ClipSamples(test_snippets=2, **options))[0]
     assert [frame_ids(c) for c in clips[0]] == [[0, 2, 2, 2]] * 2
 
 
 def test_clip_options(frame_root):
     args, _ = parse_args(CLIP, ["--data-root", str(frame_root)])
     assert (args.arch, args.pretrained, args.crop_size) == ("r2plus1d_18", "kinetics", 112)
-    assert (args.num_segments, args.test_frames, args.stream["clip_length"]) == (1, 10, 16)
+    assert (args.num_segments, args.test_snippets, args.stream["clip_length"]) == (1, 10, 16)
     given, _ = parse_args(CLIP, ["--data-root", str(frame_root), "--test-clips", "4"])
-    assert given.test_frames == 4
+    assert given.test_snippets == 4
     with pytest.raises(UserError, match="c3d takes 16-frame clips"):
         parse_args(CLIP, ["--data-root", str(frame_root), "--arch", "c3d", "--clip-length", "8"])
     with pytest.raises(UserError, match="is a 3D network"):  # 3D networks: the clip stream only

@@ -109,7 +109,7 @@ def test_from_a_folder_of_clips_to_a_trained_stream_in_three_commands(
         SPATIAL,
         ["--data-root", str(root), "--dataset", "custom", "--record-dir", str(record)]
         + ["--arch", "resnet18", "--pretrained", "none", "--epochs", "1", "--crop-size", "32"]
-        + ["--test-frames", "2", "--batch-size", "4", "--workers", "0"],
+        + ["--test-snippets", "2", "--batch-size", "4", "--workers", "0"],
     )
     scores = load_npz(record / "video_scores.npz")
     assert scores.classes == split.classes and len(scores) == len(split.test)

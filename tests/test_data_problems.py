@@ -15,7 +15,7 @@ from utils.errors import UserError, one_line
 
 FAST = [
     "--arch", SMALL_ARCH, "--pretrained", "none", "--crop-size", "32", "--num-segments", "2",
-    "--test-frames", "3", "--batch-size", "3", "--workers", "0", "--epochs", "1",
+    "--test-snippets", "3", "--batch-size", "3", "--workers", "0", "--epochs", "1",
 ]  # fmt: skip
 
 

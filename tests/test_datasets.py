@@ -27,7 +27,7 @@ def flow_values(clips):
     return clips.float().mean(dim=(2, 3))  # [N, 2L] uint8 levels
 
 
-def test_spatial_test_frames_are_uniform(tmp_path):
+def test_spatial_test_snippets_are_uniform(tmp_path):
     video = write_coded_video(tmp_path, "v_A_g01_c01", 30)
     data = SpatialDataset(tmp_path, [video], train=False, crop_size=16)
     clips, label = data[0]

@@ -27,7 +27,7 @@ from utils.errors import run_cli
 
 FAST = [
     "--arch", "resnet18", "--pretrained", "none", "--crop-size", "32", "--num-segments", "2",
-    "--test-frames", "3", "--workers", "0", "--lr", "0.01", "--lr-steps", "1", "--seed", "3",
+    "--test-snippets", "3", "--workers", "0", "--lr", "0.01", "--lr-steps", "1", "--seed", "3",
     "--dropout", "0", "--dist-timeout", "60", "--partial-bn",  # frozen BN: see frozen_bn_main
 ]  # fmt: skip
 LIMIT = 120  # seconds any group of processes may take

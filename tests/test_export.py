@@ -48,7 +48,7 @@ def _checkpoint(tmp_path, case: str) -> tuple[Path, torch.nn.Module]:
         model.train()(torch.randint(0, 256, (2, 2, *CASES[case][3]), dtype=torch.uint8))
         model.head.fc.weight.normal_(0, 0.05)
     path = tmp_path / f"{case}.pth.tar"
-    save_stream_checkpoint(path, stream, model, CLASSES, EXTRACTION, test_frames=3, **options)
+    save_stream_checkpoint(path, stream, model, CLASSES, EXTRACTION, test_snippets=3, **options)
     return path, model.eval()
 
 

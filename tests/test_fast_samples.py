@@ -142,7 +142,7 @@ def _assert_same_samples(root, samples, train, seeds=range(6)):
 def test_spatial_samples_are_the_step_by_step_ones_bit_for_bit(textured_root, crop_size):
     _assert_same_samples(textured_root, RgbSamples(crop_size=crop_size), train=True)
     _assert_same_samples(textured_root, RgbSamples(crop_size=crop_size), train=False, seeds=[0])
-    ten = RgbSamples(crop_size=crop_size, ten_crop=True, test_frames=2)
+    ten = RgbSamples(crop_size=crop_size, ten_crop=True, test_snippets=2)
     _assert_same_samples(textured_root, ten, train=False, seeds=[0])
 
 
@@ -159,7 +159,7 @@ def test_clip_samples_decoded_at_full_size_are_the_step_by_step_ones_bit_for_bit
         ClipSamples(crop_size=64, short_side=240, clip_length=4),
     ):
         _assert_same_samples(textured_root, samples, train=True, seeds=range(3))
-    ten = ClipSamples(crop_size=112, short_side=160, ten_crop=True, test_frames=2, clip_length=4)
+    ten = ClipSamples(crop_size=112, short_side=160, ten_crop=True, test_snippets=2, clip_length=4)
     _assert_same_samples(textured_root, ten, train=False, seeds=[0])
 
 
@@ -192,7 +192,7 @@ def test_clip_samples_at_half_size_stay_close_to_full_size_decoding(shared_data,
     differences = []
     for train, seeds, samples in (
         (True, range(3), ClipSamples(crop_size=112, clip_length=8)),
-        (False, [0], ClipSamples(crop_size=112, clip_length=8, ten_crop=True, test_frames=1)),
+        (False, [0], ClipSamples(crop_size=112, clip_length=8, ten_crop=True, test_snippets=1)),
     ):
         dataset = FrameDataset(tmp_path, video, train, samples)
         item = dataset.items[0]

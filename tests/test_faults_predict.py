@@ -39,7 +39,7 @@ def batch(tmp_path_factory):
     model = build_recognizer(config, *STREAMS["spatial"].statistics(3))
     checkpoint = base / "spatial.pth.tar"
     save_stream_checkpoint(checkpoint, "spatial", model, CLASSES, EXTRACTION, crop_size=32,
-                           test_frames=3)  # fmt: skip
+                           test_snippets=3)  # fmt: skip
     rng = np.random.default_rng(0)
     for i in range(3):
         write_video(

@@ -30,7 +30,7 @@ one_thread = pytest.fixture(autouse=True, scope="module")(single_thread)
 # 2 batches, one optimizer step each; 6 test videos.
 FAST = [
     "--arch", SMALL_ARCH, "--pretrained", "none", "--crop-size", "32", "--num-segments", "2",
-    "--test-frames", "2", "--batch-size", "3", "--accum-steps", "2", "--lr", "0.01",
+    "--test-snippets", "2", "--batch-size", "3", "--accum-steps", "2", "--lr", "0.01",
     "--lr-steps", "1", "--seed", "3", "--val-groups", "1", "--epochs", "2",
 ]  # fmt: skip
 OUTPUTS = ("checkpoint.pth.tar", "model_best.pth.tar", "video_scores.npz")
@@ -164,7 +164,7 @@ def test_a_copied_run_resumed_with_other_workers_continues_in_the_copy_bit_for_b
     assert not (tmp_path / "elsewhere").exists()
 
     main(SPATIAL, ["--evaluate", "--resume", str(copy / "model_best.pth.tar"), "--workers", "0"])
-    assert (copy / "eval_model_best_e1_f2_scores.npz").is_file()  # beside the checkpoint
+    assert (copy / "eval_model_best_e1_n2_scores.npz").is_file()  # beside the checkpoint
     assert not (tmp_path / "elsewhere").exists()
 
 

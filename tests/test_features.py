@@ -20,7 +20,7 @@ from utils.errors import UserError
 
 one_thread = pytest.fixture(autouse=True, scope="module")(single_thread)
 HEIGHT = 48
-SMALL = ["--crop-size", "32", "--test-frames", "3", "--workers", "0", "--device", "cpu"]
+SMALL = ["--crop-size", "32", "--test-snippets", "3", "--workers", "0", "--device", "cpu"]
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +67,7 @@ def test_video_files_give_the_features_of_their_extracted_frames(demo, tmp_path)
                   consensus="avg")  # fmt: skip
     model = build_recognizer(config, *SPATIAL.statistics(3))
     ckpt = save_stream_checkpoint(
-        tmp_path / "spatial.pth.tar", "spatial", model, data.classes, crop_size=32, test_frames=3,
+        tmp_path / "spatial.pth.tar", "spatial", model, data.classes, crop_size=32, test_snippets=3,
         data_root=str(frames),
     )  # fmt: skip
     on_disk = _run(demo, "--checkpoint", ckpt, "--out", tmp_path / "disk.npz")
@@ -91,7 +91,7 @@ def test_a_linear_classifier_on_spatial_features_tells_the_colours_apart(demo, t
     the features of a briefly trained spatial stream tells red from green on unseen videos."""
     base, data, frames = demo
     red = [int(colour == "red") for _, colour, _ in CLASSES]
-    options = dict(num_segments=1, test_frames=3, test_sequences=0, crop_size=32)
+    options = dict(num_segments=1, test_snippets=3, test_sequences=0, crop_size=32)
     samples = SPATIAL.samples(options_from_dict(SPATIAL, options))
     train = FrameDataset(frames, load_split("ucf101", data.splits_dir, 1).train, True, samples)
     torch.manual_seed(0)
@@ -112,7 +112,7 @@ def test_a_linear_classifier_on_spatial_features_tells_the_colours_apart(demo, t
             epoch, clip_grad=0.0,
         )  # fmt: skip
     ckpt = save_stream_checkpoint(tmp_path / "s.pth.tar", "spatial", model, ["Green", "Red"],
-                                  crop_size=32, test_frames=3)  # fmt: skip
+                                  crop_size=32, test_snippets=3)  # fmt: skip
     sets = {}
     for name in ("train", "test"):
         saved = _run(demo, "--checkpoint", ckpt, "--set", name, "--out", tmp_path / f"{name}.npz")

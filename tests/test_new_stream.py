@@ -45,7 +45,7 @@ DIFFERENCE = StreamSpec(
 
 FAST = [
     "--arch", SMALL_ARCH, "--pretrained", "none", "--crop-size", "32", "--num-segments", "2",
-    "--test-frames", "3", "--batch-size", "3", "--workers", "0", "--seed", "1",
+    "--test-snippets", "3", "--batch-size", "3", "--workers", "0", "--seed", "1",
 ]  # fmt: skip
 
 
@@ -68,7 +68,7 @@ def test_a_stream_defined_in_a_test_trains_evaluates_and_fuses(frame_root, tmp_p
     again = tmp_path / "again"
     main(DIFFERENCE, ["--evaluate", "--resume", str(record / "checkpoint.pth.tar"),
                       "--record-dir", str(again), "--workers", "0"])  # fmt: skip
-    evaluated = load_npz(again / "eval_checkpoint_e1_f3_scores.npz")  # 3 test frames, not 19
+    evaluated = load_npz(again / "eval_checkpoint_e1_n3_scores.npz")  # 3 test snippets, not 19
     np.testing.assert_allclose(evaluated.scores, scores.scores, 1e-5)
 
     # and its scores fuse with a spatial stream's

@@ -42,7 +42,7 @@ def trained(tmp_path_factory):
     )
     common = ["--data-root", str(frames), "--splits-dir", str(data.splits_dir)]
     common += ["--arch", SMALL_ARCH, "--pretrained", "none", "--no-partial-bn", "--epochs", "1"]
-    common += ["--batch-size", "4", "--crop-size", "32", "--test-frames", "3", "--workers", "0"]
+    common += ["--batch-size", "4", "--crop-size", "32", "--test-snippets", "3", "--workers", "0"]
     common += ["--device", "cpu", "--lr", "0.001"]
     train_main(SPATIAL, [*common, "--record-dir", str(base / "spatial")])
     train_main(MOTION, [*common, "--stack-length", "4", "--record-dir", str(base / "motion")])
@@ -226,7 +226,7 @@ def test_predict_draws_where_each_stream_looks(trained, tmp_path, capsys):
     result = _predict(trained, *streams, "--cam", gif)
     assert f"wrote {gif}" in capsys.readouterr().out
     with Image.open(gif) as image:
-        assert image.n_frames == 3  # one frame per test snippet (--test-frames 3)
+        assert image.n_frames == 3  # one frame per test snippet (--test-snippets 3)
         panels = image.width
     _predict(trained, *streams, "--cam", png)
     with Image.open(png) as image:

@@ -38,7 +38,7 @@ NOT_RUN = {
 }
 SKIP = ("mkdir", "cd", "wget", "unrar", "unzip")
 MODEL = ["--arch", "resnet18", "--pretrained", "none", "--crop-size", "32"]  # not on --resume
-RUN = ["--epochs", "1", "--test-frames", "2", "--batch-size", "4", "--workers", "0"]
+RUN = ["--epochs", "1", "--test-snippets", "2", "--batch-size", "4", "--workers", "0"]
 RUN += ["--accum-steps", "1"]
 FAST_EXTRACT = ["--workers", "1", "--short-side", "32", "--preset", "fast"]
 STARTUP = (  # the form of the line a training run starts with (engine.trainer)
@@ -205,7 +205,7 @@ def test_the_readme_workflows_run_as_written_and_give_their_results(workspace):
         else:
             assert_test_scores(record / stream / "video_scores.npz", ws)
     # Step 5: evaluation writes its own file and leaves the run's scores alone.
-    evaluated = record / "spatial" / "eval_checkpoint_e1_tencrop_f2_scores.npz"  # _f: 2 frames
+    evaluated = record / "spatial" / "eval_checkpoint_e1_tencrop_n2_scores.npz"  # _n: 2 snippets
     assert_test_scores(evaluated, ws)
     assert (
         scores(evaluated)["test_mode"] != scores(record / "spatial/video_scores.npz")["test_mode"]
@@ -250,7 +250,7 @@ def run_page(page: str, ws: Workspace, monkeypatch) -> list:
 def test_training_page_resumes_and_evaluates(workspace, monkeypatch):
     run_page("training", workspace, monkeypatch)
     assert "is a finished run" in workspace.log[-2]  # the resume: nothing left to train
-    evaluated = workspace.root / "record/spatial/eval_checkpoint_e1_tencrop_f2_scores.npz"
+    evaluated = workspace.root / "record/spatial/eval_checkpoint_e1_tencrop_n2_scores.npz"
     assert_test_scores(evaluated, workspace)
 
 

@@ -36,7 +36,7 @@ def test_pretrained_beats_scratch_on_real_clips(tmp_path):
     real_clips.main(
         ["--data-root", str(root), "--splits-dir", str(UCF / "ucfTrainTestlist")]
         + ["--cache", str(tmp_path / "cache"), "--splits", "1", "--streams", "spatial"]
-        + ["--epochs", "10", "--batch-size", "4", "--num-segments", "1", "--test-frames", "5"]
+        + ["--epochs", "10", "--batch-size", "4", "--num-segments", "1", "--test-snippets", "5"]
         + ["--json", str(out)]
     )
     result = json.loads(out.read_text())

@@ -66,7 +66,7 @@ def test_train_resume_evaluate_and_predict_from_the_file(weights_file, tmp_path)
     )
     common = ["--data-root", str(frames), "--splits-dir", str(data.splits_dir), "--device", "cpu"]
     common += ["--arch", "mobilenet_v2", "--pretrained", str(weights_file), "--crop-size", "32"]
-    common += ["--batch-size", "4", "--accum-steps", "1", "--test-frames", "3", "--workers", "0"]
+    common += ["--batch-size", "4", "--accum-steps", "1", "--test-snippets", "3", "--workers", "0"]
     checkpoints = {}
     for spec, extra in ((SPATIAL, []), (MOTION, ["--stack-length", "4"])):
         record = tmp_path / spec.name

@@ -30,7 +30,7 @@ def test_short_video_repeats_indices():
     assert segment_indices(1, 3).tolist() == [0, 0, 0]
 
 
-def test_uniform_test_frames_cover_the_video():
+def test_uniform_test_snippets_cover_the_video():
     idx = uniform_indices(190, 19)
     assert idx.tolist() == list(range(5, 190, 10))
     idx = uniform_indices(57, 19)

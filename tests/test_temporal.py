@@ -18,7 +18,7 @@ one_thread = pytest.fixture(autouse=True, scope="module")(single_thread)
 
 FAST = [
     "--arch", SMALL_ARCH, "--pretrained", "none", "--crop-size", "32", "--num-segments", "3",
-    "--test-frames", "3", "--batch-size", "3", "--workers", "0", "--lr", "0.01",
+    "--test-snippets", "3", "--batch-size", "3", "--workers", "0", "--lr", "0.01",
     "--lr-steps", "1", "--seed", "3", "--consensus", "gru", "--rnn-hidden", "16",
     "--head-lr-mult", "10",
 ]  # fmt: skip
@@ -66,7 +66,7 @@ def test_bidirectional_stacked_head_and_old_configs():
 def test_samples_keep_time_order_and_short_videos_repeat_without_padding():
     """Frame i is the flat image 8 * i: a sample's values are its frame indices, in order."""
     read = lambda i: np.full((40, 48, 3), 8 * i, np.uint8)  # noqa: E731
-    samples = RgbSamples(num_segments=8, test_frames=6, crop_size=32, ten_crop=True)
+    samples = RgbSamples(num_segments=8, test_snippets=6, crop_size=32, ten_crop=True)
     torch.manual_seed(0)
     for length in (30, 5):  # 5 < 8 segments: frames repeat, still in order, none invented
         train = samples(read, length, train=True)[:, 0, 16, 16].float() / 8
@@ -181,7 +181,7 @@ def test_an_lstm_head_learns_what_only_the_order_of_frames_shows(tmp_path):
     argv = ["--data-root", str(root), "--splits-dir", str(root / "splits")]
     argv += ["--arch", "resnet18", "--pretrained", "none", "--no-partial-bn", "--dropout", "0"]
     argv += ["--batch-size", "8", "--accum-steps", "1", "--lr", "0.02", "--lr-schedule", "cosine"]
-    argv += ["--crop-size", "16", "--test-frames", "4", "--workers", "0", "--seed", "1"]
+    argv += ["--crop-size", "16", "--test-snippets", "4", "--workers", "0", "--seed", "1"]
     argv += ["--epochs", "16", "--consensus", "lstm", "--num-segments", "4", "--rnn-hidden", "32"]
     main(SPATIAL, [*argv, "--record-dir", str(tmp_path / "lstm")])
     with np.load(tmp_path / "lstm" / "video_scores.npz") as f:

@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # Small and fast: SMALL_ARCH on 32 px crops, 2 segments, 3 test frames, no worker processes.
 FAST = [
     "--arch", SMALL_ARCH, "--pretrained", "none", "--crop-size", "32", "--num-segments", "2",
-    "--test-frames", "3", "--batch-size", "3", "--workers", "0", "--lr", "0.01",
+    "--test-snippets", "3", "--batch-size", "3", "--workers", "0", "--lr", "0.01",
     "--lr-steps", "1", "--seed", "3", "--accum-steps", "2",
 ]  # fmt: skip
 
@@ -384,23 +384,23 @@ def test_evaluate_leaves_checkpoint_and_run_results_unchanged_and_names_its_scor
     main(SPATIAL, argv)
     for name, content in before.items():  # the training run's scores and reports are kept
         assert (record / name).read_bytes() == content, name
-    out = record / "eval_checkpoint_e2_f3_scores.npz"
+    out = record / "eval_checkpoint_e2_n3_scores.npz"
     with np.load(out) as a, np.load(straight / "video_scores.npz") as b:
         np.testing.assert_allclose(a["scores"], b["scores"], rtol=1e-5, atol=1e-5)
         assert list(a["videos"]) == list(b["videos"]) and int(a["epoch"]) == 2
-    assert (record / "eval_checkpoint_e2_f3_per_class_accuracy.csv").is_file()
+    assert (record / "eval_checkpoint_e2_n3_per_class_accuracy.csv").is_file()
     printed = capsys.readouterr().out
-    assert str(out) in printed and "eval_checkpoint_e2_f3_confusion_matrix.png" in printed
+    assert str(out) in printed and "eval_checkpoint_e2_n3_confusion_matrix.png" in printed
     # Test options are in the name (FAST tests 3 frames, not 19); --scores-out puts it anywhere.
-    main(SPATIAL, [*argv, "--ten-crop", "--softmax-average", "--test-frames", "2"])
-    assert (record / "eval_checkpoint_e2_tencrop_softmax_f2_scores.npz").is_file()
+    main(SPATIAL, [*argv, "--ten-crop", "--softmax-average", "--test-snippets", "2"])
+    assert (record / "eval_checkpoint_e2_tencrop_softmax_n2_scores.npz").is_file()
     with open(record / "eval.csv", newline="") as f:  # one row per evaluation, appended
         rows = list(csv.DictReader(f))
     assert [(r["epoch"], r["test"]) for r in rows] == [
         ("2", "3 snippets, centre crop"),
         ("2", "2 snippets, 10 crops"),
     ]
-    assert rows[1]["scores"].endswith("eval_checkpoint_e2_tencrop_softmax_f2_scores.npz")
+    assert rows[1]["scores"].endswith("eval_checkpoint_e2_tencrop_softmax_n2_scores.npz")
     main(SPATIAL, [*argv, "--scores-out", str(tmp_path / "mine.npz")])
     assert (tmp_path / "mine.npz").is_file() and (tmp_path / "mine_misclassified.csv").is_file()
 

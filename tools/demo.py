@@ -195,7 +195,7 @@ def train_streams(args, data: Path, frames: Path, record: Path, timings: dict) -
         lr_schedule="cosine",
         crop_size=args.crop_size,
         num_segments=1,
-        test_frames=5,
+        test_snippets=5,
         workers=0,
         device=args.device,
         seed=args.seed,

@@ -161,7 +161,7 @@ def metadata(stream, snippet, files: dict) -> dict:
     except UserError:
         extraction, source = None, "not recorded in the checkpoint nor its data root"
     samples = stream.samples()
-    sampling = {"test_frames": samples.test_frames, "ten_crop": samples.ten_crop}
+    sampling = {"test_snippets": samples.test_snippets, "ten_crop": samples.ten_crop}
     for key in ("stack_length", "clip_length", "frame_stride", "short_side"):
         if hasattr(samples, key):
             sampling[key] = getattr(samples, key)
@@ -185,7 +185,7 @@ def metadata(stream, snippet, files: dict) -> dict:
             "dtype": "uint8",
             "shape": ["batch", "snippets", *snippet],
             "layout": layouts.get(stream.name, ""),
-            "snippets": samples.test_frames,
+            "snippets": samples.test_snippets,
         },
         "output": {
             "name": OUTPUT,

@@ -54,7 +54,12 @@ def get_args(argv=None) -> argparse.Namespace:
     data.add_argument("--set", choices=SETS, default="test", help="which videos of the split")
     data.add_argument("--videos", type=Path, nargs="+", help="video files or folders of them")
     sampling = parser.add_argument_group("sampling; default: the checkpoint's test options")
-    sampling.add_argument("--test-frames", type=int, help="snippets per video")
+    sampling.add_argument(
+        "--test-snippets",
+        "--test-frames",
+        type=int,
+        help="snippets per video (frames, stacks, clips)",
+    )
     sampling.add_argument("--crop-size", type=int, help="network input size in pixels")
     sampling.add_argument("--ten-crop", action=argparse.BooleanOptionalAction, default=None)
     extraction = parser.add_argument_group(
@@ -98,7 +103,7 @@ def load_model(args, device):
         model = build_recognizer(config, *spec.statistics(channels), pretrained=args.pretrained)
         stream = StreamModel(spec.name, Path(args.arch), model.to(device).eval(), [],
                              args.arch, 0, defaults.as_dict())  # fmt: skip
-    given = {k: getattr(args, k) for k in ("test_frames", "crop_size", "ten_crop")}
+    given = {k: getattr(args, k) for k in ("test_snippets", "crop_size", "ten_crop")}
     stream.args.update({k: v for k, v in given.items() if v is not None})
     return stream
 

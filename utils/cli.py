@@ -24,11 +24,25 @@ class Parser(argparse.ArgumentParser):
             help="show tracebacks of errors instead of one line",
         )
 
+    def typed(self, argv=None) -> dict:
+        """The options typed on the command line alone, by their dest. Parsed once as they are
+        (--help shows the defaults, errors answer), then with every default a marker that only
+        a typed option replaces."""
+        parsed = vars(self.parse_args(argv))
+        defaults = {dest: self.get_default(dest) for dest in parsed}
+        unset = object()
+        self.set_defaults(**dict.fromkeys(parsed, unset))
+        try:
+            typed = vars(self.parse_args(argv))
+        finally:
+            self.set_defaults(**defaults)
+        return {k: v for k, v in typed.items() if v is not unset}
+
     def error(self, message):
         hint = ""
         unknown = _UNKNOWN.search(message)
         if unknown:
-            known = [s for a in self._actions for s in a.option_strings if s.startswith("--")]
+            known = re.findall(r"--[\w-]+", self.format_usage())  # every option, by its first name
             for word in unknown.group(1).split():
                 close = difflib.get_close_matches(word.split("=")[0], known, n=1, cutoff=0.6)
                 if word.startswith("--") and close:
