@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.distributed import Dist, all_gather
-from engine.streams import StreamSpec
 from network.archs import RECURRENT
 from utils.checkpoint import FORMAT, atomic_save, rng_state, set_rng_state
 from utils.classes import class_difference
@@ -32,7 +31,7 @@ class Progress:
     best_val: float = -1.0
 
 
-def check_compatible(ckpt: dict, path, spec: StreamSpec, config: dict, classes) -> None:
+def check_compatible(ckpt: dict, path, config: dict, classes) -> None:
     """Refuse a checkpoint whose classes or model settings differ, saying which."""
     from network.recognizer import model_config
 

@@ -81,7 +81,7 @@ def run(spec: StreamSpec, options: Options, ckpt: dict | None = None) -> int:
                 return 0
             config = recognizer_config(options, len(split.classes), sets["test"].in_channels)
             if ckpt:
-                check_compatible(ckpt, options.resume, spec, config, split.classes)
+                check_compatible(ckpt, options.resume, config, split.classes)
             model = build_model(spec, options, config, ckpt, device)
             loaders = {
                 name: make_loader(

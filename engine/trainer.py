@@ -88,7 +88,7 @@ def train(spec: StreamSpec, options: Options, model: nn.Module, loaders: dict, d
     model_without_ddp, model = model, wrap(model, dist, device, options.sync_bn)
     _announce(spec, options, loaders, device, classes, dist, accum, progress.epoch)
     if is_main():
-        write_json(record_dir / "args.json", dict(options.as_dict(), accum_steps=accum))
+        write_json(record_dir / "args.json", dict(options.as_dict(), accum_steps_resolved=accum))
     plot = Plotter(record_dir, spec.name)
     trained_all = progress.epoch >= options.epochs  # resumed after all epochs: the test is left
     with _records(record_dir, loaders, progress.epoch) as records, _stops(record_dir, progress):

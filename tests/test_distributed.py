@@ -134,7 +134,7 @@ def test_two_processes_train_as_one_with_the_double_batch(two, data, tmp_path):
         )  # fmt: skip
     # Accumulation follows processes x batch: 2 x 3 and 1 x 6 both accumulate 21 (128 / 6).
     for record in (two, tmp_path):
-        assert json.loads((record / "args.json").read_text())["accum_steps"] == 21
+        assert json.loads((record / "args.json").read_text())["accum_steps_resolved"] == 21
     assert json.loads((two / "args.json").read_text())["batch_size"] == 3
     saved = torch.load(two / "checkpoint.pth.tar", weights_only=True)["args"]
     assert saved["accum_steps"] is None  # not given: a resume re-derives it for its world
