@@ -88,10 +88,8 @@ def _flock(fd: int, shared: bool, wait: bool) -> OSError | None:
     flags = (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | (0 if wait else fcntl.LOCK_NB)
     try:
         fcntl.flock(fd, flags)
-    except BlockingIOError:
-        raise
     except OSError as err:
-        if err.errno not in _NO_LOCKS:
+        if err.errno not in _NO_LOCKS:  # BlockingIOError included
             raise
         return err
     return None
