@@ -1,7 +1,7 @@
 """An extraction root on disk: each video's frames and flow written whole, the done markers, the
 settings every video of the root shares, and ``index.json``.
 
-tools/extract_frames_flow.py drives it (options, workers, shards, summary). A video is written
+dataloader/extraction_run.py drives it (shards, workers, summary). A video is written
 under its run's own folder ``ROOT/.extract/tmp/<run>/`` (dataloader/extraction_locks.py) and
 moved into the layout only when whole and counted; a marker in ``ROOT/.extract/done/`` then
 records it, so a killed run leaves no half video and a rerun skips finished ones. Folders in the
