@@ -11,7 +11,8 @@ tools/predict.py (which classifies a clip without writing anything), so both see
   (x + u, y + v) in frame ``i+1``.
 - Each flow component is clipped to +-bound pixels and mapped linearly to uint8 with
   ``q = round(128 + flow * 127.5 / bound)`` (clipped to 0..255): 128 is no motion, 0 and 255
-  the bounds, as in the widely shared preprocessed UCF101/HMDB51 flow. ``uint8_to_flow`` inverts it.
+  the bounds, as in the widely shared preprocessed UCF101/HMDB51 flow; ``(q - 128) * bound / 127.5``
+  brings it back (up to quantisation).
 
 Presets: ``quality`` is OpenCV's default TV-L1 (5 scales, 5 warps, epsilon 0.01, up to 300
 iterations per warp). ``fast`` solves on a 0.6x copy of the frames (the finest pyramid levels
@@ -19,7 +20,7 @@ skipped) with 4 scales, 3 warps, looser stopping and fewer iterations, then upsa
 bench/flow_bench.py measures its speed and agreement with ``quality``.
 """
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -270,37 +271,9 @@ def flow_to_uint8(flow: np.ndarray, bound: float = 20.0) -> np.ndarray:
     return np.clip(scaled, 0, 255).astype(np.uint8)
 
 
-def uint8_to_flow(quantised: np.ndarray, bound: float = 20.0) -> np.ndarray:
-    """Inverse of ``flow_to_uint8`` (up to quantisation): uint8 -> float32 flow in pixels."""
-    return (np.asarray(quantised, dtype=np.float32) - 128.0) * (bound / 127.5)
-
-
 def to_gray(frame: np.ndarray) -> np.ndarray:
     """HxWx3 RGB -> HxW uint8 gray; a gray frame is returned as it is."""
     return frame if frame.ndim == 2 else cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
-
-
-def iter_flow(frames: Iterable, preset: str = "fast", bound: float = 20.0) -> Iterator:
-    """Yield ``(u, v)`` uint8 HxW flow between each pair of consecutive frames (RGB or gray)."""
-    flow = make_tvl1(preset)
-    prev = None
-    for frame in frames:
-        gray = to_gray(frame)
-        if prev is not None:
-            f = flow(prev, gray)
-            yield flow_to_uint8(f[..., 0], bound), flow_to_uint8(f[..., 1], bound)
-        prev = gray
-
-
-def compute_flow(frames, *, preset: str = "fast", bound: float = 20.0):
-    """Flow of a whole clip: ``(u, v)``, each uint8 [N-1, H, W], from N frames (RGB or gray)."""
-    pairs = list(iter_flow(frames, preset, bound))
-    if not pairs:
-        height, width = np.asarray(frames[0]).shape[:2] if len(frames) else (0, 0)
-        empty = np.zeros((0, height, width), np.uint8)
-        return empty, empty.copy()
-    u, v = zip(*pairs, strict=True)
-    return np.stack(u), np.stack(v)
 
 
 def find_videos(folder) -> list[Path]:

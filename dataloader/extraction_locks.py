@@ -14,88 +14,24 @@ however it ends (kill -9 included), so a killed run never blocks the next one.
   the file system has no locks, only those of ended processes of its own machine.
 """
 
-import errno
 import os
 import re
 import secrets
 import shutil
 import socket
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from pathlib import Path
 
 from utils import locks
 from utils.errors import UserError
 
-try:
-    import fcntl
-except ImportError:  # not POSIX: no locks (utils.locks says so once)
-    fcntl = None
-
 RUN_LOCK = "run.lock"
 STATE_LOCK = "state.lock"
-_NO_LOCKS = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL)
-_HOLDER = re.compile(r"process (\d+) on (\S+) since")
-
-# Descriptors of the locks this module holds; a forked child closes its copies at once (a copy
-# would keep the lock after its parent died). Spawned workers inherit none.
-_held: set[int] = set()
-
-
-def _close_in_child() -> None:
-    for fd in list(_held):
-        with suppress(OSError):
-            os.close(fd)
-    _held.clear()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_close_in_child)
-
-
-def _flock(fd: int, shared: bool, wait: bool) -> bool:
-    """Lock ``fd``; False where the file system has no locks; BlockingIOError when ``wait`` is
-    False and another process holds a lock that excludes this one."""
-    if fcntl is None:
-        return False
-    flags = (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | (0 if wait else fcntl.LOCK_NB)
-    try:
-        fcntl.flock(fd, flags)
-    except BlockingIOError:
-        raise
-    except OSError as err:
-        if err.errno in _NO_LOCKS:
-            return False
-        raise
-    return True
-
-
-def _close(fd: int) -> None:
-    _held.discard(fd)
-    with suppress(OSError):
-        os.close(fd)
-
-
-def _alive(text: str) -> bool:
-    """Whether the holder a lock file names may still run (a killed one leaves its text)."""
-    match = _HOLDER.search(text)
-    if not match or match.group(2) != socket.gethostname():
-        return True  # another machine's: cannot tell
-    return _pid_alive(int(match.group(1)))
 
 
 def _host() -> str:
     """This machine's name, as a folder name may hold it."""
     return re.sub(r"[^A-Za-z0-9.-]", "_", socket.gethostname())[:64] or "host"
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    return True
 
 
 def shard_lock_name(shard: tuple[int, int]) -> str:
@@ -108,8 +44,7 @@ class RootLocks:
 
     def __init__(self, root: Path, state: Path, shard: tuple[int, int] | None):
         self.root, self.state, self.shard = Path(root), Path(state), shard
-        self._utils_fds: list[int | None] = []
-        self._own_fds: list[int] = []
+        self._fds: list[int | None] = []
 
     def __enter__(self) -> "RootLocks":
         self.state.mkdir(parents=True, exist_ok=True)
@@ -124,11 +59,9 @@ class RootLocks:
         return self
 
     def __exit__(self, *exc) -> None:
-        for fd in self._own_fds:
-            _close(fd)
-        for fd in reversed(self._utils_fds):
+        for fd in reversed(self._fds):
             locks.release(fd)
-        self._own_fds, self._utils_fds = [], []
+        self._fds = []
 
     def _whole(self) -> None:
         fix = (
@@ -136,11 +69,10 @@ class RootLocks:
             "once, give each its own --shard I/N"
         )
         try:
-            self._utils_fds.append(locks.acquire(self.state / RUN_LOCK, f"--out {self.root}", fix))
-        except UserError:
-            text = _read(self.state / RUN_LOCK)
+            self._fds.append(locks.acquire(self.state / RUN_LOCK, f"--out {self.root}", fix))
+        except locks.Busy as err:
             shards = self._live_shards()
-            if text or not shards:  # another run of the whole root (it wrote its name)
+            if err.holder or not shards:  # another run of the whole root (it wrote its name)
                 raise
             raise UserError(
                 f"--out {self.root} is being written by {shards}; {fix.split(';')[0]}"
@@ -148,53 +80,36 @@ class RootLocks:
 
     def _shard(self) -> None:
         index, count = self.shard
-        fix = "wait for it to end (or stop it) and run again, or run another shard"
+        fix = "wait for it to end (or stop it) and run again"
         what = f"shard {index}/{count} of --out {self.root}"
         path = self.state / shard_lock_name(self.shard)
-        self._utils_fds.append(locks.acquire(path, what, fix))
-        fd = os.open(self.state / RUN_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
-        _held.add(fd)
-        self._own_fds.append(fd)  # closed by __exit__, also when refused
-        try:
-            locked = _flock(fd, shared=True, wait=False)
-        except BlockingIOError:
-            holder = _read(self.state / RUN_LOCK).strip() or "another process"
+        self._fds.append(locks.acquire(path, what, f"{fix}, or run another shard"))
+        try:  # shared with the other shards, against a run of the whole root
+            run = locks.acquire(self.state / RUN_LOCK, f"--out {self.root}", fix, shared=True)
+            self._fds.append(run)
+        except locks.Busy as err:  # named as a run of the whole root
             raise UserError(
-                f"--out {self.root} is being written by {holder} (a run of all its videos); "
-                "wait for it to end (or stop it) and run again"
+                f"--out {self.root} is being written by {err.holder or 'another process'} (a "
+                f"run of all its videos); {fix}"
             ) from None
-        if locked:
-            os.ftruncate(fd, 0)  # the name a killed run of the whole root left there
 
     def _live_shards(self) -> str:
         found = []
         for path in sorted(self.state.glob("shard-*-of-*.lock")):
-            text = _read(path).strip()
-            if text and _alive(text):
+            holder = locks.live_holder(path)
+            if holder:
                 shard = path.stem.removeprefix("shard-").replace("-of-", "/")
-                found.append(f"shard {shard} ({text})")
+                found.append(f"shard {shard} ({holder})")
         return "; ".join(found) or "a shard (--shard I/N)"
-
-
-def _read(path: Path) -> str:
-    try:
-        return path.read_text(errors="replace")
-    except OSError:
-        return ""
 
 
 @contextmanager
 def state_lock(state: Path):
     """Hold ``state``/state.lock for a ``with`` block (waiting for another run to let it go):
     around the writes of the files all shards share."""
-    state.mkdir(parents=True, exist_ok=True)
-    fd = os.open(state / STATE_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
-    _held.add(fd)
-    try:
-        _flock(fd, shared=False, wait=True)
+    what = f"the files the shards of {state.parent} share"
+    with locks.output_lock(state / STATE_LOCK, what, "", wait=True):
         yield
-    finally:
-        _close(fd)
 
 
 class RunFolder:
@@ -210,24 +125,23 @@ class RunFolder:
             lock = tmp_root / f"{name}.lock"
             fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
             try:
-                _flock(fd, shared=True, wait=True)
+                locks.lock(fd, shared=True, wait=True)
                 same = os.stat(lock).st_ino == os.fstat(fd).st_ino
             except FileNotFoundError:
                 same = False  # a run clearing folders took it for a dead one's: another name
             except BaseException:
-                os.close(fd)
+                locks.release(fd)
                 raise
             if same:
                 break
-            os.close(fd)
-        _held.add(fd)
+            locks.release(fd)
         self.path, self.lock, self._fd = tmp_root / name, lock, fd
         self.path.mkdir()
 
     def close(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)
         self.lock.unlink(missing_ok=True)
-        _close(self._fd)
+        locks.release(self._fd)
 
     def __enter__(self) -> "RunFolder":
         return self
@@ -239,15 +153,13 @@ class RunFolder:
 def join_run(lock: Path) -> None:
     """In a worker: hold its run's lock (shared) until this process ends, so that the run's
     folder is not cleared while the worker lives, even if its parent is gone."""
-    fd = os.open(lock, os.O_RDWR)
-    _flock(fd, shared=True, wait=True)
-    _held.add(fd)
+    locks.lock(os.open(lock, os.O_RDWR), shared=True, wait=True)
 
 
 def _dead_here(name: str) -> bool:
     """Whether the run folder ``name`` is that of a process of this machine that has ended."""
     match = re.fullmatch(r"run-(.+)-(\d+)-[0-9a-f]+", name)
-    return bool(match) and match.group(1) == _host() and not _pid_alive(int(match.group(2)))
+    return bool(match) and match.group(1) == _host() and not locks.pid_alive(int(match.group(2)))
 
 
 def clear_dead_runs(tmp_root: Path) -> list[str]:
@@ -266,7 +178,7 @@ def clear_dead_runs(tmp_root: Path) -> list[str]:
         try:
             if fd is not None:
                 try:
-                    locked = _flock(fd, shared=False, wait=False)
+                    locked = locks.lock(fd)
                 except BlockingIOError:
                     continue  # a live run's
                 if not locked and not _dead_here(name):
@@ -279,6 +191,5 @@ def clear_dead_runs(tmp_root: Path) -> list[str]:
                 lock.unlink(missing_ok=True)
             cleared.append(name)
         finally:
-            if fd is not None:
-                os.close(fd)
+            locks.release(fd)
     return cleared

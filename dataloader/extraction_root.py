@@ -1,7 +1,7 @@
 """An extraction root on disk: each video's frames and flow written whole, the done markers, the
 settings every video of the root shares, and ``index.json``.
 
-tools/extract_frames_flow.py drives it (options, workers, shards, summary). A video is written
+dataloader/extraction_run.py drives it (shards, workers, summary). A video is written
 under its run's own folder ``ROOT/.extract/tmp/<run>/`` (dataloader/extraction_locks.py) and
 moved into the layout only when whole and counted; a marker in ``ROOT/.extract/done/`` then
 records it, so a killed run leaves no half video and a rerun skips finished ones. Folders in the
@@ -105,6 +105,17 @@ class Stopped(Exception):
     """Extraction was asked to stop (Ctrl-C) while a video was being written."""
 
 
+def _parts(tmp: Path, root: Path, name: str) -> dict:
+    """A video's three folders: kind (rgb, u, v) -> (work folder under ``tmp``, its place in
+    the layout, file name pattern)."""
+    layout = Layout()
+    return {
+        "rgb": (tmp / "rgb", root / layout.rgb_dir / name, layout.rgb_pattern),
+        "u": (tmp / "u", root / layout.flow_x_dir / name, layout.flow_x_pattern),
+        "v": (tmp / "v", root / layout.flow_y_dir / name, layout.flow_y_pattern),
+    }
+
+
 def _check_counts(parts: dict, frames: int) -> None:
     """Every frame and flow file of a video is there: ``frames`` RGB, ``frames - 1`` of each
     flow direction (before the video is moved into the layout)."""
@@ -132,7 +143,7 @@ def extract_video(
     Everything goes to ``run_dir``/<name> first (``run_dir``: the run's own temporary folder,
     dataloader.extraction_locks.RunFolder); the three folders are moved into the layout only
     when complete and counted, then the marker ROOT/.extract/done/<name>.json is written.
-    ``solver`` (dataloader.extraction_pool) takes ``chunk`` consecutive pairs at a time and may
+    ``solver`` (dataloader.extraction_workers) takes ``chunk`` consecutive pairs at a time and may
     keep ``solver.depth`` of them in flight while frames are decoded. ``report(kind, value)``
     hears ``("start", frames expected)`` and ``("frames", frames decoded since)``; a set
     ``stop`` event (multiprocessing) raises Stopped between frames. A video that decodes to
@@ -153,14 +164,9 @@ def extract_video(
     if why is not None:  # the tool refuses such names first; never a folder outside the layout
         raise ValueError(f"{path}: {why}")
     report = report or (lambda kind, value: None)
-    layout = Layout()
     tmp = Path(run_dir) / name
     shutil.rmtree(tmp, ignore_errors=True)
-    parts = {
-        "rgb": (tmp / "rgb", root / layout.rgb_dir / name, layout.rgb_pattern),
-        "u": (tmp / "u", root / layout.flow_x_dir / name, layout.flow_x_pattern),
-        "v": (tmp / "v", root / layout.flow_y_dir / name, layout.flow_y_pattern),
-    }
+    parts = _parts(tmp, root, name)
     pending = deque()  # (ticket, number of its first flow file)
 
     def write_flows(limit: int) -> None:
@@ -190,12 +196,7 @@ def extract_video(
                 f"{path}: only {count} frame decoded: optical flow needs at least 2 frames"
             )
         _check_counts(parts, count)
-        entry = {
-            "frames": count,
-            "fps": info.fps,
-            "width": size[0],
-            "height": size[1],
-        }
+        entry = {"frames": count, "fps": info.fps, "width": size[0], "height": size[1]}
         _move_into_place(root, name, parts, entry)
     finally:
         solver.forget(ticket for ticket, _ in pending)

@@ -19,12 +19,7 @@ A clip stream's snippet is a clip, ``[3, T, S, S]`` in place of ``[C, S, S]`` (C
 import numpy as np
 import torch
 
-from dataloader.defaults import (  # noqa: F401  (re-exported)
-    CLIP_LENGTH,
-    CLIP_SHORT_SIDE,
-    SAMPLE_OPTIONS,
-    STACK_LENGTH,
-)
+from dataloader.defaults import CLIP_LENGTH, CLIP_SHORT_SIDE, STACK_LENGTH
 from dataloader.sampling import (
     clip_indices,
     num_clip_starts,

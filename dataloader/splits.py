@@ -21,7 +21,6 @@ from pathlib import Path
 
 from dataloader.split_lines import Line, check_unique, read_lines
 from utils.errors import UserError
-from utils.video_names import video_key  # noqa: F401  (the names' rule; re-exported)
 
 DATASETS = ("ucf101", "hmdb51", "custom")
 SPLIT_FOLDERS = {

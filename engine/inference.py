@@ -147,15 +147,6 @@ def memory_reader(
     return read, len(frames) - 1
 
 
-def test_sample(
-    stream: StreamModel, frames: np.ndarray, settings: ExtractionSettings, device="cpu"
-):
-    """The stream's test sample of a video in memory ``[crops, N, C, S, S]``."""
-    samples = stream.samples()
-    read, count = memory_reader(frames, samples.modality, settings, str(device))
-    return samples(read, count, train=False)
-
-
 # What must be known to compute a stream's frames as its training frames were; the others
 # (JPEG quality, frame limit) may fall back to the extraction tool's defaults.
 REQUIRED_SETTINGS = ("short_side", "bound", "preset")

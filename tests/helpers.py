@@ -5,6 +5,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from bench.tiny_data import write_frame_dataset as write_frame_dataset  # the tests' dataset
 from dataloader.layout import Layout
 from dataloader.splits import Video
 
@@ -13,62 +14,6 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 # Tests of the plumbing (resume, checkpoints, errors, processes) need no ResNet: ShuffleNet v2
 # x0.5 has 1.4 M parameters, and its checkpoints are 30x smaller than ResNet-18's.
 SMALL_ARCH = "shufflenet_v2_x0_5"
-
-
-def write_frame_dataset(
-    root,
-    num_classes: int = 3,
-    train_per_class: int = 3,
-    test_per_class: int = 2,
-    num_frames=(12, 20),
-    size=(80, 60),
-    flow: bool = True,
-    seed: int = 0,
-) -> Path:
-    """Write a tiny UCF101-like dataset under ``root`` and return it.
-
-    Layout: ``jpegs_256/v_<Name>/frame%06d.jpg`` (RGB), ``tvl1_flow/{u,v}/v_<Name>/frame%06d.jpg``
-    (N-1 gray flow frames), and ``ucfTrainTestlist/`` with classInd.txt, trainlist01.txt and
-    testlist01.txt (Windows line endings, as the official files). Class c is drawn with a colour
-    and a flow value of its own, so a network can learn it in a few steps.
-    """
-    root = Path(root)
-    rng = np.random.default_rng(seed)
-    width, height = size
-    splits = root / "ucfTrainTestlist"
-    splits.mkdir(parents=True, exist_ok=True)
-    classes = [f"Class{c}" for c in range(num_classes)]
-    train_lines, test_lines = [], []
-    for c, cls in enumerate(classes):
-        for i in range(train_per_class + test_per_class):
-            name = f"v_{cls}_g{i + 1:02d}_c01"
-            n = int(rng.integers(num_frames[0], num_frames[1] + 1))
-            rgb_dir = root / "jpegs_256" / name
-            rgb_dir.mkdir(parents=True, exist_ok=True)
-            colour = np.array([(60 * c) % 256, 255 - (70 * c) % 256, 40 + 50 * c % 200])
-            for f in range(n):
-                img = rng.integers(0, 40, (height, width, 3)) + colour
-                cv2.imwrite(
-                    str(rgb_dir / f"frame{f + 1:06d}.jpg"), np.clip(img, 0, 255).astype(np.uint8)
-                )
-            if flow:
-                for axis, value in (("u", 128 + 30 * (c + 1)), ("v", 128 - 20 * (c + 1))):
-                    flow_dir = root / "tvl1_flow" / axis / name
-                    flow_dir.mkdir(parents=True, exist_ok=True)
-                    for f in range(n - 1):
-                        img = np.clip(rng.integers(-10, 10, (height, width)) + value, 0, 255)
-                        cv2.imwrite(str(flow_dir / f"frame{f + 1:06d}.jpg"), img.astype(np.uint8))
-            line = f"{cls}/{name}.avi"
-            if i < train_per_class:
-                train_lines.append(f"{line} {c + 1}")
-            else:
-                test_lines.append(line)
-    (splits / "classInd.txt").write_bytes(
-        "".join(f"{c + 1} {cls}\r\n" for c, cls in enumerate(classes)).encode()
-    )
-    (splits / "trainlist01.txt").write_bytes("".join(f"{x}\r\n" for x in train_lines).encode())
-    (splits / "testlist01.txt").write_bytes("".join(f"{x}\r\n" for x in test_lines).encode())
-    return root
 
 
 def write_coded_video(root, name, num_frames, layout=Layout(), size=(40, 32)):
@@ -86,6 +31,38 @@ def write_coded_video(root, name, num_frames, layout=Layout(), size=(40, 32)):
             img = np.full((h, w, channels), value(i), np.uint8)
             cv2.imwrite(str(folder / (pattern % (i + 1))), img)
     return Video(name, 0)
+
+
+def compute_flow(frames, *, preset: str = "fast", bound: float = 20.0):
+    """Flow of a whole clip in memory, as the extraction tool maps it: ``(u, v)``, each uint8
+    [N-1, H, W], from N frames (RGB or gray)."""
+    from dataloader.extraction import flow_to_uint8, make_tvl1, to_gray
+
+    flow = make_tvl1(preset)
+    grays = [to_gray(np.asarray(frame)) for frame in frames]
+    pairs = [flow(grays[i], grays[i + 1]) for i in range(len(grays) - 1)]
+    height, width = grays[0].shape if grays else (0, 0)
+    u = np.zeros((len(pairs), height, width), np.uint8)
+    v = u.copy()
+    for i, f in enumerate(pairs):
+        u[i], v[i] = flow_to_uint8(f[..., 0], bound), flow_to_uint8(f[..., 1], bound)
+    return u, v
+
+
+def uint8_to_flow(quantised, bound: float = 20.0) -> np.ndarray:
+    """The inverse of ``dataloader.extraction.flow_to_uint8`` (up to quantisation): uint8 ->
+    float32 flow in pixels."""
+    return (np.asarray(quantised, dtype=np.float32) - 128.0) * (bound / 127.5)
+
+
+def sample_in_memory(stream, frames, settings, device="cpu"):
+    """The test sample ``[crops, N, C, S, S]`` of a stream (engine.inference.StreamModel) for a
+    video in memory, its flow computed as tools/predict.py computes it."""
+    from engine.inference import memory_reader
+
+    samples = stream.samples()
+    read, count = memory_reader(frames, samples.modality, settings, str(device))
+    return samples(read, count, train=False)
 
 
 def single_thread():

@@ -10,14 +10,13 @@ import torch
 from torch import nn
 
 from dataloader.extraction import ExtractionSettings
-from engine import inference
 from engine.cam import feature_layer, grad_cam
 from engine.config import options_from_dict
 from engine.inference import load_stream, memory_reader
 from engine.loops import train_one_epoch
 from engine.streams import MOTION
 from network.recognizer import build_model, build_recognizer
-from tests.helpers import save_stream_checkpoint, single_thread
+from tests.helpers import sample_in_memory, save_stream_checkpoint, single_thread
 from tools.synthetic_actions import make_scene, render_clip
 
 one_thread = pytest.fixture(autouse=True, scope="module")(single_thread)
@@ -89,7 +88,7 @@ def _args() -> dict:
 @pytest.mark.parametrize("quarter, label", [(0, 0), (3, 1), (1, 1)])
 def test_the_motion_map_peaks_in_the_corner_where_the_ball_moves(motion_stream, quarter, label):
     video = corner_video(np.random.default_rng([SEED, 100, quarter]), quarter, MOTIONS[label])
-    sample = inference.test_sample(motion_stream, video, SETTINGS)  # predict's path: flow in memory
+    sample = sample_in_memory(motion_stream, video, SETTINGS)  # predict's path: flow in memory
     maps = grad_cam(motion_stream.model, sample, label)  # where the evidence of its motion is
     assert maps.shape == (3, SIZE, SIZE) and maps.min() >= 0
     y, x = np.unravel_index(maps.mean(0).argmax(), (SIZE, SIZE))

@@ -11,15 +11,9 @@ import numpy as np
 import pytest
 
 import dataloader.extraction as extraction
-from dataloader.extraction import (
-    compute_flow,
-    decode_video,
-    flow_to_uint8,
-    resized_size,
-    uint8_to_flow,
-    write_video,
-)
+from dataloader.extraction import decode_video, flow_to_uint8, resized_size, write_video
 from dataloader.splits import load_split
+from tests.helpers import compute_flow, uint8_to_flow
 from tools import extract_frames_flow as tool
 from utils.errors import UserError
 

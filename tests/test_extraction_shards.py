@@ -10,6 +10,7 @@ import pytest
 
 from dataloader.extraction import write_video
 from dataloader.extraction_locks import RunFolder, clear_dead_runs
+from dataloader.extraction_root import shard_of
 from tools import extract_frames_flow as tool
 from utils.errors import UserError
 
@@ -22,12 +23,12 @@ NAMES = [
 
 @pytest.mark.parametrize("count", [1, 2, 3])
 def test_shards_cover_every_video_once_and_stay_balanced(count):
-    owners = {name: tool.shard_of(name, count) for name in NAMES}
+    owners = {name: shard_of(name, count) for name in NAMES}
     assert set(owners.values()) == set(range(1, count + 1))  # 1..N, each video exactly one
     sizes = np.bincount(list(owners.values()))[1:]
     assert sizes.sum() == len(NAMES) and sizes.min() > 0.9 * len(NAMES) / count
     # A machine that lists the files in another order picks the same videos.
-    assert {n: tool.shard_of(n, count) for n in reversed(NAMES)} == owners
+    assert {n: shard_of(n, count) for n in reversed(NAMES)} == owners
 
 
 def _frames(seed, n=4):
@@ -46,7 +47,7 @@ def test_two_machines_cover_every_video_and_the_index_is_rebuilt(tmp_path, capsy
         before = set(p.name for p in (out / "jpegs_256").glob("*")) if out.exists() else set()
         assert tool.main(base + ["--shard", shard]) == 0
         new = {p.name for p in (out / "jpegs_256").glob("*")} - before
-        assert new == {n for n in names if tool.shard_of(n, 2) == int(shard[0])}
+        assert new == {n for n in names if shard_of(n, 2) == int(shard[0])}
         done += sorted(new)
     assert sorted(done) == names  # every video, each once
     (out / "index.json").unlink()

@@ -19,7 +19,8 @@ from tqdm import tqdm
 
 import utils.progress
 from dataloader.extraction import make_flow, to_gray, write_video
-from dataloader.extraction_pool import answer, worker_threads
+from dataloader.extraction_pool import worker_threads
+from dataloader.extraction_workers import answer
 from tools import extract_frames_flow as tool
 from utils.errors import UserError
 

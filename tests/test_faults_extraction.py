@@ -8,10 +8,12 @@ One tiny set of videos and one uninterrupted extraction serve the whole file.
 """
 
 import json
+import multiprocessing
 import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -200,6 +202,49 @@ def test_a_full_disk_in_a_worker_stops_the_run_with_one_line(reference, tmp_path
     _assert_disk_full_line(stderr.strip().removeprefix("error: "), kept=0)
     assert _main(videos, out) == 0
     _assert_like_reference(out, reference)
+
+
+def test_shared_locks_exclude_an_exclusive_one_which_can_wait_for_them(tmp_path):
+    """The shards' run.lock: shared holders side by side, a run of the whole root refused
+    (Busy) or, as the state lock, waiting until the last lets go; its name cleared after."""
+    path = tmp_path / "run.lock"
+    first = locks.acquire(path, "the root", "wait", shared=True)
+    second = locks.acquire(path, "the root", "wait", shared=True)
+    try:
+        with pytest.raises(locks.Busy, match="^the root is being written by another process; wait"):
+            locks.acquire(path, "the root", "wait")
+    finally:
+        locks.release(second)
+    threading.Timer(0.3, locks.release, [first]).start()
+    start = time.monotonic()
+    fd = locks.acquire(path, "the root", "wait", wait=True)
+    try:
+        assert time.monotonic() - start >= 0.25
+        with pytest.raises(locks.Busy, match=f"by process {os.getpid()} on "):
+            locks.acquire(path, "the root", "wait", shared=True)
+    finally:
+        locks.release(fd)
+    assert path.read_text() == ""
+
+
+def _started_then_wait(started, go) -> None:
+    started.set()
+    go.wait(30)
+
+
+def test_a_forked_child_keeps_no_copy_of_its_parents_locks(tmp_path):
+    fd = locks.acquire(tmp_path / "run.lock", "the root", "")
+    context = multiprocessing.get_context("fork")
+    started, go = context.Event(), context.Event()
+    child = context.Process(target=_started_then_wait, args=(started, go))
+    child.start()
+    try:
+        assert started.wait(30)
+        locks.release(fd)  # a copy in the child would keep the lock
+        locks.release(locks.acquire(tmp_path / "run.lock", "the root", ""))
+    finally:
+        go.set()
+        child.join(30)
 
 
 def test_a_second_run_is_refused_while_the_first_holds_the_lock(reference, tmp_path):

@@ -6,10 +6,10 @@ from dataloader.splits import (
     holdout_groups,
     load_split,
     ucf101_group,
-    video_key,
     write_custom_split,
 )
 from utils.errors import UserError
+from utils.video_names import video_key
 
 
 @pytest.mark.parametrize(

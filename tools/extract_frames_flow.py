@@ -39,100 +39,31 @@ finished so far, one shard at a time, so the last to end lists them all. ``--out
 import argparse
 import os
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dataloader.extraction_locks import RootLocks, RunFolder, clear_dead_runs, state_lock
-from dataloader.extraction_pool import OutOfSpace, Plan, run, worker_threads
+from dataloader.extraction_pool import Plan, worker_threads
 from dataloader.extraction_root import (
     STATE_DIR,
     TMP_DIR,
     check_settings,
-    check_video_name,
     clear_stale_files,
-    is_done,
     read_root_settings,
-    shard_of,
-    split_video_name,
-    unsafe_name,
     write_index,
 )
+from dataloader.extraction_run import Job, extract, find_named_videos, write_or_say_full
 from dataloader.extraction_settings import FLOW_METHODS, INDEX_NAME, PRESETS, ExtractionSettings
-from dataloader.splits import SPLIT_FOLDERS, write_custom_split
-from utils.atomic import DiskFull, write_text
+from dataloader.splits import SPLIT_FOLDERS
 from utils.cli import Parser
 from utils.errors import UserError, run_cli
-from utils.video_names import VIDEO_EXTENSIONS
 
-FAILED_NAME = "failed.txt"
 DEFAULTS = ExtractionSettings()
 # Pairs per TV-L1 solve. CPU: 1 (bench/flow_bench.py, one thread: 1.34 pairs/s at batch 1, 0.80
 # at 8). CUDA: 32 is a guess, unmeasured (no GPU was at hand; bench/gpu_check.py measures
 # batches 1-64 on one); about 23 MB of GPU memory a pair at 340x256.
 FLOW_BATCH = {"cpu": 1, "cuda": 32}
-
-
-def _collect(videos_dir: Path) -> dict[str, Path]:
-    """Video name (file name without extension) -> path; names must be safe folder names and
-    unique, since they name the folders (refused before anything is written)."""
-    if not videos_dir.is_dir():
-        raise UserError(
-            f"--videos {videos_dir} is not a folder; give the folder holding the videos"
-        )
-    files = sorted(  # as dataloader.extraction.find_videos, and files named only ".avi"
-        p
-        for p in videos_dir.rglob("*")
-        if p.name.lower().endswith(VIDEO_EXTENSIONS) and p.is_file()
-    )
-    names = {split_video_name(path.name)[0] for path in files}
-    bad = [path for path in files if unsafe_name(split_video_name(path.name)[0]) is not None]
-    if bad:
-        more = f"; {len(bad) - 1} more files have such names" if len(bad) > 1 else ""
-        try:
-            check_video_name(bad[0].name, names, shown=str(bad[0]))
-        except UserError as err:
-            raise UserError(f"{err}{more}") from None
-    by_name: dict[str, Path] = {}
-    for path in files:
-        name = split_video_name(path.name)[0]
-        if name in by_name:
-            raise UserError(
-                f"two videos are named {name!r} ({by_name[name]} and {path}); "
-                "output folders are named by file name, so rename one"
-            )
-        by_name[name] = path
-    if not by_name:
-        raise UserError(
-            f"no videos (.avi .mp4 .mkv .webm) found under --videos {videos_dir}; check the path"
-        )
-    return by_name
-
-
-def _write_split(videos_dir: Path, videos: dict[str, Path], root: Path, fraction: float) -> None:
-    """A custom split of the extracted videos by their class folder (the first folder under
-    --videos); videos not extracted (failed, or another shard's) are left out."""
-    out = root / SPLIT_FOLDERS["custom"]
-    by_class: dict[str, list[str]] = {}
-    left_out = 0
-    for name, path in videos.items():
-        if not is_done(root, name):
-            left_out += 1
-            continue
-        parts = path.relative_to(videos_dir).parts
-        if len(parts) < 2:
-            raise UserError(
-                f"{path} is not in a class folder; --test-fraction needs --videos laid out as "
-                "<class>/<video>"
-            )
-        by_class.setdefault(parts[0], []).append(name)
-    counts = write_custom_split(by_class, out, fraction)
-    missing = f"; {left_out} videos not extracted are left out" if left_out else ""
-    print(
-        f"wrote {out}/classes.txt, train.txt, test.txt: {len(by_class)} classes, "
-        f"{counts['train']} training and {counts['test']} test videos{missing}"
-    )
 
 
 def _parse_shard(text: str) -> tuple[int, int]:
@@ -155,25 +86,15 @@ def _rebuild_index(root: Path, videos_dir: Path | None) -> int:
         raise UserError(f"{root} holds no extraction by this tool (no {STATE_DIR}/); check --out")
     sources = {}
     if videos_dir is not None:
-        sources = {n: str(p.relative_to(videos_dir)) for n, p in _collect(videos_dir).items()}
+        found = find_named_videos(videos_dir)
+        sources = {n: str(p.relative_to(videos_dir)) for n, p in found.items()}
     state = root / STATE_DIR
     with RootLocks(root, state, None), state_lock(state):
         clear_stale_files(root, root / SPLIT_FOLDERS["custom"])
         clear_dead_runs(state / TMP_DIR)
-        listed = _full_disk_said(lambda: write_index(root, settings, sources), root)
+        listed = write_or_say_full(lambda: write_index(root, settings, sources), root)
     print(f"wrote {root / INDEX_NAME} ({listed} videos)")
     return listed
-
-
-def _full_disk_said(write, root: Path):
-    """``write()``; a full disk there is one line that says what is kept and how to go on."""
-    try:
-        return write()
-    except DiskFull as err:
-        raise UserError(
-            f"{err}; the finished videos are kept in {root}: free some space and run the same "
-            "command again to continue"
-        ) from err
 
 
 def _add_flow_arguments(parser) -> None:
@@ -330,37 +251,6 @@ def _plan(args, todo: int) -> Plan:
     )
 
 
-class _Tally:
-    """Progress of a run, in frames: the bar's total is the frames the containers of the
-    started videos declare plus, for each video not started, their mean."""
-
-    def __init__(self, bar, videos: int):
-        self.bar, self.videos = bar, videos
-        self.started, self.declared, self.frames = 0, 0, 0
-        self.finished, self.failed = 0, {}
-        self.start = time.perf_counter()
-
-    def __call__(self, kind, name, value):
-        if kind == "start":
-            self.started += 1
-        elif kind == "expect":
-            self.declared += value
-        elif kind == "frames":
-            self.frames += value
-            self.bar.update(value)
-        elif kind == "done":
-            self.finished += 1
-        elif kind == "failed":
-            self.failed[name] = value
-        if kind in ("expect", "done", "failed"):
-            mean = self.declared / max(1, self.started)
-            self.bar.total = max(
-                self.frames, round(self.declared + mean * (self.videos - self.started))
-            )
-            ended = self.finished + len(self.failed)
-            self.bar.set_postfix_str(f"videos {ended}/{self.videos}, {len(self.failed)} failed")
-
-
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.index_only:
@@ -369,8 +259,9 @@ def main(argv=None) -> int:
     settings = ExtractionSettings(
         args.short_side, args.bound, args.preset, args.max_frames, args.jpeg_quality, args.method
     )
-    videos = _collect(args.videos)  # unsafe or clashing names: refused before any write
+    videos = find_named_videos(args.videos)  # unsafe or clashing names: refused before any write
     root = args.out
+    job = Job(args.videos, videos, root, settings, args.shard, args.test_fraction)
     root.mkdir(parents=True, exist_ok=True)
     state = root / STATE_DIR
     with RootLocks(root, state, args.shard):  # a second run (of this shard) is refused here
@@ -379,103 +270,8 @@ def main(argv=None) -> int:
             clear_stale_files(root, root / SPLIT_FOLDERS["custom"])
         clear_dead_runs(state / TMP_DIR)  # those of killed runs; never a live shard's
         with RunFolder(state / TMP_DIR) as run_folder:
-            return _extract(args, settings, videos, root, run_folder)
-
-
-def _extract(args, settings, videos: dict[str, Path], root: Path, run_folder) -> int:
-    """The run proper, holding the locks: extract, then the shared files, then the summary."""
-    sources = {name: str(path.relative_to(args.videos)) for name, path in videos.items()}
-    mine = videos
-    if args.shard is not None:
-        index, count = args.shard
-        mine = {name: path for name, path in videos.items() if shard_of(name, count) == index}
-    todo = [(name, path) for name, path in mine.items() if not is_done(root, name)]
-    todo.sort(key=lambda item: -item[1].stat().st_size)  # longest first: no straggler at the end
-    skipped = len(mine) - len(todo)
-    plan = _plan(args, len(todo))
-    part = f" (shard {index}/{count}: {len(mine)} of them)" if args.shard else ""
-    doing = (
-        f"{len(todo)} to extract with {plan.workers} worker(s)" if todo else "nothing to extract"
-    )
-    if todo and plan.devices:
-        doing += f" and {len(plan.devices)} solver process(es) on {','.join(plan.devices)}"
-    print(
-        f"{len(videos)} videos under {args.videos}{part}: {skipped} already done, {doing}, "
-        f"preset {args.preset}",
-        flush=True,
-    )
-
-    from utils.progress import progress
-
-    interrupted = False
-    with progress(total=0, unit="frame", leave=True) as bar:
-        tally = _Tally(bar, len(todo))
-        try:
-            run(todo, root, settings, plan, tally, args.debug, run_folder)
-        except KeyboardInterrupt:
-            if args.debug:
-                raise
-            interrupted = True
-        except OutOfSpace as err:
-            _disk_full(err, settings, root, mine, sources)
-    elapsed = time.perf_counter() - tally.start
-    failed, frames = tally.failed, tally.frames
-
-    failed_path = root / FAILED_NAME
-    if args.shard is not None:  # shards must not remove each other's list
-        failed_path = root / f"failed-{index}-of-{count}.txt"
-
-    def write_shared() -> int:
-        """index.json, the split and this run's failure list, one run at a time: a shard's
-        index lists the videos of every shard finished so far."""
-        with state_lock(root / STATE_DIR):
-            listed = write_index(root, settings, sources)
-            if args.test_fraction is not None:
-                _write_split(args.videos, videos, root, args.test_fraction)
-            if failed:
-                lines = "".join(f"{sources[n]}\t{failed[n]}\n" for n in sorted(failed))
-                write_text(failed_path, lines)
-            elif failed_path.exists() and not interrupted:
-                failed_path.unlink()  # from an earlier run whose failures are now fixed or gone
-        return listed
-
-    listed = _full_disk_said(write_shared, root)
-    done = sum(is_done(root, name) for name, _ in todo)
-    truncated = sum("truncated:" in message for message in failed.values())
-    print(
-        f"extracted {done} videos in {elapsed:.1f} s ({frames / max(elapsed, 1e-9):.1f} "
-        f"frames/s decoded); skipped {skipped} already done; {len(failed)} failed"
-        + (f" ({truncated} truncated)" if truncated else "")
-    )
-    for name in sorted(failed):
-        print(f"  failed: {sources[name]}: {failed[name]}")
-    if failed:
-        print(f"failed videos are listed in {failed_path}")
-    print(f"wrote {root / INDEX_NAME} ({listed} videos)")
-    if interrupted:
-        left = len(todo) - done - len(failed)
-        print(
-            f"interrupted: {left} videos not extracted (nothing of them is left in {root}); "
-            "run the same command again to continue: finished videos are skipped"
-        )
-        return 130
-    return 1 if failed else 0
-
-
-def _disk_full(err: OutOfSpace, settings, root: Path, mine, sources) -> None:
-    """A full disk: index.json for the finished videos if it still fits, then one line."""
-    try:
-        with state_lock(root / STATE_DIR):
-            write_index(root, settings, sources)
-    except (OSError, UserError):
-        pass  # no room for it either: the next run writes it
-    kept = sum(is_done(root, name) for name in mine)
-    what = err.path or "its files"
-    raise UserError(
-        f"the disk is full: could not write {what} of {sources.get(err.name, err.name)}; the "
-        f"videos finished so far ({kept}) are kept in {root}: free some space and run the same "
-        "command again to continue (finished videos are skipped)"
-    ) from None
+            todo = job.todo()
+            return extract(job, todo, _plan(args, len(todo)), run_folder, args.debug)
 
 
 if __name__ == "__main__":
