@@ -33,7 +33,7 @@ from dataloader.datasets import (  # noqa: E402
     worker_init,
 )
 from dataloader.layout import frame_path  # noqa: E402
-from dataloader.samples import ClipSamples  # noqa: E402
+from dataloader.samples import ClipSampleBuilder  # noqa: E402
 from dataloader.sampling import clip_indices, num_clip_starts  # noqa: E402
 from dataloader.splits import Video  # noqa: E402
 from engine.cli import add_layout_arguments  # noqa: E402
@@ -56,14 +56,14 @@ class NaiveDataset(torch.utils.data.Dataset):
 
     def _load(self, path: Path, mode: str) -> torch.Tensor:
         image = Image.open(path).convert(mode)
-        size = self.fast.samples.crop_size
+        size = self.fast.builder.crop_size
         return F.to_tensor(image.resize((size, size), Image.BILINEAR))
 
     def __getitem__(self, index):
         item = self.fast.items[index]
         layout = self.fast.layout
-        samples = self.fast.samples
-        if isinstance(samples, ClipSamples):  # each clip frame by frame: open, resize, stack
+        samples = self.fast.builder
+        if isinstance(samples, ClipSampleBuilder):  # each clip frame by frame: open, resize, stack
             num_clip = num_clip_starts(item.num_frames, samples.clip_length, samples.frame_stride)
             starts = samples.positions(num_clip, train=True)
             idx = clip_indices(starts, samples.clip_length, samples.frame_stride, item.num_frames)
@@ -135,7 +135,7 @@ def sample_files(dataset: FrameDataset, count: int) -> list[list[str]]:
     for item in random.Random(0).choices(dataset.items, k=count):
         paths = set()
         read = _recording(dataset.reader(item), paths, item, patterns)
-        dataset.samples(read, item.num_frames, True)
+        dataset.builder(read, item.num_frames, True)
         files.append(sorted(paths))
     return files
 
@@ -198,7 +198,7 @@ def build_dataset(args):
     videos = [Video(name, 0) for name in names]
     options = dict(num_segments=args.num_segments, crop_size=args.crop_size)
     if args.stream == "clip":
-        samples = ClipSamples(
+        samples = ClipSampleBuilder(
             clip_length=args.clip_length, short_side=max(args.crop_size, 128), **options
         )
         dataset = FrameDataset(args.data_root, videos, True, samples, layout=layout)

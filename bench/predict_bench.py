@@ -66,7 +66,7 @@ def write_checkpoint(path: Path, stream: str, arch: str, extraction: dict, crop:
 
     spec = STREAMS[stream]
     options = options_from_dict(spec, {"arch": arch, "crop_size": crop})
-    channels = spec.samples(options).in_channels
+    channels = spec.sample_builder(options).in_channels
     config = dict(arch=arch, num_classes=len(CLASSES), in_channels=channels, dropout=0.0)
     config.update(partial_bn=False, consensus="avg")
     model = build_recognizer(config, *spec.statistics(channels), pretrained="none")

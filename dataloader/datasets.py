@@ -15,7 +15,7 @@ import torch
 from dataloader.defaults import SAMPLE_OPTIONS
 from dataloader.frame_index import IndexedVideo, index_videos
 from dataloader.layout import Layout, frame_path
-from dataloader.samples import FlowSamples, RgbSamples, Samples
+from dataloader.samples import FlowSampleBuilder, RgbSampleBuilder, SampleBuilder
 from dataloader.splits import Video
 from utils.errors import UserError
 
@@ -90,7 +90,7 @@ class FrameDataset(torch.utils.data.Dataset):
         data_root: str | Path,
         videos: list[Video],
         train: bool,
-        samples: Samples,
+        builder: SampleBuilder,
         *,
         layout: Layout = Layout(),
         cache: bool = True,
@@ -101,8 +101,8 @@ class FrameDataset(torch.utils.data.Dataset):
         """
         self.videos = list(videos)
         self.train = train
-        self.samples = samples
-        self.modality = samples.modality
+        self.builder = builder
+        self.modality = builder.modality
         self.layout = layout
         self.data_root = Path(data_root)
         self.missing: list[str] = []
@@ -118,7 +118,7 @@ class FrameDataset(torch.utils.data.Dataset):
 
     @property
     def in_channels(self) -> int:
-        return self.samples.in_channels
+        return self.builder.in_channels
 
     @property
     def names(self) -> list[str]:
@@ -152,7 +152,7 @@ class FrameDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int):
         item = self.items[index]
-        return self.samples(self.reader(item), item.num_frames, self.train), item.label
+        return self.builder(self.reader(item), item.num_frames, self.train), item.label
 
 
 def _split_options(options: dict) -> tuple[dict, dict]:
@@ -162,12 +162,12 @@ def _split_options(options: dict) -> tuple[dict, dict]:
 
 
 def SpatialDataset(data_root, videos, train, **options) -> FrameDataset:  # noqa: N802
-    """The spatial stream's dataset: RGB frames (options of RgbSamples and FrameDataset)."""
+    """The spatial stream's dataset: RGB frames (options of RgbSampleBuilder and FrameDataset)."""
     sample, rest = _split_options(options)
-    return FrameDataset(data_root, videos, train, RgbSamples(**sample), **rest)
+    return FrameDataset(data_root, videos, train, RgbSampleBuilder(**sample), **rest)
 
 
 def MotionDataset(data_root, videos, train, **options) -> FrameDataset:  # noqa: N802
-    """The motion stream's dataset: stacks of flow frames (options of FlowSamples and FrameDataset)."""
+    """The motion stream's dataset: stacks of flow frames (options of FlowSampleBuilder and FrameDataset)."""
     sample, rest = _split_options(options)
-    return FrameDataset(data_root, videos, train, FlowSamples(**sample), **rest)
+    return FrameDataset(data_root, videos, train, FlowSampleBuilder(**sample), **rest)

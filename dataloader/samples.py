@@ -13,7 +13,7 @@ Shapes (uint8):
   training's K segments at different offsets, so the head meets the length and spacing it
   learnt; their scores are averaged like crops'.
 
-A clip stream's snippet is a clip, ``[3, T, S, S]`` in place of ``[C, S, S]`` (ClipSamples).
+A clip stream's snippet is a clip, ``[3, T, S, S]`` in place of ``[C, S, S]`` (ClipSampleBuilder).
 """
 
 import numpy as np
@@ -58,7 +58,7 @@ class OnDemand:
         return self.read(i)
 
 
-class Samples:
+class SampleBuilder:
     """Positions and crops shared by every stream; subclasses say what a position reads."""
 
     modality = ""  # which frame folders a video needs: "rgb" or "flow" (dataloader.layout)
@@ -124,7 +124,7 @@ class Samples:
         return np.unique(self.indices(num_frames, train=False)).tolist()
 
 
-class RgbSamples(Samples):
+class RgbSampleBuilder(SampleBuilder):
     """The spatial stream: single RGB frames; ``read(i)`` gives an [H, W, 3] BGR image."""
 
     modality = "rgb"
@@ -142,7 +142,7 @@ class RgbSamples(Samples):
         return rgb_clip(frames, idx, crops, self.crop_size), len(crops)
 
 
-class FlowSamples(Samples):
+class FlowSampleBuilder(SampleBuilder):
     """The motion stream: stacks of ``stack_length`` consecutive flow frames, x and y interleaved.
 
     ``read(i)`` gives flow frame i as (x, y) gray images. Channel 2j is the x-flow and 2j+1 the
@@ -176,7 +176,7 @@ class FlowSamples(Samples):
         return flow_clip(flows, idx, crops, self.crop_size), len(crops)
 
 
-class ClipSamples(Samples):
+class ClipSampleBuilder(SampleBuilder):
     """The clip stream: clips of ``clip_length`` RGB frames, every ``frame_stride``-th one.
 
     Training takes ``num_segments`` clips, each at a random start within its equal segment of the

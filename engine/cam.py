@@ -70,7 +70,7 @@ def sample_images(sample: torch.Tensor) -> np.ndarray:
         return snippets[:, :, snippets.shape[2] // 2].permute(0, 2, 3, 1).numpy()
     if snippets.shape[1] == 3:
         return snippets.permute(0, 2, 3, 1).numpy()
-    flow = snippets.float() - 128.0  # x, y interleaved (dataloader.samples.FlowSamples)
+    flow = snippets.float() - 128.0  # x, y interleaved (dataloader.samples.FlowSampleBuilder)
     magnitude = torch.hypot(flow[:, 0::2], flow[:, 1::2]).mean(dim=1)
     gray = (255 * magnitude / magnitude.max().clamp_min(1.0)).round().to(torch.uint8)
     return gray[..., None].expand(-1, -1, -1, 3).numpy()

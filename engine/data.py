@@ -47,12 +47,12 @@ def build_datasets(spec: StreamSpec, options: Options, split: Split) -> dict:
         raise UserError(f"the {options.dataset} split has no test videos; check --splits-dir")
     if not options.evaluate:
         parts.update(train=train_videos, val=val_videos)
-    samples = spec.samples(options)
+    builder = spec.sample_builder(options)
     layout = options.layout()
     strict = not (options.check_data or options.skip_bad_videos)
     sets = {
         name: FrameDataset(
-            options.data_root, videos, name == "train", samples, layout=layout, strict=strict
+            options.data_root, videos, name == "train", builder, layout=layout, strict=strict
         )
         for name, videos in parts.items()
         if videos

@@ -48,10 +48,10 @@ class StreamModel:
     args: dict  # every option of the stream's command line: the checkpoint's, else defaults
     extraction: dict | None = None  # how its training frames were extracted, if recorded
 
-    def samples(self):
+    def sample_builder(self):
         """The stream's test-time sample builder, as the test split's dataset builds it."""
         spec = STREAMS[self.name]
-        return spec.samples(options_from_dict(spec, self.args))
+        return spec.sample_builder(options_from_dict(spec, self.args))
 
     def scores(self, clips: torch.Tensor, device: torch.device) -> np.ndarray:
         """A test sample's [classes] scores, exactly as evaluation computes them."""

@@ -3,7 +3,7 @@
 A video of N frames is cut into windows of ``window`` seconds every ``stride`` seconds, the last
 one ending with the video; a video no longer than a window (or ``window`` None) is one window,
 whose sample is exactly the one evaluation takes. Each stream's sample builder says which
-positions of a window its test sample reads (Samples.test_reads): only those frames are
+positions of a window its test sample reads (SampleBuilder.test_reads): only those frames are
 converted and resized (for flow, the two frames of each needed pair), kept until the last window
 that needs them is scored, and each flow frame is computed once. Memory follows the window, not
 the video's length.
@@ -59,14 +59,14 @@ class Plan:
 
     name: str
     stream: object  # engine.inference.StreamModel
-    samples: object  # its test-time sample builder (dataloader.samples.Samples)
+    builder: object  # its test-time sample builder (dataloader.samples.SampleBuilder)
     settings: object  # dataloader.extraction.ExtractionSettings
     side: int | None  # short side its frames are resized to
     reads: list[list[int]]  # per window: the positions its test sample reads
 
     @property
     def flow(self) -> bool:
-        return self.samples.modality == "flow"
+        return self.builder.modality == "flow"
 
     def frames(self, window: Window, reads: list[int]) -> set[int]:
         """The video frames those positions need: a flow frame i needs frames i and i + 1."""
@@ -96,15 +96,15 @@ class VideoScores:
 def _plans(streams: dict, settings: dict, windows: list[Window]) -> list[Plan]:
     plans = []
     for name, stream in streams.items():
-        config, samples = settings[name][0], stream.samples()
-        flow = samples.modality == "flow"
+        config, builder = settings[name][0], stream.sample_builder()
+        flow = builder.modality == "flow"
         if flow and windows[0].end - windows[0].start < 2:
             raise UserError(
                 f"{name} stream: windows of a single frame; a flow stream needs two (a longer "
                 "video or --window)"
             )
-        reads = [samples.test_reads(w.end - w.start - flow) for w in windows]
-        plans.append(Plan(name, stream, samples, config, config.short_side or None, reads))
+        reads = [builder.test_reads(w.end - w.start - flow) for w in windows]
+        plans.append(Plan(name, stream, builder, config, config.short_side or None, reads))
     return plans
 
 
@@ -156,9 +156,9 @@ class _Pass:
         for plan in self.plans:
             start, cpu = time.perf_counter(), time.process_time()
             view = _WindowView(self.held[plan.side], window)
-            modality = plan.samples.modality
+            modality = plan.builder.modality
             read, count = memory_reader(view, modality, plan.settings, str(self.device))
-            sample = plan.samples(
+            sample = plan.builder(
                 _cached(read, window.start, self.cache[plan.name]), count, train=False
             )
             if self.score_samples:

@@ -30,7 +30,7 @@ class StreamOption:
 class StreamSpec:
     name: str  # also the checkpoint's and score file's stream tag, and the record folder
     description: str
-    samples: Callable  # (engine.config.Options) -> dataloader.samples.Samples
+    sample_builder: Callable  # (engine.config.Options) -> dataloader.samples.SampleBuilder
     statistics: Callable  # (in_channels) -> (mean, std) on the 0..255 scale
     defaults: dict = field(default_factory=dict)  # default hyper-parameters (engine.config)
     options: tuple[StreamOption, ...] = ()  # the stream's own options
@@ -47,20 +47,20 @@ class StreamSpec:
 
 
 def sample_options(options) -> dict:
-    """The options every stream's sample builder takes (dataloader.samples.Samples)."""
+    """The options every stream's sample builder takes (dataloader.samples.SampleBuilder)."""
     return {k: getattr(options, k) for k in SAMPLE_OPTIONS}
 
 
-def _rgb_samples(options):
-    from dataloader.samples import RgbSamples
+def _rgb_builder(options):
+    from dataloader.samples import RgbSampleBuilder
 
-    return RgbSamples(**sample_options(options))
+    return RgbSampleBuilder(**sample_options(options))
 
 
-def _flow_samples(options):
-    from dataloader.samples import FlowSamples
+def _flow_builder(options):
+    from dataloader.samples import FlowSampleBuilder
 
-    return FlowSamples(stack_length=options.stream["stack_length"], **sample_options(options))
+    return FlowSampleBuilder(stack_length=options.stream["stack_length"], **sample_options(options))
 
 
 def _rgb_statistics(in_channels):
@@ -83,7 +83,7 @@ def _flow_statistics(in_channels):
 SPATIAL = StreamSpec(
     name="spatial",
     description="a ResNet on single RGB frames",
-    samples=_rgb_samples,
+    sample_builder=_rgb_builder,
     statistics=_rgb_statistics,
     defaults=dict(dropout=0.8, lr=0.001, epochs=80, lr_steps=[30, 60], clip_grad=20.0),
     lr_mults=dict(first_conv=1.0, bias=2.0),
@@ -91,7 +91,7 @@ SPATIAL = StreamSpec(
 MOTION = StreamSpec(
     name="motion",
     description="a ResNet on stacks of TV-L1 optical flow",
-    samples=_flow_samples,
+    sample_builder=_flow_builder,
     statistics=_flow_statistics,
     defaults=dict(dropout=0.7, lr=0.001, epochs=340, lr_steps=[190, 300], clip_grad=20.0),
     options=(StreamOption("stack_length", STACK_LENGTH, "flow frames per stack"),),
@@ -99,11 +99,11 @@ MOTION = StreamSpec(
 )
 
 
-def _clip_samples(options):
-    from dataloader.samples import ClipSamples
+def _clip_builder(options):
+    from dataloader.samples import ClipSampleBuilder
 
     own = options.stream
-    return ClipSamples(
+    return ClipSampleBuilder(
         clip_length=own["clip_length"],
         frame_stride=own["frame_stride"],
         short_side=own["clip_short_side"],
@@ -141,7 +141,7 @@ CLIP_TEST_CLIPS = 10
 CLIP = StreamSpec(
     name="clip",
     description="a 3D network (C3D, R3D, MC3, R(2+1)D) on short RGB clips",
-    samples=_clip_samples,
+    sample_builder=_clip_builder,
     statistics=_kinetics_statistics,
     defaults=dict(
         arch="r2plus1d_18",

@@ -60,9 +60,9 @@ def sample_in_memory(stream, frames, settings, device="cpu"):
     video in memory, its flow computed as tools/predict.py computes it."""
     from engine.inference import memory_reader
 
-    samples = stream.samples()
-    read, count = memory_reader(frames, samples.modality, settings, str(device))
-    return samples(read, count, train=False)
+    builder = stream.sample_builder()
+    read, count = memory_reader(frames, builder.modality, settings, str(device))
+    return builder(read, count, train=False)
 
 
 def single_thread():

@@ -48,13 +48,13 @@ def motion_stream(tmp_path_factory):
     """A motion stream trained for a few steps on corner videos, saved and loaded as a checkpoint."""
     rng = np.random.default_rng(SEED)
     torch.manual_seed(SEED)
-    samples = MOTION.samples(options_from_dict(MOTION, _args()))
+    builder = MOTION.sample_builder(options_from_dict(MOTION, _args()))
     stacks, labels = [], []
     for i in range(40):
         label = 2 if i % 5 == 4 else i % 2
         video = corner_video(rng, int(rng.integers(4)), MOTIONS[label])
         read, count = memory_reader(video, "flow", SETTINGS)
-        stacks.append(samples(read, count, train=False)[0, :1])  # first stack, centre crop
+        stacks.append(builder(read, count, train=False)[0, :1])  # first stack, centre crop
         labels.append(label)
     config = dict(
         arch="resnet18", num_classes=3, in_channels=6, dropout=0.0, partial_bn=False,

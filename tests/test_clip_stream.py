@@ -7,7 +7,7 @@ from torchvision.models import get_model_weights
 
 import fusion
 from dataloader.datasets import FrameDataset
-from dataloader.samples import ClipSamples
+from dataloader.samples import ClipSampleBuilder
 from engine.cli import main, parse_args
 from engine.streams import CLIP, SPATIAL
 from network.backbones3d import C3D, build_backbone3d
@@ -101,15 +101,15 @@ def frame_ids(clip: torch.Tensor) -> list[int]:
 def test_clips_are_the_exact_frames(tmp_path):
     video = write_coded_video(tmp_path, "v_A_g01_c01", 30)
     options = dict(clip_length=4, frame_stride=2, short_side=40, crop_size=16)
-    test = FrameDataset(tmp_path, [video], False, ClipSamples(test_snippets=3, **options))
+    test = FrameDataset(tmp_path, [video], False, ClipSampleBuilder(test_snippets=3, **options))
     clips, _ = test[0]
     assert clips.shape == (1, 3, 3, 4, 16, 16) and clips.dtype == torch.uint8
     # 30 - 3 * 2 = 24 starts; uniform centres 4, 12, 20; every 2nd frame
     assert [frame_ids(c) for c in clips[0]] == [[4, 6, 8, 10], [12, 14, 16, 18], [20, 22, 24, 26]]
-    ten = FrameDataset(tmp_path, [video], False, ClipSamples(ten_crop=True, **options))
+    ten = FrameDataset(tmp_path, [video], False, ClipSampleBuilder(ten_crop=True, **options))
     assert ten[0][0].shape == (10, 19, 3, 4, 16, 16)
 
-    train = FrameDataset(tmp_path, [video], True, ClipSamples(num_segments=2, **options))
+    train = FrameDataset(tmp_path, [video], True, ClipSampleBuilder(num_segments=2, **options))
     torch.manual_seed(0)
     for _ in range(20):
         clips, _ = train[0]
@@ -120,7 +120,9 @@ def test_clips_are_the_exact_frames(tmp_path):
             assert ids == [ids[0] + 2 * t for t in range(4)]
 
     short = write_coded_video(tmp_path, "v_B_g01_c01", 3)  # shorter than a clip
-    clips, _ = FrameDataset(tmp_path, [short], False, ClipSamples(test_snippets=2, **options))[0]
+    clips, _ = FrameDataset(
+        tmp_path, [short], False, ClipSampleBuilder(test_snippets=2, **options)
+    )[0]
     assert [frame_ids(c) for c in clips[0]] == [[0, 2, 2, 2]] * 2
 
 

@@ -10,7 +10,7 @@ import torch
 from dataloader.datasets import FrameDataset
 from dataloader.extraction import iter_frames
 from dataloader.layout import Layout, frame_path
-from dataloader.samples import ClipSamples, FlowSamples, RgbSamples
+from dataloader.samples import ClipSampleBuilder, FlowSampleBuilder, RgbSampleBuilder
 from dataloader.sampling import (
     clip_indices,
     num_clip_starts,
@@ -73,11 +73,11 @@ def _crop(image, crop, size):
 def _reference(samples, read, num_frames, train, half=False):
     """A sample built step by step: decode every frame to RGB, crop, stack, permute.
 
-    ``half``: the crops are drawn on the half-size frame, as ClipSamples does, and cut out of
+    ``half``: the crops are drawn on the half-size frame, as ClipSampleBuilder does, and cut out of
     the full-size one at twice the size.
     """
     s = samples.crop_size
-    if isinstance(samples, ClipSamples):
+    if isinstance(samples, ClipSampleBuilder):
         length, stride = samples.clip_length, samples.frame_stride
         starts = samples.positions(num_clip_starts(num_frames, length, stride), train)
         idx = clip_indices(starts, length, stride, num_frames)
@@ -90,7 +90,7 @@ def _reference(samples, read, num_frames, train, half=False):
             crops = samples.clip_crops(w, h, train)
         clips = [[_crop(frames[i], c, s) for i in ids] for c in crops for ids in idx.tolist()]
         out = torch.from_numpy(np.array(clips)).permute(0, 4, 1, 2, 3)
-    elif isinstance(samples, FlowSamples):
+    elif isinstance(samples, FlowSampleBuilder):
         length = samples.stack_length
         idx = stack_indices(
             samples.positions(num_stack_starts(num_frames, length), train), length, num_frames
@@ -140,14 +140,16 @@ def _assert_same_samples(root, samples, train, seeds=range(6)):
 
 @pytest.mark.parametrize("crop_size", [224, 112, 96])  # up-scaled, area- and linear-reduced
 def test_spatial_samples_are_the_step_by_step_ones_bit_for_bit(textured_root, crop_size):
-    _assert_same_samples(textured_root, RgbSamples(crop_size=crop_size), train=True)
-    _assert_same_samples(textured_root, RgbSamples(crop_size=crop_size), train=False, seeds=[0])
-    ten = RgbSamples(crop_size=crop_size, ten_crop=True, test_snippets=2)
+    _assert_same_samples(textured_root, RgbSampleBuilder(crop_size=crop_size), train=True)
+    _assert_same_samples(
+        textured_root, RgbSampleBuilder(crop_size=crop_size), train=False, seeds=[0]
+    )
+    ten = RgbSampleBuilder(crop_size=crop_size, ten_crop=True, test_snippets=2)
     _assert_same_samples(textured_root, ten, train=False, seeds=[0])
 
 
 def test_motion_samples_are_the_step_by_step_ones_bit_for_bit(textured_root):
-    samples = FlowSamples(crop_size=112, stack_length=4)
+    samples = FlowSampleBuilder(crop_size=112, stack_length=4)
     _assert_same_samples(textured_root, samples, train=True)
     _assert_same_samples(textured_root, samples, train=False, seeds=[0])
 
@@ -155,16 +157,18 @@ def test_motion_samples_are_the_step_by_step_ones_bit_for_bit(textured_root):
 def test_clip_samples_decoded_at_full_size_are_the_step_by_step_ones_bit_for_bit(textured_root):
     # short sides over 128: half of 256 is too small, so 340x256 frames are decoded whole too
     for samples in (
-        ClipSamples(crop_size=112, short_side=160, num_segments=2),
-        ClipSamples(crop_size=64, short_side=240, clip_length=4),
+        ClipSampleBuilder(crop_size=112, short_side=160, num_segments=2),
+        ClipSampleBuilder(crop_size=64, short_side=240, clip_length=4),
     ):
         _assert_same_samples(textured_root, samples, train=True, seeds=range(3))
-    ten = ClipSamples(crop_size=112, short_side=160, ten_crop=True, test_snippets=2, clip_length=4)
+    ten = ClipSampleBuilder(
+        crop_size=112, short_side=160, ten_crop=True, test_snippets=2, clip_length=4
+    )
     _assert_same_samples(textured_root, ten, train=False, seeds=[0])
 
 
 def test_clip_frames_with_a_short_side_of_256_are_decoded_at_half_size(textured_root):
-    samples = ClipSamples(crop_size=112, clip_length=4)
+    samples = ClipSampleBuilder(crop_size=112, clip_length=4)
     videos = [Video(name, k) for k, name in enumerate(SIZES)]
     dataset = FrameDataset(textured_root, videos, True, samples)
     asked = {}
@@ -191,8 +195,12 @@ def test_clip_samples_at_half_size_stay_close_to_full_size_decoding(shared_data,
     video = [Video("v_Real_g01_c01", 0)]
     differences = []
     for train, seeds, samples in (
-        (True, range(3), ClipSamples(crop_size=112, clip_length=8)),
-        (False, [0], ClipSamples(crop_size=112, clip_length=8, ten_crop=True, test_snippets=1)),
+        (True, range(3), ClipSampleBuilder(crop_size=112, clip_length=8)),
+        (
+            False,
+            [0],
+            ClipSampleBuilder(crop_size=112, clip_length=8, ten_crop=True, test_snippets=1),
+        ),
     ):
         dataset = FrameDataset(tmp_path, video, train, samples)
         item = dataset.items[0]

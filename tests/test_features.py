@@ -92,8 +92,8 @@ def test_a_linear_classifier_on_spatial_features_tells_the_colours_apart(demo, t
     base, data, frames = demo
     red = [int(colour == "red") for _, colour, _ in CLASSES]
     options = dict(num_segments=1, test_snippets=3, test_sequences=0, crop_size=32)
-    samples = SPATIAL.samples(options_from_dict(SPATIAL, options))
-    train = FrameDataset(frames, load_split("ucf101", data.splits_dir, 1).train, True, samples)
+    builder = SPATIAL.sample_builder(options_from_dict(SPATIAL, options))
+    train = FrameDataset(frames, load_split("ucf101", data.splits_dir, 1).train, True, builder)
     torch.manual_seed(0)
     config = dict(arch="resnet18", num_classes=2, in_channels=3, dropout=0.0, partial_bn=False,
                   consensus="avg")  # fmt: skip

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import fusion
-from dataloader.samples import Samples
+from dataloader.samples import SampleBuilder
 from dataloader.transforms import rgb_clip
 from engine.cli import main
 from engine.streams import SPATIAL, StreamSpec, sample_options
@@ -17,7 +17,7 @@ from tests.helpers import SMALL_ARCH, single_thread
 from utils.scores import load_npz
 
 
-class DifferenceSamples(Samples):
+class DifferenceSampleBuilder(SampleBuilder):
     """|frame i+1 - frame i| style motion from RGB alone: 128 + (next - this) / 2, per channel."""
 
     modality = "rgb"
@@ -38,7 +38,7 @@ class DifferenceSamples(Samples):
 DIFFERENCE = StreamSpec(
     name="difference",
     description="a ResNet on RGB frame differences",
-    samples=lambda args: DifferenceSamples(**sample_options(args)),
+    sample_builder=lambda args: DifferenceSampleBuilder(**sample_options(args)),
     statistics=lambda channels: ([128.0] * channels, [64.0] * channels),
     defaults=dict(dropout=0.5, lr=0.01, epochs=1, lr_steps=[]),
 )

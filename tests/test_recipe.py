@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from dataloader.samples import FlowSamples, RgbSamples
+from dataloader.samples import FlowSampleBuilder, RgbSampleBuilder
 from dataloader.transforms import multiscale_crop
 from engine.cli import parse_args
 from engine.config import default_options, recipe_batch
@@ -109,12 +109,14 @@ def test_an_effective_batch_larger_than_the_training_set_is_warned():
 
 # 5. Crop scales per stream, gradient clipping of tsn-pytorch, the classifier's initialisation.
 def test_flow_crops_leave_out_the_066_scale_and_rgb_keeps_it():
-    assert FlowSamples().scales == (1.0, 0.875, 0.75)
-    assert RgbSamples().scales == (1.0, 0.875, 0.75, 0.66)
+    assert FlowSampleBuilder().scales == (1.0, 0.875, 0.75)
+    assert RgbSampleBuilder().scales == (1.0, 0.875, 0.75, 0.66)
     g = torch.Generator().manual_seed(0)
-    flow_sizes = {multiscale_crop(340, 256, g, scales=FlowSamples.scales).w for _ in range(300)}
+    flow_sizes = {
+        multiscale_crop(340, 256, g, scales=FlowSampleBuilder.scales).w for _ in range(300)
+    }
     assert int(256 * 0.66) not in flow_sizes and flow_sizes <= {256, 224, 192}
-    rgb_sizes = {multiscale_crop(340, 256, g, scales=RgbSamples.scales).w for _ in range(300)}
+    rgb_sizes = {multiscale_crop(340, 256, g, scales=RgbSampleBuilder.scales).w for _ in range(300)}
     assert int(256 * 0.66) in rgb_sizes
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import fusion
-from dataloader.samples import RgbSamples
+from dataloader.samples import RgbSampleBuilder
 from engine.cli import main, parse_args
 from engine.streams import SPATIAL
 from network.heads import build_head
@@ -66,7 +66,7 @@ def test_bidirectional_stacked_head_and_old_configs():
 def test_samples_keep_time_order_and_short_videos_repeat_without_padding():
     """Frame i is the flat image 8 * i: a sample's values are its frame indices, in order."""
     read = lambda i: np.full((40, 48, 3), 8 * i, np.uint8)  # noqa: E731
-    samples = RgbSamples(num_segments=8, test_snippets=6, crop_size=32, ten_crop=True)
+    samples = RgbSampleBuilder(num_segments=8, test_snippets=6, crop_size=32, ten_crop=True)
     torch.manual_seed(0)
     for length in (30, 5):  # 5 < 8 segments: frames repeat, still in order, none invented
         train = samples(read, length, train=True)[:, 0, 16, 16].float() / 8
@@ -98,11 +98,11 @@ def test_a_recurrent_head_tests_on_sequences_of_its_training_length_and_spacing(
     """Train and test sequences have the same length K and the same spacing (one per segment)."""
     argv = ["--data-root", str(frame_root), "--record-dir", str(tmp_path), "--consensus", "lstm"]
     args = parse_args(SPATIAL, [*argv, "--ten-crop"])[0]
-    samples = SPATIAL.samples(args)
+    builder = SPATIAL.sample_builder(args)
     read = lambda i: np.full((40, 48, 3), i, np.uint8)  # noqa: E731  (value = frame index)
     torch.manual_seed(0)
-    train = samples(read, 96, train=True)
-    test = samples(read, 96, train=False)  # [crops * sequences, K, C, S, S]
+    train = builder(read, 96, train=True)
+    test = builder(read, 96, train=False)  # [crops * sequences, K, C, S, S]
     assert train.shape[0] == 8 and test.shape[:2] == (10 * 3, 8)
     assert test.shape[2:] == train.shape[1:]
     index = test[:3, :, 0, 0, 0].long()  # the centre crop's 3 sequences

@@ -65,11 +65,11 @@ def deployed(stream):
 
 def snippet_shape(stream) -> tuple[int, ...]:
     """One snippet's [C, H, W] (clips: [3, T, H, W]) as the stream's test samples have it."""
-    samples = stream.samples()
-    size = samples.crop_size
+    builder = stream.sample_builder()
+    size = builder.crop_size
     if stream.name == "clip":
-        return (3, samples.clip_length, size, size)
-    return (samples.in_channels, size, size)
+        return (3, builder.clip_length, size, size)
+    return (builder.in_channels, size, size)
 
 
 def _example(shape, seed: int):
@@ -160,11 +160,11 @@ def metadata(stream, snippet, files: dict) -> dict:
         extraction = settings.as_dict()
     except UserError:
         extraction, source = None, "not recorded in the checkpoint nor its data root"
-    samples = stream.samples()
-    sampling = {"test_snippets": samples.test_snippets, "ten_crop": samples.ten_crop}
+    builder = stream.sample_builder()
+    sampling = {"test_snippets": builder.test_snippets, "ten_crop": builder.ten_crop}
     for key in ("stack_length", "clip_length", "frame_stride", "short_side"):
-        if hasattr(samples, key):
-            sampling[key] = getattr(samples, key)
+        if hasattr(builder, key):
+            sampling[key] = getattr(builder, key)
     layouts = {
         "spatial": "RGB frames, channels R, G, B",
         "motion": "stacks of flow frames: channel 2j is the x-flow and 2j+1 the y-flow of the "
@@ -185,7 +185,7 @@ def metadata(stream, snippet, files: dict) -> dict:
             "dtype": "uint8",
             "shape": ["batch", "snippets", *snippet],
             "layout": layouts.get(stream.name, ""),
-            "snippets": samples.test_snippets,
+            "snippets": builder.test_snippets,
         },
         "output": {
             "name": OUTPUT,
@@ -200,19 +200,19 @@ def metadata(stream, snippet, files: dict) -> dict:
         },
         "sampling": sampling,
         # Test crops: this fraction of the frame's short side, centred, resized to size x size.
-        "crop": {"size": samples.crop_size, "fraction": test_crop_fraction(samples)},
+        "crop": {"size": builder.crop_size, "fraction": test_crop_fraction(builder)},
         "extraction": extraction,
         "extraction_source": source,
         "onnx_opset": OPSET,
     }
 
 
-def test_crop_fraction(samples) -> float:
+def test_crop_fraction(builder) -> float:
     """How much of the short side a test crop covers: clips' crop / short side, else 224/256."""
     from dataloader.transforms import TEST_CROP_FRACTION
 
-    if hasattr(samples, "clip_length"):
-        return samples.crop_size / samples.short_side
+    if hasattr(builder, "clip_length"):
+        return builder.crop_size / builder.short_side
     return TEST_CROP_FRACTION
 
 

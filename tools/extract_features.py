@@ -97,7 +97,7 @@ def load_model(args, device):
         if (args.arch in CLIP_ARCHS) != (spec.name == "clip"):
             raise UserError(f"--arch {args.arch} does not take --stream {spec.name} input")
         defaults = default_options(spec)
-        channels = spec.samples(defaults).in_channels
+        channels = spec.sample_builder(defaults).in_channels
         config = dict(arch=args.arch, num_classes=1, in_channels=channels, dropout=0.0)
         config.update(partial_bn=False, consensus="avg")
         model = build_recognizer(config, *spec.statistics(channels), pretrained=args.pretrained)
@@ -135,7 +135,7 @@ def from_data_root(args, stream, device):
     split = load_run_split(options)
     videos = {"test": split.test, "train": split.train, "all": split.train + split.test}
     dataset = FrameDataset(
-        args.data_root, videos[args.set], False, stream.samples(), layout=options.layout()
+        args.data_root, videos[args.set], False, stream.sample_builder(), layout=options.layout()
     )
     loader = make_loader(dataset, options, device, train=False, seed=0)
     samples = (sample[0] for sample, _ in loader)
