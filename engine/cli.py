@@ -326,7 +326,13 @@ def _output_arguments(p, d: Options) -> None:
         "while it compiles; needs a C++ compiler on the CPU); recorded in the checkpoint's args, "
         "not taken over by --resume",
     )
-    run.add_argument("--workers", type=int, default=d.workers, help="data loading processes")
+    run.add_argument(
+        "--workers",
+        type=int,
+        default=d.workers,
+        help="data-loading processes per training process (default: the cores, divided by the "
+        "processes torchrun starts per machine: here %(default)s); they stay up across epochs",
+    )
 
 
 def add_fusion_arguments(parser: argparse.ArgumentParser) -> None:

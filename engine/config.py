@@ -117,13 +117,20 @@ class DistOptions:
     dist_timeout: float = 600.0
 
 
+def default_workers() -> int:
+    """Data-loading processes per training process: the cores this process may use, shared by
+    the processes torchrun starts on the machine (LOCAL_WORLD_SIZE)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, (cores or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+
+
 @dataclass
 class OutputOptions:
     record_dir: str | None = None  # None: record/<stream>
     device: str | None = None
     amp: str = "none"
     compile: bool = False
-    workers: int = field(default_factory=lambda: min(8, os.cpu_count() or 1))
+    workers: int = field(default_factory=lambda: default_workers())
 
 
 @dataclass

@@ -91,6 +91,9 @@ def build_datasets(spec: StreamSpec, options: Options, split: Split) -> dict:
     return sets
 
 
+PREFETCH = 2  # batches each worker prepares ahead (DataLoader's prefetch_factor)
+
+
 class SeededShuffle(DistributedSampler):
     """The training order: one permutation per epoch from --seed and set_epoch (DistributedSampler's;
     under torchrun padded with repeats to a multiple of the processes, rank r taking positions
@@ -139,9 +142,12 @@ class ShardSampler(Sampler):
 
 
 def make_loader(
-    dataset, options, device, *, train: bool, seed: int, dist: Dist = SINGLE
+    dataset, options, device, *, train: bool, seed: int, dist: Dist = SINGLE, reused: bool = True
 ) -> DataLoader:
     """Training: shuffled batches of videos. Evaluation: one video (all its snippets) per item.
+
+    The workers of a loader that is ``reused`` (each epoch) stay up between its passes
+    (``persistent_workers``), so an epoch does not wait for them to start and import again.
 
     Training draws come from SeededShuffle's (seed, epoch, video) seeds alone, never from a
     worker's or the main process's generator (dropout's). Under torchrun (``dist.enabled``)
@@ -162,6 +168,8 @@ def make_loader(
         batch_size=options.batch_size if train else 1,
         sampler=sampler,
         num_workers=options.workers,
+        persistent_workers=reused and options.workers > 0,
+        prefetch_factor=PREFETCH if options.workers > 0 else None,
         pin_memory=device.type == "cuda",
         worker_init_fn=worker_init,
         generator=generator,

@@ -85,7 +85,13 @@ def run(spec: StreamSpec, options: Options, ckpt: dict | None = None) -> int:
             model = build_model(spec, options, config, ckpt, device)
             loaders = {
                 name: make_loader(
-                    data, options, device, train=name == "train", seed=options.seed, dist=dist
+                    data,
+                    options,
+                    device,
+                    train=name == "train",
+                    seed=options.seed,
+                    dist=dist,
+                    reused=name != "test" or options.eval_every > 0,  # test: once, at the end
                 )  # fmt: skip
                 for name, data in sets.items()
             }
