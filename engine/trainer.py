@@ -55,15 +55,18 @@ def describe_batch(world: int, batch: int, accum: int, recipe: int, given: bool)
 
 
 def batch_warning(effective: int, train_videos: int, world: int) -> str | None:
-    """A warning when one optimizer step would take the whole training set (or more)."""
+    """A warning when one optimizer step would take the whole training set (or more). It
+    suggests the small-data recipe's effective batch of 8 (docs/recipe.md), smaller only when
+    the training set holds fewer than two such batches."""
     if effective <= train_videos:
         return None
-    batch = max(1, train_videos // (4 * world))
+    batch = max(1, min(8 // world, train_videos // (2 * world)))
     return (
         f"warning: the effective batch {effective} is larger than the {train_videos} training "
         f"videos: one optimizer step per epoch; pass e.g. --batch-size {batch} --accum-steps 1 "
         f"({math.ceil(train_videos / (world * batch))} steps per epoch) and scale --lr with the "
-        "effective batch"
+        "effective batch, as the small-data recipe does (docs/recipe.md: batch 8, --lr 0.0001, "
+        "--head-lr-mult 100)"
     )
 
 

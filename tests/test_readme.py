@@ -4,13 +4,17 @@ README's step 1 unpacks UCF101 (data/UCF-101, data/ucfTrainTestlist); a few path
 them, and small-model options are appended (the last value of an option wins), so the commands
 themselves are the docs'. A block after ``<!-- no-test: reason -->`` is not run."""
 
+import ast
 import contextlib
 import csv
 import io
 import json
+import os
 import re
 import shlex
 import shutil
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +22,10 @@ import numpy as np
 import pytest
 
 import fusion
+from bench.real_clips import SMALL_DATA
 from engine.cli import main as stream_main
+from engine.cli import parse_args
+from engine.config import make_options
 from engine.streams import MOTION, SPATIAL
 from engine.trainer import accumulation_steps, describe_batch
 from tests.helpers import single_thread
@@ -179,15 +186,15 @@ def workspace(tmp_path_factory):
         "UCF-101": "data/UCF-101",
         "/shared/ucf101": "shared/ucf101",
         "my_clips": "data/UCF-101",
+        "$WEIGHTS": "none",  # as the appended --pretrained none
     }
     ws = Workspace(tmp, paths, classes, {c.name for c in data.clips if not c.train}, 0, [])
     ws.videos = len(data.clips)
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(tmp)  # record/ and the outputs land here
         commands = readme_commands()
-        for command in commands:
-            run(command, ws)
-    ws.readme = commands
+        results = [run(command, ws) for command in commands]
+    ws.readme, ws.readme_results = commands, results
     return ws
 
 
@@ -215,6 +222,8 @@ def test_the_readme_workflows_run_as_written_and_give_their_results(workspace):
     assert_accuracies(table, ("spatial", "motion", "fused"), len(ws.test_videos))
     # Step 7: a class name, and the GIF.
     assert (ws.root / "biking.gif").read_bytes()[:6] in (b"GIF87a", b"GIF89a")
+    # "Your own clips" ends with the accuracy of its two streams and their fusion.
+    assert_accuracies(ws.readme_results[-1], ("spatial", "motion", "fused"), len(mine))
     output = "".join(ws.log)
     # The start-up line docs/training.md quotes has the form this run printed, with its numbers.
     line = re.search(r"^spatial stream: resnet18, 4 classes, .*$", output, re.M).group(0)
@@ -228,6 +237,96 @@ def test_the_readme_workflows_run_as_written_and_give_their_results(workspace):
         r"record/spatial",
         line,
     ), line
+
+
+def own_clips_commands() -> tuple[str, list[str], list[str]]:
+    """The "Your own clips" section, its commands, and the commands of its first code block."""
+    section = (ROOT / "README.md").read_text().split("## Your own clips", 1)[1].split("\n## ")[0]
+    lines = section.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("    "))
+    end = next(
+        (i for i in range(start, len(lines)) if lines[i].strip() and lines[i][:4] != "    "),
+        len(lines),
+    )
+    return section, code_commands(section), code_commands("\n".join(lines[start:end]))
+
+
+def python_block(page: str) -> str:
+    return re.search(r"```python\n(.*?)```", read_page(page), re.S).group(1)
+
+
+def api_example_options() -> dict:
+    """The keywords of docs/python_api.md's first ``make_options`` call."""
+    call = next(
+        node
+        for node in ast.walk(ast.parse(python_block("python_api")))
+        if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "make_options"
+    )
+    return {k.arg: ast.literal_eval(k.value) for k in call.keywords}
+
+
+def test_your_own_clips_is_one_block_with_the_fast_preset_and_the_measured_recipe(
+    tmp_path, monkeypatch
+):
+    """The block a new user copies extracts with the fast preset at short side 128 and trains
+    both streams with bench/real_clips.py's small-data recipe (its SMALL_DATA and default arch),
+    as does docs/python_api.md's example: the command lines as written parse to it (with
+    torchvision's ImageNet weights)."""
+    section, commands, block = own_clips_commands()
+    assert block == commands
+    scripts = [shlex.split(c)[1] for c in block]
+    assert scripts == [
+        "tools/extract_frames_flow.py",
+        "spatial_cnn.py",
+        "motion_cnn.py",
+        "fusion.py",
+    ]
+    assert re.search(r"^    WEIGHTS=imagenet ", section, re.M)
+    assert {"--preset fast", "--short-side 128"} <= set(re.findall(r"--\S+ \S+", block[0]))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data" / "mine").mkdir(parents=True)
+    written = [shlex.split(c.replace("$WEIGHTS", "imagenet"))[2:] for c in block[1:3]]
+    trained = [parse_args(SPATIAL, written[0])[0], parse_args(MOTION, written[1])[0]]
+    api = make_options(SPATIAL, **api_example_options())
+    for options in (*trained, api):
+        assert options.arch == "mobilenet_v2" and options.pretrained == "imagenet"
+        assert {key: getattr(options, key) for key in SMALL_DATA} == SMALL_DATA
+        assert options.dataset == "custom" and options.data_root == "data/mine"
+
+
+# Run as a script in another folder: train, evaluate and fuse, on tiny settings over the page's.
+API_DRIVER = """
+import torch
+import engine.config
+
+torch.set_num_threads(1)
+given = engine.config.make_options
+engine.config.make_options = lambda spec, **values: given(spec, **{**values, **%r})
+exec(compile(open("my_script.py").read(), "my_script.py", "exec"), {"__name__": "__main__"})
+"""
+API_TINY = dict(arch="resnet18", pretrained="none", crop_size=32, epochs=1, batch_size=4)
+
+
+def test_python_api_example_runs_from_any_folder_with_pythonpath(workspace, tmp_path):
+    """docs/python_api.md's example, run as it says (PYTHONPATH=<repository>) from a folder that
+    holds the README's data/mine and motion scores, trains, evaluates and fuses."""
+    assert "PYTHONPATH=/path/to/two-stream python my_script.py" in read_page("python_api")
+    (tmp_path / "my_script.py").write_text(python_block("python_api"))
+    (tmp_path / "data").symlink_to(workspace.root / "data")
+    motion = tmp_path / "record" / "mine_motion"
+    motion.mkdir(parents=True)
+    shutil.copy(workspace.root / "record" / "mine_motion" / "video_scores.npz", motion)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    driver = API_DRIVER % (API_TINY | {"workers": 0})
+    done = subprocess.run(
+        [sys.executable, "-c", driver], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert 0 <= float(done.stdout.split()[-1]) <= 100  # the fused top-1
+    record = tmp_path / "record" / "api_spatial"
+    args = json.loads((record / "args.json").read_text())
+    assert (args["lr"], args["head_lr_mult"], args["lr_schedule"]) == (1e-4, 100, "cosine")
+    assert len(list(record.glob("eval_checkpoint_e1_tencrop*_scores.npz"))) == 1
 
 
 def test_the_start_up_lines_quoted_in_the_docs_are_the_codes():

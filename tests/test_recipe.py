@@ -99,12 +99,18 @@ def test_accumulation_keeps_the_recipe_batch_under_torchrun_unless_given():
     assert "--accum-steps given" in describe_batch(1, 32, 2, 128, given=True)
 
 
-def test_an_effective_batch_larger_than_the_training_set_is_warned():
+def test_an_effective_batch_larger_than_the_training_set_is_warned_with_the_recipes_batch():
     assert batch_warning(128, 9537, 1) is None
-    warning = batch_warning(128, 12, 1)
-    assert "larger than the 12 training videos" in warning and "one optimizer step" in warning
-    assert "--batch-size 3 --accum-steps 1 (4 steps per epoch)" in warning
-    assert "--batch-size 1 --accum-steps 1 (6 steps per epoch)" in batch_warning(32, 12, 2)
+    # A few dozen videos: the small-data recipe's batch, the one docs/recipe.md's command passes.
+    recipe = re.search(r"--batch-size (\d+) --accum-steps 1", (ROOT / "docs/recipe.md").read_text())
+    warning = batch_warning(128, 20, 1)
+    assert "larger than the 20 training videos" in warning and "one optimizer step" in warning
+    assert f"--batch-size {recipe.group(1)} --accum-steps 1 (3 steps per epoch)" in warning
+    assert "the small-data recipe does (docs/recipe.md" in warning
+    # Fewer than two such batches: smaller, for two steps; two processes share the batch of 8.
+    assert "--batch-size 6 --accum-steps 1 (2 steps per epoch)" in batch_warning(128, 12, 1)
+    assert "--batch-size 3 --accum-steps 1 (2 steps per epoch)" in batch_warning(32, 12, 2)
+    assert "--batch-size 4 --accum-steps 1 (5 steps per epoch)" in batch_warning(64, 40, 2)
 
 
 # 5. Crop scales per stream, gradient clipping of tsn-pytorch, the classifier's initialisation.
