@@ -16,6 +16,7 @@ from dataloader.datasets import DataError, FrameDataset, before_workers, read_jp
 from dataloader.frame_index import IndexedVideo
 from dataloader.jpeg_check import DecoderWarnings, marker_problem
 from dataloader.layout import pattern_regex
+from utils.atomic import write_text
 from utils.progress import progress
 
 
@@ -82,14 +83,17 @@ def video_problems(dataset: FrameDataset, item: IndexedVideo) -> list[str]:
 
 
 class _Scan(torch.utils.data.Dataset):
-    def __init__(self, dataset: FrameDataset):
+    """The videos of one shard: ``rank``, ``rank + world``, ... of the dataset's."""
+
+    def __init__(self, dataset: FrameDataset, rank: int = 0, world: int = 1):
         self.dataset = dataset
+        self.items = dataset.items[rank::world]
 
     def __len__(self):
-        return len(self.dataset.items)
+        return len(self.items)
 
     def __getitem__(self, index):
-        item = self.dataset.items[index]
+        item = self.items[index]
         return item.name, video_problems(self.dataset, item)
 
 
@@ -97,8 +101,12 @@ def _keep(batch):
     return batch
 
 
-def find_problems(dataset: FrameDataset, workers: int = 0) -> dict[str, list[str]]:
+def find_problems(
+    dataset: FrameDataset, workers: int = 0, shard: tuple[int, int] = (0, 1)
+) -> dict[str, list[str]]:
     """Scan every frame of every video (in ``workers`` processes); {video: problems} of bad ones.
+    ``shard`` (rank, world): scan only videos rank, rank + world, ... (the processes of a
+    distributed run share the scan); missing videos are listed by every shard.
 
     The dataset must have been built with ``strict=False`` to list missing videos too.
     """
@@ -108,7 +116,7 @@ def find_problems(dataset: FrameDataset, workers: int = 0) -> dict[str, list[str
     }
     before_workers(workers)
     loader = torch.utils.data.DataLoader(
-        _Scan(dataset),
+        _Scan(dataset, *shard),
         batch_size=1,
         num_workers=workers,
         collate_fn=_keep,
@@ -124,6 +132,6 @@ def find_problems(dataset: FrameDataset, workers: int = 0) -> dict[str, list[str
 
 def write_problems(problems: dict[str, list[str]], path) -> None:
     """One line per video: name, a tab, its problems joined by '; '."""
-    with open(path, "w") as file:
-        for name, found in sorted(problems.items()):
-            file.write(f"{name}\t{'; '.join(found)}\n")
+    write_text(
+        path, "".join(f"{name}\t{'; '.join(found)}\n" for name, found in sorted(problems.items()))
+    )

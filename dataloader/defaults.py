@@ -1,6 +1,8 @@
 """The sample options every stream's command line offers, and the motion stream's stack length:
 named once here, importable without torch or OpenCV (a command line reads them before parsing)."""
 
+NUM_SEGMENTS = 3  # TSN's training segments: one snippet from each of 3 equal parts
+CROP_SIZE = 224  # the side of a sample's square crops
 SAMPLE_OPTIONS = ("num_segments", "test_snippets", "test_sequences", "crop_size", "ten_crop")
 STACK_LENGTH = 10  # flow frames per motion sample, as in the two-stream paper
 CLIP_LENGTH = 16  # frames per clip of the clip stream (C3D, torchvision video models)

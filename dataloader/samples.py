@@ -19,7 +19,14 @@ A clip stream's snippet is a clip, ``[3, T, S, S]`` in place of ``[C, S, S]`` (C
 import numpy as np
 import torch
 
-from dataloader.defaults import CLIP_LENGTH, CLIP_SHORT_SIDE, STACK_LENGTH
+from dataloader.defaults import (
+    CLIP_LENGTH,
+    CLIP_SHORT_SIDE,
+    CROP_SIZE,
+    NUM_SEGMENTS,
+    STACK_LENGTH,
+    TEST_SNIPPETS,
+)
 from dataloader.sampling import (
     clip_indices,
     num_clip_starts,
@@ -68,10 +75,10 @@ class SampleBuilder:
     def __init__(
         self,
         *,
-        num_segments: int = 3,
-        test_snippets: int = 19,
+        num_segments: int = NUM_SEGMENTS,
+        test_snippets: int = TEST_SNIPPETS,
         test_sequences: int | None = 0,
-        crop_size: int = 224,
+        crop_size: int = CROP_SIZE,
         ten_crop: bool = False,
     ):
         if num_segments < 1 or test_snippets < 1 or crop_size < 1:

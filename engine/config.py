@@ -16,14 +16,14 @@ import sys
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from dataloader.defaults import RECURRENT_TEST_SEQUENCES, TEST_SNIPPETS
+from dataloader.defaults import CROP_SIZE, NUM_SEGMENTS, RECURRENT_TEST_SEQUENCES, TEST_SNIPPETS
 from dataloader.layout import Layout
 from engine.streams import StreamSpec
-from network.archs import RECURRENT, check_image_arch
+from network.archs import HEAD_DEFAULTS, RECURRENT, check_image_arch
 from utils.errors import UserError
 
-# Training segments when none are given: TSN's 3, or more for a head that learns from their order.
-SEGMENTS, RECURRENT_SEGMENTS = 3, 8
+# Training segments of a head that learns from their order (lstm, gru) when none are given.
+RECURRENT_SEGMENTS = 8
 # Options that describe one invocation, not the model: never taken over from a checkpoint. The
 # record dir is one: a run writes where its user says (--record-dir), or beside the checkpoint it
 # resumes, never where a checkpoint says (it may have been copied from another folder or machine).
@@ -52,10 +52,10 @@ class DataOptions:
     dataset: str = "ucf101"
     split: int = 1
     splits_dir: str | None = None
-    num_segments: int = SEGMENTS
+    num_segments: int = NUM_SEGMENTS
     test_snippets: int = TEST_SNIPPETS
     test_sequences: int | None = None  # None: RECURRENT_TEST_SEQUENCES for lstm/gru, else 0
-    crop_size: int = 224
+    crop_size: int = CROP_SIZE
     ten_crop: bool = False
     val_groups: int = 0
     check_data: bool = False
@@ -74,11 +74,14 @@ class ModelOptions:
     pretrained: str = "imagenet"
     dropout: float = 0.8
     consensus: str = "avg"
-    rnn_hidden: int = 512
-    rnn_layers: int = 1
-    rnn_dropout: float = 0.0
-    bidirectional: bool = False
+    rnn_hidden: int = HEAD_DEFAULTS["rnn_hidden"]
+    rnn_layers: int = HEAD_DEFAULTS["rnn_layers"]
+    rnn_dropout: float = HEAD_DEFAULTS["rnn_dropout"]
+    bidirectional: bool = HEAD_DEFAULTS["bidirectional"]
     partial_bn: bool | None = None  # None: on with pretrained weights, off from scratch
+
+
+RECIPE_ACCUM_STEPS = 4  # TSN's batch of 128 on one GPU: 32 videos x 4 accumulated batches
 
 
 # TSN's lr 0.001 was for batches of 128 videos: 32 per step x 4 accumulated steps reach that on
@@ -194,7 +197,7 @@ def options_from_dict(spec: StreamSpec, values: dict) -> Options:
 
 def recipe_batch(spec: StreamSpec) -> int:
     """The effective batch (videos per optimizer step) the stream's defaults are meant for."""
-    d = {"batch_size": 32, "accum_steps": 4, **spec.defaults}
+    d = {"batch_size": OptimOptions.batch_size, "accum_steps": RECIPE_ACCUM_STEPS, **spec.defaults}
     return d["batch_size"] * d["accum_steps"]
 
 

@@ -16,7 +16,7 @@ from dataloader.splits import (
     load_split,
 )
 from engine.config import Options
-from engine.distributed import SINGLE, Dist, is_main
+from engine.distributed import SINGLE, Dist, all_gather, is_main
 from engine.streams import StreamSpec
 from utils.errors import UserError
 
@@ -31,13 +31,14 @@ def load_run_split(options) -> Split:
     return split
 
 
-def build_datasets(spec: StreamSpec, options: Options, split: Split) -> dict:
+def build_datasets(spec: StreamSpec, options: Options, split: Split, dist: Dist = SINGLE) -> dict:
     """{"test", and unless --evaluate "train" (and "val"): FrameDataset} of the run.
 
     All sets are built before any training, so a video missing on disk stops the run at once.
     --check-data scans every frame of every video and reports all problems at once;
     --skip-bad-videos scans the same way, then leaves the bad videos out of the run and lists
-    them in <record-dir>/skipped_videos.txt.
+    them in <record-dir>/skipped_videos.txt. Under torchrun each process scans 1/N of the
+    videos and all get every finding.
     """
     train_videos, val_videos = split.train, split.val
     if options.val_groups and not options.evaluate:
@@ -61,7 +62,9 @@ def build_datasets(spec: StreamSpec, options: Options, split: Split) -> dict:
         return sets
     problems = {}
     for data in sets.values():
-        problems.update(find_problems(data, options.workers))
+        found = find_problems(data, options.workers, shard=(dist.rank, dist.world))
+        for part in all_gather(found):  # in rank order: the same dict in every process
+            problems.update(part)
     if options.check_data:
         for name, found in sorted(problems.items()):
             for line in found:

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from engine.config import OptimOptions
 from engine.device import autocast
 from engine.distributed import gather_rows, is_main, no_sync
 from utils.errors import UserError
@@ -55,7 +56,7 @@ def train_one_epoch(
     device: torch.device,
     epoch: int,
     *,
-    clip_grad: float = 20.0,
+    clip_grad: float = OptimOptions.clip_grad,
     amp: str = "none",
     scaler: torch.amp.GradScaler | None = None,
     accum_steps: int = 1,

@@ -76,7 +76,7 @@ def run(spec: StreamSpec, options: Options, ckpt: dict | None = None) -> int:
         split = load_run_split(options)  # a bad split stops the run before anything is written
         with terminate_as_interrupt(), _lock_output(options, ckpt):
             seed_everything(options.seed + dist.rank)  # dropout differs between processes
-            sets = build_datasets(spec, options, split)
+            sets = build_datasets(spec, options, split, dist)
             if options.check_data:
                 return 0
             config = recognizer_config(options, len(split.classes), sets["test"].in_channels)

@@ -9,6 +9,9 @@ import difflib
 
 from utils.errors import UserError
 
+# A recurrent head's settings when none are given (engine.config's defaults read them here).
+HEAD_DEFAULTS = {"rnn_hidden": 512, "rnn_layers": 1, "rnn_dropout": 0.0, "bidirectional": False}
+
 # What --help says instead of 80 names.
 IMAGE_FAMILIES = (
     "any torchvision image classification model: resnet18..resnet152, resnext*, wide_resnet*, "

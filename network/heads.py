@@ -10,10 +10,9 @@ same clip played backwards, which no order-free consensus can.
 import torch
 from torch import nn
 
-from network.archs import RECURRENT
+from network.archs import HEAD_DEFAULTS, RECURRENT
 
 # The recurrent head's settings and the values a config without them (older checkpoints) gets.
-HEAD_DEFAULTS = {"rnn_hidden": 512, "rnn_layers": 1, "rnn_dropout": 0.0, "bidirectional": False}
 
 
 class SegmentConsensus(nn.Module):
@@ -57,10 +56,10 @@ class RecurrentHead(nn.Module):
         num_classes: int,
         dropout: float,
         cell: str = "lstm",
-        rnn_hidden: int = 512,
-        rnn_layers: int = 1,
-        rnn_dropout: float = 0.0,
-        bidirectional: bool = False,
+        rnn_hidden: int = HEAD_DEFAULTS["rnn_hidden"],
+        rnn_layers: int = HEAD_DEFAULTS["rnn_layers"],
+        rnn_dropout: float = HEAD_DEFAULTS["rnn_dropout"],
+        bidirectional: bool = HEAD_DEFAULTS["bidirectional"],
     ):
         super().__init__()
         if cell not in RECURRENT:

@@ -16,9 +16,9 @@ drift away from the ones the pretrained weights were learnt with.
 import torch
 from torch import nn
 
-from network.archs import CLIP_ARCHS
+from network.archs import CLIP_ARCHS, HEAD_DEFAULTS
 from network.backbones import Backbone, build_backbone
-from network.heads import HEAD_DEFAULTS, build_head
+from network.heads import build_head
 from utils.errors import UserError
 
 # The config a recognizer is built from, and so what a checkpoint must hold to rebuild it.

@@ -9,6 +9,7 @@ processes cannot change the forward pass.
 
 import json
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -19,7 +20,11 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
+from dataloader.checks import find_problems
+from dataloader.datasets import FrameDataset
 from engine.cli import main
+from engine.config import make_options
+from engine.data import load_run_split
 from engine.streams import SPATIAL
 from tests import frozen_bn_main
 from tests.helpers import single_thread, write_frame_dataset
@@ -196,3 +201,26 @@ def test_a_process_that_cannot_join_stops_with_one_line(data, tmp_path):
         assert last.startswith(f"error: process rank {rank} of 2 could not join the run at "
                                "127.0.0.1:"), last  # fmt: skip
         assert "--dist-timeout" in last
+
+
+def test_two_processes_share_the_data_scan_and_find_what_one_finds(data, tmp_path):
+    """Each process scans half the videos (rank r: r, r + 2, ...); together, and so in every
+    process after the gather, they find what one process scanning all finds."""
+    broken = tmp_path / "data"
+    shutil.copytree(data, broken)
+    for video in ("v_Class0_g02_c01", "v_Class2_g05_c01"):  # a training and a test video
+        (broken / "jpegs_256" / video / "frame000003.jpg").unlink()
+    options = make_options(SPATIAL, data_root=str(broken), skip_bad_videos=True, workers=0)
+    split = load_run_split(options)
+    found = {}
+    for videos in (split.train, split.test):
+        dataset = FrameDataset(broken, videos, False, SPATIAL.sample_builder(options), strict=False)
+        halves = [find_problems(dataset, shard=(rank, 2)) for rank in (0, 1)]
+        assert not halves[0].keys() & halves[1].keys()
+        assert {**halves[0], **halves[1]} == find_problems(dataset)
+        found.update(halves[0] | halves[1])
+    assert sorted(found) == ["v_Class0_g02_c01", "v_Class2_g05_c01"]
+    codes = _wait(_start(["--data-root", str(broken), "--check-data", *FAST], tmp_path))
+    assert codes == [2, 2]
+    for rank in (0, 1):
+        assert "error: 2 of 15 videos have problems" in (tmp_path / f"stderr{rank}.txt").read_text()

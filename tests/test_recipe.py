@@ -167,3 +167,25 @@ def test_opencv_floor_and_no_api_newer_than_it():
     for path in code:
         uses = re.findall(r"cv2\.(\w+)", path.read_text())
         assert not set(uses) & newer, path
+
+
+def test_defaults_are_written_once_and_help_options_loop_and_models_agree(tmp_path):
+    import inspect
+
+    from dataloader.samples import SampleBuilder
+    from engine.cli import build_parser
+    from engine.config import RECIPE_ACCUM_STEPS, make_options
+    from engine.loops import train_one_epoch
+    from network.heads import RecurrentHead
+
+    parser = build_parser(SPATIAL)  # what --help shows
+    options = make_options(SPATIAL, data_root=str(tmp_path), pretrained="none")
+    loop = inspect.signature(train_one_epoch).parameters
+    builder = inspect.signature(SampleBuilder.__init__).parameters
+    head = inspect.signature(RecurrentHead.__init__).parameters
+    assert parser.get_default("clip_grad") == options.clip_grad == loop["clip_grad"].default == 20
+    for key, value in (("num_segments", 3), ("test_snippets", 19), ("crop_size", 224)):
+        assert parser.get_default(key) == getattr(options, key) == builder[key].default == value
+    for key in ("rnn_hidden", "rnn_layers", "rnn_dropout", "bidirectional"):
+        assert parser.get_default(key) == getattr(options, key) == head[key].default, key
+    assert recipe_batch(SPATIAL) == parser.get_default("batch_size") * RECIPE_ACCUM_STEPS == 128
