@@ -17,11 +17,19 @@ def shared_data():
     return SHARED_DATA
 
 
-# The longest files, started first: with one worker per core (pyproject.toml's -n auto), the
-# demo starting late would keep its worker busy long after the others are done.
-LONGEST_FIRST = ("test_demo.py", "test_gpu_check.py", "test_real_clips.py", "test_temporal.py")
+# Seconds each longer file took in the suite (pytest --durations=0, 2 cores, 2026-12-07). Files
+# start longest first (with --dist loadfile a file runs on one worker): with one worker per core
+# none then finishes long after the other, as a long file started last would.
+FILE_SECONDS = {
+    "test_demo.py": 168, "test_readme.py": 46, "test_temporal.py": 43, "test_gpu_check.py": 40,
+    "test_clip_stream.py": 35, "test_training.py": 30, "test_real_clips.py": 27,
+    "test_features.py": 26, "test_faults_training.py": 22, "test_predict.py": 21,
+    "test_extraction_workers.py": 17, "test_cam.py": 17, "test_distributed.py": 17,
+    "test_fusion.py": 16, "test_export.py": 15, "test_real_weights.py": 11,
+    "test_faults_extraction.py": 11, "test_faults_predict.py": 8, "test_tvl1_torch.py": 7,
+    "test_extraction.py": 6, "test_backbones.py": 6,
+}  # fmt: skip
 
 
 def pytest_collection_modifyitems(items):
-    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+    items.sort(key=lambda item: -FILE_SECONDS.get(item.path.name, 0))

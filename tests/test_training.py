@@ -355,24 +355,6 @@ def test_curves_plot_each_phase_of_the_records(tmp_path, monkeypatch):
     assert list(top1.lines[0].get_ydata()) == [10, 40] and list(top1.lines[1].get_xdata()) == [2]
 
 
-def test_one_epoch_then_resume_equals_two_epochs(straight, frame_root, tmp_path):
-    _run(SPATIAL, frame_root, tmp_path, "--epochs", "1")
-    # The other settings come from the checkpoint.
-    main(
-        SPATIAL,
-        ["--resume", str(tmp_path / "checkpoint.pth.tar"), "--epochs", "2", "--workers", "0"],
-    )
-    _assert_same_weights(
-        _weights(tmp_path / "checkpoint.pth.tar"), _weights(straight / "checkpoint.pth.tar")
-    )
-    # Same losses and learning rates, epoch by epoch (the seconds column differs).
-    resumed = (tmp_path / "train.csv").read_text().splitlines()
-    unbroken = (straight / "train.csv").read_text().splitlines()
-    assert [r.rsplit(",", 1)[0] for r in resumed] == [r.rsplit(",", 1)[0] for r in unbroken]
-    with np.load(tmp_path / "video_scores.npz") as a, np.load(straight / "video_scores.npz") as b:
-        np.testing.assert_array_equal(a["scores"], b["scores"])
-
-
 def test_evaluate_leaves_checkpoint_and_run_results_unchanged_and_names_its_scores(
     straight, tmp_path, capsys
 ):
