@@ -127,23 +127,28 @@ def test_a_few_training_steps_lower_the_loss():
     assert losses[-1] < 0.25 * losses[0], losses
 
 
+def _one_epoch(data, batch: int, accum: int) -> tuple[torch.Tensor, int]:
+    """The classifier weights after one epoch of Spy at lr 0.5 from seed 0, and its steps."""
+    torch.manual_seed(0)
+    model = Spy()
+    optimizer, scheduler = _sgd(model, lr=0.5)
+    train_one_epoch(model, nn.CrossEntropyLoss(), optimizer, scheduler,
+                    DataLoader(data, batch_size=batch), torch.device("cpu"), 1,
+                    accum_steps=accum)  # fmt: skip
+    return model.head.fc.weight.detach().clone(), scheduler.last_epoch
+
+
 def test_accumulated_steps_equal_one_step_on_the_whole_batch():
     """2 batches of 2 accumulated = 1 batch of 4; the schedule counts optimizer steps."""
     data = Blobs(n=8, frames=2)
-    cpu = torch.device("cpu")
-    weights = []
-    for batch, accum in ((4, 1), (2, 2)):
-        torch.manual_seed(0)
-        model = Spy()
-        optimizer, scheduler = _sgd(model, lr=0.5)
-        loader = DataLoader(data, batch_size=batch)
-        train_one_epoch(
-            model, nn.CrossEntropyLoss(), optimizer, scheduler, loader, cpu, 1, accum_steps=accum
-        )
-        assert scheduler.last_epoch == 2
-        weights.append(model.head.fc.weight.detach().clone())
-    torch.testing.assert_close(weights[1], weights[0], rtol=1e-5, atol=1e-6)
+    (whole, steps), (accumulated, accumulated_steps) = (
+        _one_epoch(data, 4, 1),
+        _one_epoch(data, 2, 2),
+    )
+    assert steps == accumulated_steps == 2
+    torch.testing.assert_close(accumulated, whole, rtol=1e-5, atol=1e-6)
     # A last short group still steps: 3 batches with accum 2 are 2 optimizer steps.
+    cpu = torch.device("cpu")
     model = Spy()
     optimizer, scheduler = _sgd(model)
     loader = DataLoader(Blobs(n=6), batch_size=2)
@@ -157,17 +162,10 @@ def test_every_video_weighs_the_same_in_a_last_short_group():
     """7 videos in batches of 3, 3 and 1 accumulated into one step: the step is the mean over
     the 7 videos, the step of one batch of 7 (the lone video does not weigh 3 times more)."""
     data = Blobs(n=7, frames=2)
-    cpu = torch.device("cpu")
-    weights = []
-    for batch, accum in ((7, 1), (3, 3)):
-        torch.manual_seed(0)
-        model = Spy()
-        optimizer, scheduler = _sgd(model, lr=0.5)
-        train_one_epoch(model, nn.CrossEntropyLoss(), optimizer, scheduler,
-                        DataLoader(data, batch_size=batch), cpu, 1, accum_steps=accum)  # fmt: skip
-        weights.append(model.head.fc.weight.detach().clone())
-    assert not torch.allclose(weights[0], Spy().head.fc.weight, atol=1e-3)  # it moved
-    torch.testing.assert_close(weights[1], weights[0], rtol=1e-5, atol=1e-6)
+    (whole, _), (accumulated, _) = _one_epoch(data, 7, 1), _one_epoch(data, 3, 3)
+    torch.manual_seed(0)
+    assert not torch.allclose(whole, Spy().head.fc.weight, atol=1e-3)  # it moved
+    torch.testing.assert_close(accumulated, whole, rtol=1e-5, atol=1e-6)
 
 
 class SyncCount(torch.overrides.TorchFunctionMode):
