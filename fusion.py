@@ -111,10 +111,11 @@ def _named_paths(items: list[str], option: str) -> dict[str, Path]:
     return paths
 
 
-def weights_file(args) -> Path:
-    """Where --tune-weights saves its choice: beside --out, else --json, else here."""
+def weights_file(args) -> Path | None:
+    """Where --tune-weights saves its choice: beside --out, else --json; with neither the
+    choice is printed only (nothing is written where the user did not say)."""
     beside = args.out if args.out is not None else args.json
-    return (beside.parent if beside is not None else Path(".")) / "fusion_weights.json"
+    return beside.parent / "fusion_weights.json" if beside is not None else None
 
 
 def tuned(args, paths: dict, streams: dict) -> dict:

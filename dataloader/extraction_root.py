@@ -250,6 +250,7 @@ def _move_into_place(root: Path, name: str, parts: dict, entry: dict) -> None:
             )
     moving.parent.mkdir(parents=True, exist_ok=True)
     moving.touch()
+    done.unlink(missing_ok=True)  # an earlier extraction's marker must not vouch for a mix
     for work, final, _ in parts.values():
         if final.exists():
             shutil.rmtree(final)

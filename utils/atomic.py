@@ -14,6 +14,7 @@ from pathlib import Path
 
 from utils.errors import UserError
 from utils.faults import fault_point
+from utils.locks import pid_alive
 
 _FULL = (errno.ENOSPC, errno.EDQUOT)
 
@@ -39,16 +40,6 @@ def tmp_name(path: Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
-
-
 def remove_stale_tmp(folder, name: str = "*") -> list[Path]:
     """Remove the temporary files (``tmp_name``) and folders (the same name, ``.tmpdir``) that
     killed writers of the output ``name`` (default: any) left in ``folder``: those whose writer
@@ -58,7 +49,7 @@ def remove_stale_tmp(folder, name: str = "*") -> list[Path]:
         pid = tmp.name.split(".")[-3]
         if tmp.suffix not in (".tmp", ".tmpdir") or not pid.isdigit():
             continue
-        if int(pid) != os.getpid() and _alive(int(pid)):
+        if int(pid) != os.getpid() and pid_alive(int(pid)):
             continue
         if tmp.is_dir() and not tmp.is_symlink():
             shutil.rmtree(tmp, ignore_errors=True)

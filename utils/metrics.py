@@ -14,9 +14,12 @@ SCORE_KINDS = ("logits", "probabilities", "log_probabilities")
 def topk_hits(logits: "torch.Tensor", labels: "torch.Tensor", ks=(1, 5)) -> "torch.Tensor":
     """How many rows have their label among the top-k scores, for each k (k capped at classes):
     a float tensor on the logits' device, read by the caller when it syncs anyway."""
+    import torch  # here: fusion and reports use this module without torch
+
     maxk = min(max(ks), logits.shape[1])
-    hits = logits.topk(maxk, dim=1).indices.eq(labels.view(-1, 1))
-    return hits.cumsum(dim=1).clamp_(max=1)[:, [min(k, maxk) - 1 for k in ks]].sum(dim=0).float()
+    found = logits.topk(maxk, dim=1).indices.eq(labels.view(-1, 1)).cumsum(dim=1).clamp_(max=1)
+    # Plain indexing only: a list index would be copied to the device, a sync per batch.
+    return torch.stack([found[:, min(k, maxk) - 1] for k in ks]).sum(dim=1).float()
 
 
 def guess_kind(scores: np.ndarray, kind: str | None) -> str:

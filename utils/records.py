@@ -6,9 +6,12 @@ for the event files.
 """
 
 import csv
+import io
 from pathlib import Path
 
 from torch.utils.tensorboard import SummaryWriter
+
+from utils.atomic import write_text
 
 
 class CsvLog:
@@ -28,10 +31,12 @@ class CsvLog:
             return list(csv.DictReader(f))
 
     def _rewrite(self, rows: list[dict]) -> None:
-        with open(self.path, "w", newline="", encoding="utf-8") as f:
-            writer = csv.DictWriter(f, self.fields, extrasaction="ignore")
-            writer.writeheader()
-            writer.writerows(rows)
+        """The header and ``rows``, replacing the file whole (a kill keeps the old rows)."""
+        text = io.StringIO(newline="")
+        writer = csv.DictWriter(text, self.fields, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+        write_text(self.path, text.getvalue())
 
     def write(self, epoch: int, metrics: dict) -> None:
         """Append the epoch's row; one already there (a test redone after a kill) is replaced."""

@@ -59,17 +59,18 @@ def write_reports(score: ScoreFile, out_dir, prefix: str = "") -> list[Path]:
     num_classes = len(score.classes)
     predicted = score.scores.argmax(axis=1) if len(score) else np.zeros(0, dtype=np.int64)
     counts = confusion_counts(score.labels, predicted, num_classes)
+    more = []
+    present = np.flatnonzero(counts.sum(axis=0) + counts.sum(axis=1))
+    if len(present) > PAIRS_ABOVE:  # first: REPORTS, written last, say the set is whole
+        pairs = out_dir / f"{prefix}{MORE_REPORTS[0]}"
+        more.append(_plot_confused_pairs(pairs, score, counts))
     per_class, confusion, misclassified = (out_dir / f"{prefix}{name}" for name in REPORTS)
-    paths = [
+    return [
         _write_per_class(per_class, score.classes, counts),
         _plot_confusion(confusion, score, counts),
         _write_misclassified(misclassified, score, predicted),
+        *more,
     ]
-    present = np.flatnonzero(counts.sum(axis=0) + counts.sum(axis=1))
-    if len(present) > PAIRS_ABOVE:
-        pairs = out_dir / f"{prefix}{MORE_REPORTS[0]}"
-        paths.append(_plot_confused_pairs(pairs, score, counts))
-    return paths
 
 
 def _write_per_class(path: Path, classes: list[str], counts: np.ndarray) -> Path:
