@@ -3,7 +3,7 @@
     python bench/extraction_cpu_bench.py [--method torch] [--preset fast] [--clips 4]
                                          [--frames 9] [--size 340x256] [--workers N]
 
-Runs dataloader/extraction_pool.py's workers (decode, TV-L1 on the CPU, JPEG writing) on
+Runs extraction/pool.py's workers (decode, TV-L1 on the CPU, JPEG writing) on
 synthetic clips, in these configurations: one worker with one thread, one worker with a thread
 per core, N workers with cores/N threads each (what tools/extract_frames_flow.py does), and N
 workers with a thread per core each (the torch workers before they were limited). CPU time is
@@ -22,9 +22,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.flow_bench import synthetic_frames
-from dataloader.extraction import write_video
-from dataloader.extraction_pool import Plan, run, worker_threads
-from dataloader.extraction_settings import FLOW_METHODS, PRESETS, ExtractionSettings
+from extraction.decode import write_video
+from extraction.pool import Plan, run, worker_threads
+from extraction.settings import FLOW_METHODS, PRESETS, ExtractionSettings
 from utils.cli import Parser
 from utils.errors import UserError, run_cli
 

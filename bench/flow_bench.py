@@ -9,7 +9,7 @@ of this single process with one OpenCV thread: a per-core figure that a busy mac
 distort. Agreement: mean absolute difference (pixels) and Pearson correlation of the fast flow
 with the quality flow over all pixels and both components, both clipped to +-bound as stored.
 
-The PyTorch TV-L1 (dataloader/tvl1_torch.py, OpenCV's default settings, i.e. ``quality``) is
+The PyTorch TV-L1 (extraction/tvl1_torch.py, OpenCV's default settings, i.e. ``quality``) is
 compared with ``quality`` the same way, on every clip and pooled over the real ones. Its speed
 table runs the real pairs (repeated to fill a batch) on CPU with one thread and with all of
 them, and on CUDA when there is one, at each ``--batch-sizes``; OpenCV ``quality`` with one
@@ -35,15 +35,10 @@ import cv2
 import numpy as np
 import torch
 
-from dataloader.extraction import (
-    PRESETS,
-    decode_video,
-    find_videos,
-    make_tvl1,
-    to_gray,
-    write_video,
-)
-from dataloader.tvl1_torch import TorchTVL1
+from extraction.decode import decode_video, find_videos, write_video
+from extraction.settings import PRESETS
+from extraction.tvl1 import make_tvl1, to_gray
+from extraction.tvl1_torch import TorchTVL1
 from utils.cli import Parser  # noqa: E402
 from utils.errors import UserError, run_cli
 

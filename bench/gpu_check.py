@@ -55,7 +55,8 @@ def prepare(out: Path, shared: Path) -> None:
     """Real frames, their OpenCV flow and two clips from ../shared/data into ``out``."""
     import cv2
 
-    from dataloader.extraction import decode_video, make_tvl1, to_gray
+    from extraction.decode import decode_video
+    from extraction.tvl1 import make_tvl1, to_gray
 
     clips = sorted((shared / "ucf101" / "UCF-101").rglob("*.avi"), key=lambda p: p.stat().st_size)
     if len(clips) < CLIPS:

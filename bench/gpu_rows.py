@@ -182,7 +182,7 @@ def _synthetic_pair(h, w):
 
 def tvl1_rows(device, dry, assets: Path):
     """PyTorch TV-L1 speed per batch size and agreement with OpenCV's TV-L1 flow."""
-    from dataloader.tvl1_torch import TorchTVL1
+    from extraction.tvl1_torch import TorchTVL1
 
     pairs = assets / "pairs.npz"
     if pairs.is_file():

@@ -73,7 +73,7 @@ def check_compatible(ckpt: dict, path, config: dict, classes) -> None:
 def extraction_record(data_root) -> dict | None:
     """The extraction settings of the data root (its index.json), kept in every checkpoint so
     prediction computes flow as the training frames were (e.g. the TV-L1 preset)."""
-    from dataloader.extraction_settings import read_index_settings  # no PyAV needed
+    from extraction.settings import read_index_settings  # no PyAV needed
 
     settings = read_index_settings(data_root) if data_root else None
     return settings.as_dict() if settings is not None else None

@@ -15,20 +15,14 @@ import numpy as np
 import torch
 
 from dataloader.datasets import decode_jpeg
-from dataloader.extraction import (
-    INDEX_NAME,
-    ExtractionSettings,
-    find_videos,
-    flow_to_uint8,
-    make_tvl1,
-    read_index_settings,
-    to_gray,
-)
 from engine.config import options_from_dict, resolve_test_sequences
 from engine.evaluation import score_kind
 from engine.late_fusion import fuse, fused_kind
 from engine.loops import video_score
 from engine.streams import STREAMS
+from extraction.decode import find_videos
+from extraction.settings import INDEX_NAME, ExtractionSettings, read_index_settings
+from extraction.tvl1 import flow_to_uint8, make_tvl1, to_gray
 from network.recognizer import model_from_checkpoint
 from utils.checkpoint import load_checkpoint
 from utils.errors import UserError

@@ -9,7 +9,7 @@ that needs them is scored, and each flow frame is computed once. Memory follows 
 the video's length.
 
 A video that decodes to fewer frames than its container declares (the check extraction makes,
-dataloader.extraction.check_complete) is refused as Truncated, or scored with a warning.
+extraction.decode.check_complete) is refused as Truncated, or scored with a warning.
 """
 
 import time
@@ -19,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from dataloader.extraction import (
+from engine.inference import memory_reader
+from extraction.decode import (
     DecodeError,
     TruncatedVideo,
     check_complete,
@@ -28,7 +29,6 @@ from dataloader.extraction import (
     probe_video,
     resize_short_side,
 )
-from engine.inference import memory_reader
 from utils.errors import UserError
 from utils.progress import progress
 
@@ -60,7 +60,7 @@ class Plan:
     name: str
     stream: object  # engine.inference.StreamModel
     builder: object  # its test-time sample builder (dataloader.samples.SampleBuilder)
-    settings: object  # dataloader.extraction.ExtractionSettings
+    settings: object  # extraction.settings.ExtractionSettings
     side: int | None  # short side its frames are resized to
     reads: list[list[int]]  # per window: the positions its test sample reads
 

@@ -36,7 +36,7 @@ def write_coded_video(root, name, num_frames, layout=Layout(), size=(40, 32)):
 def compute_flow(frames, *, preset: str = "fast", bound: float = 20.0):
     """Flow of a whole clip in memory, as the extraction tool maps it: ``(u, v)``, each uint8
     [N-1, H, W], from N frames (RGB or gray)."""
-    from dataloader.extraction import flow_to_uint8, make_tvl1, to_gray
+    from extraction.tvl1 import flow_to_uint8, make_tvl1, to_gray
 
     flow = make_tvl1(preset)
     grays = [to_gray(np.asarray(frame)) for frame in frames]
@@ -50,7 +50,7 @@ def compute_flow(frames, *, preset: str = "fast", bound: float = 20.0):
 
 
 def uint8_to_flow(quantised, bound: float = 20.0) -> np.ndarray:
-    """The inverse of ``dataloader.extraction.flow_to_uint8`` (up to quantisation): uint8 ->
+    """The inverse of ``extraction.tvl1.flow_to_uint8`` (up to quantisation): uint8 ->
     float32 flow in pixels."""
     return (np.asarray(quantised, dtype=np.float32) - 128.0) * (bound / 127.5)
 

@@ -9,12 +9,12 @@ import pytest
 import torch
 from torch import nn
 
-from dataloader.extraction import ExtractionSettings
 from engine.cam import feature_layer, grad_cam
 from engine.config import options_from_dict
 from engine.inference import load_stream, memory_reader
 from engine.loops import train_one_epoch
 from engine.streams import MOTION
+from extraction.settings import ExtractionSettings
 from network.recognizer import build_model, build_recognizer
 from tests.helpers import sample_in_memory, save_stream_checkpoint, single_thread
 from tools.synthetic_actions import make_scene, render_clip

@@ -1,4 +1,4 @@
-"""Raw video -> frames + TV-L1 flow: dataloader/extraction.py and tools/extract_frames_flow.py."""
+"""Raw video -> frames + TV-L1 flow: extraction/ and tools/extract_frames_flow.py."""
 
 import json
 import os
@@ -10,9 +10,10 @@ import cv2
 import numpy as np
 import pytest
 
-import dataloader.extraction as extraction
-from dataloader.extraction import decode_video, flow_to_uint8, resized_size, write_video
+import extraction.tvl1 as tvl1
 from dataloader.splits import load_split
+from extraction.decode import decode_video, resized_size, write_video
+from extraction.tvl1 import flow_to_uint8
 from tests.helpers import compute_flow, uint8_to_flow
 from tools import extract_frames_flow as tool
 from utils.errors import UserError
@@ -155,7 +156,7 @@ def test_rerun_skips_finished_videos_and_redoes_interrupted_ones(tmp_path, capsy
 def test_interrupt_leaves_no_half_video_and_rerun_completes(tmp_path, monkeypatch):
     videos, out = tmp_path / "videos", tmp_path / "out"
     write_video(videos / "clip.avi", _moving_frames(STEP))
-    real_make_flow = extraction.make_flow
+    real_make_flow = tvl1.make_flow
 
     def interrupted_after_two_pairs(*args, **kwargs):
         flows, calls = real_make_flow(*args, **kwargs), []
@@ -168,11 +169,11 @@ def test_interrupt_leaves_no_half_video_and_rerun_completes(tmp_path, monkeypatc
 
         return interrupted
 
-    monkeypatch.setattr(extraction, "make_flow", interrupted_after_two_pairs)
+    monkeypatch.setattr(tvl1, "make_flow", interrupted_after_two_pairs)
     assert _run(videos, out, "--flow-batch", "1") == 130  # two flow frames written, then Ctrl-C
     for folder in ("jpegs_256", "tvl1_flow/u", "tvl1_flow/v"):
         assert not (out / folder / "clip").exists()
-    monkeypatch.setattr(extraction, "make_flow", real_make_flow)
+    monkeypatch.setattr(tvl1, "make_flow", real_make_flow)
     assert _run(videos, out) == 0
     assert _count(out / "jpegs_256" / "clip") == FRAMES
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dataloader.extraction import write_video
-from dataloader.extraction_locks import RunFolder, clear_dead_runs
-from dataloader.extraction_root import shard_of
+from extraction.decode import write_video
+from extraction.locks import RunFolder, clear_dead_runs
+from extraction.root import shard_of
 from tools import extract_frames_flow as tool
 from utils.errors import UserError
 

@@ -18,9 +18,10 @@ import pytest
 from tqdm import tqdm
 
 import utils.progress
-from dataloader.extraction import make_flow, to_gray, write_video
-from dataloader.extraction_pool import worker_threads
-from dataloader.extraction_workers import answer
+from extraction.decode import write_video
+from extraction.pool import worker_threads
+from extraction.tvl1 import make_flow, to_gray
+from extraction.workers import answer
 from tools import extract_frames_flow as tool
 from utils.errors import UserError
 

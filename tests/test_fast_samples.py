@@ -8,7 +8,6 @@ import pytest
 import torch
 
 from dataloader.datasets import FrameDataset
-from dataloader.extraction import iter_frames
 from dataloader.layout import Layout, frame_path
 from dataloader.samples import ClipSampleBuilder, FlowSampleBuilder, RgbSampleBuilder
 from dataloader.sampling import (
@@ -19,6 +18,7 @@ from dataloader.sampling import (
 )
 from dataloader.splits import Video
 from dataloader.transforms import Crop
+from extraction.decode import iter_frames
 
 SIZES = {"v_Wide_g01_c01": (340, 256), "v_Odd_g01_c01": (171, 129)}
 NUM_FRAMES = 12

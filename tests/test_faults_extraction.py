@@ -23,10 +23,10 @@ import numpy as np
 import pytest
 
 import utils.faults
-from dataloader.extraction import write_video
-from dataloader.extraction_locks import RootLocks
-from dataloader.extraction_root import STATE_DIR, check_video_name, extract_video
-from dataloader.extraction_settings import ExtractionSettings
+from extraction.decode import write_video
+from extraction.locks import RootLocks
+from extraction.root import STATE_DIR, check_video_name, extract_video
+from extraction.settings import ExtractionSettings
 from tools import extract_frames_flow as tool
 from utils import locks
 from utils.errors import UserError

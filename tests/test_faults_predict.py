@@ -13,8 +13,8 @@ import torch
 
 import fusion
 import utils.reports  # noqa: F401  (imported here, not in every forked run: matplotlib is slow)
-from dataloader.extraction import write_video
 from engine.streams import STREAMS
+from extraction.decode import write_video
 from network.recognizer import build_recognizer
 from tests.helpers import SMALL_ARCH, save_stream_checkpoint, single_thread
 from tools import predict

@@ -14,11 +14,11 @@ import torch
 from PIL import Image
 from scipy.special import softmax
 
-from dataloader.extraction import decode_video, write_video
 from engine.cli import main as train_main
 from engine.inference import extraction_settings, load_stream
 from engine.streaming import score_video
 from engine.streams import CLIP, MOTION, SPATIAL
+from extraction.decode import decode_video, write_video
 from tests.helpers import SMALL_ARCH, single_thread
 from tools import extract_frames_flow, predict
 from tools.synthetic_actions import generate

@@ -8,7 +8,7 @@ import cv2
 import pytest
 
 from bench import real_clips
-from dataloader.extraction import iter_frames
+from extraction.decode import iter_frames
 from network.weights import packaged_mobilenet_v2
 from tests.helpers import SHARED_DATA, single_thread
 

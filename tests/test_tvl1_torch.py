@@ -1,4 +1,4 @@
-"""PyTorch TV-L1 (dataloader/tvl1_torch.py): known motion, agreement with OpenCV, batching."""
+"""PyTorch TV-L1 (extraction/tvl1_torch.py): known motion, agreement with OpenCV, batching."""
 
 import math
 from itertools import islice
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-import dataloader.tvl1_torch as tvl1_torch
-from dataloader.tvl1_torch import TorchTVL1, _median, _Scratch, tvl1_flow
+import extraction.tvl1_torch as tvl1_torch
+from extraction.tvl1_torch import TorchTVL1, _median, _Scratch, tvl1_flow
 from tests.helpers import SHARED_DATA
 
 WIDTH, HEIGHT = 64, 48

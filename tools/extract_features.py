@@ -19,9 +19,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dataloader.extraction_settings import PRESETS
 from dataloader.splits import DATASETS
 from engine.streams import STREAMS
+from extraction.settings import PRESETS
 from network.archs import CLIP_ARCHS, check_image_arch
 from utils.cli import Parser
 from utils.errors import UserError, run_cli

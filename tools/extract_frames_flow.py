@@ -9,12 +9,12 @@ Every video under --videos (any depth; .avi .mp4 .mkv .webm) becomes
     ROOT/tvl1_flow/v/<video>/frame000001.jpg ...      N-1 y-flow frames
 
 where <video> is the file name without extension and flow file i is the motion from frame i to
-frame i+1 (see dataloader/extraction.py). ROOT/index.json lists each finished video's frame
+frame i+1 (see extraction/tvl1.py). ROOT/index.json lists each finished video's frame
 count, fps and size; ROOT/failed.txt the videos that could not be decoded.
 
 CPU workers (--workers) decode the videos and write the JPEGs; on the CPU each also solves its
 own flow, and each CUDA device of --device gets one solver process that batches the pairs the
-workers send it (dataloader/extraction_pool.py). A video is written under the run's own
+workers send it (extraction/pool.py). A video is written under the run's own
 folder ROOT/.extract/tmp/run-<host>-<pid>-<random>/ and moved into place only when whole and
 counted; a marker in ROOT/.extract/done/ then records it. A killed or interrupted run (the first
 Ctrl-C stops it within seconds; kill -9 ends its workers too) leaves no half video in the layout,
@@ -43,9 +43,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dataloader.extraction_locks import RootLocks, RunFolder, clear_dead_runs, state_lock
-from dataloader.extraction_pool import Plan, worker_threads
-from dataloader.extraction_root import (
+from dataloader.splits import SPLIT_FOLDERS
+from extraction.locks import RootLocks, RunFolder, clear_dead_runs, state_lock
+from extraction.pool import Plan, worker_threads
+from extraction.root import (
     STATE_DIR,
     TMP_DIR,
     check_settings,
@@ -53,9 +54,8 @@ from dataloader.extraction_root import (
     read_root_settings,
     write_index,
 )
-from dataloader.extraction_run import Job, extract, find_named_videos, write_or_say_full
-from dataloader.extraction_settings import FLOW_METHODS, INDEX_NAME, PRESETS, ExtractionSettings
-from dataloader.splits import SPLIT_FOLDERS
+from extraction.run import Job, extract, find_named_videos, write_or_say_full
+from extraction.settings import FLOW_METHODS, INDEX_NAME, PRESETS, ExtractionSettings
 from utils.cli import Parser
 from utils.errors import UserError, run_cli
 
@@ -238,7 +238,7 @@ def parse_args(argv):
 
 
 def _plan(args, todo: int) -> Plan:
-    """Processes for this run: see dataloader/extraction_pool.py."""
+    """Processes for this run: see extraction/pool.py."""
     on_gpu = args.devices[0] != "cpu"
     solver_process = args.flow_solver == "process" or (args.flow_solver == "auto" and on_gpu)
     workers = min(args.workers, max(1, todo))

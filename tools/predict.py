@@ -30,8 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
 
-from dataloader.extraction_settings import PRESETS
 from engine.cli import add_fusion_arguments
+from extraction.settings import PRESETS
 from utils.atomic import write_json
 from utils.classes import check_same_classes
 from utils.cli import Parser
@@ -210,9 +210,9 @@ def _ranked(columns: dict, classes: list[str], top: int) -> dict:
 
 def predict_one(path: Path, streams: dict, settings: dict, args, device) -> tuple[dict, dict]:
     """One video's result (the JSON record) and what the drawings need."""
-    from dataloader.extraction import DecodeError, count_frames, video_fps
     from engine.inference import columns
     from engine.streaming import Truncated, score_video
+    from extraction.decode import DecodeError, count_frames, video_fps
 
     def fuse(scores: dict) -> dict:
         return columns(streams, scores, args.weights, args.softmax)

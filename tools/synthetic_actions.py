@@ -183,7 +183,7 @@ def generate(
             name = f"v_{cls}_g{i + 1:02d}_c01"
             path = videos_dir / cls / f"{name}.avi"
             noise = np.random.default_rng([seed, i, label])
-            from dataloader.extraction import write_video  # PyAV only when writing
+            from extraction.decode import write_video  # PyAV only when writing
 
             write_video(path, render_clip(scene, colour, direction, noise), fps, bit_rate=2_000_000)
             clips.append(Clip(path, name, label, i >= test_per_class, scene.num_frames))

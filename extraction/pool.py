@@ -1,5 +1,5 @@
 """The processes of an extraction, from the parent's side: how many, started how, fed and
-watched how (the code they run: dataloader/extraction_workers.py).
+watched how (the code they run: extraction/workers.py).
 
 On the CPU each worker solves its own pairs with ``cores // workers`` OpenCV threads (at least
 one) and one torch thread, so N workers on N cores spend no more CPU time per pair than one
@@ -23,10 +23,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dataloader.extraction_locks import RunFolder
-from dataloader.extraction_root import STATE_DIR, TMP_DIR, extract_video
-from dataloader.extraction_settings import ExtractionSettings
-from dataloader.extraction_workers import (
+from extraction.locks import RunFolder
+from extraction.root import STATE_DIR, TMP_DIR, extract_video
+from extraction.settings import ExtractionSettings
+from extraction.workers import (
     POLL_S,
     LocalSolver,
     disk_full_error,
@@ -101,7 +101,7 @@ def run(
 
 
 def _run_here(todo, root, settings, plan, on_event, debug, run_dir) -> None:
-    from dataloader.extraction import make_flow
+    from extraction.tvl1 import make_flow
 
     limit_threads(plan.threads, settings.method)
     solver = LocalSolver(make_flow(settings.preset, settings.method, plan.device, plan.batch))

@@ -1,8 +1,8 @@
 """An extraction root on disk: each video's frames and flow written whole, the done markers, the
 settings every video of the root shares, and ``index.json``.
 
-dataloader/extraction_run.py drives it (shards, workers, summary). A video is written
-under its run's own folder ``ROOT/.extract/tmp/<run>/`` (dataloader/extraction_locks.py) and
+extraction/run.py drives it (shards, workers, summary). A video is written
+under its run's own folder ``ROOT/.extract/tmp/<run>/`` (extraction/locks.py) and
 moved into the layout only when whole and counted; a marker in ``ROOT/.extract/done/`` then
 records it, so a killed run leaves no half video and a rerun skips finished ones. Folders in the
 layout this code did not write are never replaced, and a video's name is always one safe folder
@@ -21,15 +21,15 @@ import re
 import shutil
 from pathlib import Path
 
-from dataloader.extraction_settings import INDEX_NAME, ExtractionSettings
 from dataloader.layout import Layout
+from extraction.settings import INDEX_NAME, ExtractionSettings
 from utils.atomic import write_text
 from utils.errors import UserError
 from utils.faults import fault_point
 from utils.video_names import VIDEO_EXTENSIONS
 
 STATE_DIR = ".extract"
-TMP_DIR = "tmp"  # under STATE_DIR: one folder per run (dataloader/extraction_locks.py)
+TMP_DIR = "tmp"  # under STATE_DIR: one folder per run (extraction/locks.py)
 MAX_NAME_BYTES = 250  # a video's folder name, so that "<name>.json" fits a file name
 _UNSAFE = re.compile(r"[/\\\x00-\x1f\x7f]")
 
@@ -141,9 +141,9 @@ def extract_video(
     """Write one video's RGB and flow folders under ``root``; return its index entry.
 
     Everything goes to ``run_dir``/<name> first (``run_dir``: the run's own temporary folder,
-    dataloader.extraction_locks.RunFolder); the three folders are moved into the layout only
+    extraction.locks.RunFolder); the three folders are moved into the layout only
     when complete and counted, then the marker ROOT/.extract/done/<name>.json is written.
-    ``solver`` (dataloader.extraction_workers) takes ``chunk`` consecutive pairs at a time and may
+    ``solver`` (extraction.workers) takes ``chunk`` consecutive pairs at a time and may
     keep ``solver.depth`` of them in flight while frames are decoded. ``report(kind, value)``
     hears ``("start", frames expected)`` and ``("frames", frames decoded since)``; a set
     ``stop`` event (multiprocessing) raises Stopped between frames. A video that decodes to
@@ -152,13 +152,13 @@ def extract_video(
     """
     from collections import deque
 
-    from dataloader.extraction import (  # here: PyAV and OpenCV take a while to import
+    from extraction.decode import (  # here: PyAV and OpenCV take a while to import
         DecodeError,
         TooShortVideo,
         check_complete,
-        flow_to_uint8,
         probe_video,
     )
+    from extraction.tvl1 import flow_to_uint8
 
     why = unsafe_name(name)
     if why is not None:  # the tool refuses such names first; never a folder outside the layout
@@ -209,7 +209,8 @@ def _write_frames(path, name, settings, parts, solver, pending, write_flows, chu
     a time (their flows are written by ``write_flows``); return the frames decoded and their size."""
     import numpy as np
 
-    from dataloader.extraction import iter_frames, to_gray
+    from extraction.decode import iter_frames
+    from extraction.tvl1 import to_gray
 
     count, size, grays, unreported = 0, None, [], 0
     for rgb in iter_frames(path, settings.short_side, settings.max_frames):
@@ -270,7 +271,7 @@ def _move_into_place(root: Path, name: str, parts: dict, entry: dict) -> None:
 def clear_stale_files(root: Path, split_dir: Path | None = None) -> list[Path]:
     """Remove the temporary files that killed runs left beside the files all runs share
     (index.json, the failure lists, settings.json, the split). Call it holding the state lock
-    (dataloader/extraction_locks.py): every writer of those holds it too."""
+    (extraction/locks.py): every writer of those holds it too."""
     places = [
         (root, f".{INDEX_NAME}.*.tmp"),
         (root, ".failed*.txt.*.tmp"),

@@ -1,4 +1,4 @@
-"""The worker and solver processes of an extraction (dataloader/extraction_pool.py starts
+"""The worker and solver processes of an extraction (extraction/pool.py starts
 them): CPU workers that decode videos and write JPEGs, and the TV-L1 solvers they use.
 
 On the CPU each worker solves its own pairs (``LocalSolver``); on GPUs one solver process per
@@ -18,8 +18,8 @@ import signal
 import sys
 import time
 
-from dataloader.extraction_locks import join_run
-from dataloader.extraction_root import Stopped, extract_video
+from extraction.locks import join_run
+from extraction.root import Stopped, extract_video
 
 GATHER_S = 0.05  # how long a solver waits for more pairs to fill its batch
 POLL_S = 0.2
@@ -168,7 +168,7 @@ def solver_main(device, settings, batch, threads, requests, replies, stop, paren
     stop = _Stop(stop, parent)
     _ignore_interrupts()
     limit_threads(threads, settings.method)
-    from dataloader.extraction import make_flow
+    from extraction.tvl1 import make_flow
 
     for reply in replies:
         reply.cancel_join_thread()  # a worker that was stopped no longer reads its answers
@@ -228,7 +228,7 @@ def worker_main(index, tasks, events, stop, root, settings, threads, solver, run
     local = len(solver) == 2
     limit_threads(threads, settings.method if local else "opencv")  # torch: the solver's
     if local:
-        from dataloader.extraction import make_flow
+        from extraction.tvl1 import make_flow
 
         device, chunk = solver
         flows = LocalSolver(make_flow(settings.preset, settings.method, device, chunk))

@@ -1,8 +1,8 @@
 """One run of tools/extract_frames_flow.py over a root, between its command line and its
-processes (dataloader/extraction_pool.py): the videos it takes (all, or one shard's, less those
+processes (extraction/pool.py): the videos it takes (all, or one shard's, less those
 already done), its progress, the files all shards share (index.json, the custom split, the
 failure lists) and the summary it prints. ``extract`` runs holding the root's locks
-(dataloader/extraction_locks.py).
+(extraction/locks.py).
 """
 
 import time
@@ -10,9 +10,10 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from dataloader.extraction_locks import state_lock
-from dataloader.extraction_pool import OutOfSpace, Plan, run
-from dataloader.extraction_root import (
+from dataloader.splits import SPLIT_FOLDERS, write_custom_split
+from extraction.locks import state_lock
+from extraction.pool import OutOfSpace, Plan, run
+from extraction.root import (
     STATE_DIR,
     check_video_name,
     is_done,
@@ -21,8 +22,7 @@ from dataloader.extraction_root import (
     unsafe_name,
     write_index,
 )
-from dataloader.extraction_settings import INDEX_NAME, ExtractionSettings
-from dataloader.splits import SPLIT_FOLDERS, write_custom_split
+from extraction.settings import INDEX_NAME, ExtractionSettings
 from utils.atomic import DiskFull, write_text
 from utils.errors import UserError
 from utils.video_names import VIDEO_EXTENSIONS
@@ -37,7 +37,7 @@ def find_named_videos(videos_dir: Path) -> dict[str, Path]:
         raise UserError(
             f"--videos {videos_dir} is not a folder; give the folder holding the videos"
         )
-    files = sorted(  # as dataloader.extraction.find_videos, and files named only ".avi"
+    files = sorted(  # as extraction.decode.find_videos, and files named only ".avi"
         p
         for p in videos_dir.rglob("*")
         if p.name.lower().endswith(VIDEO_EXTENSIONS) and p.is_file()
@@ -151,7 +151,7 @@ class Tally:
 
 def extract(job: Job, todo: list, plan: Plan, run_folder, debug: bool = False) -> int:
     """Extract ``todo`` (``job.todo()``) as ``plan`` says, in ``run_folder``
-    (extraction_locks.RunFolder), then write the shared files and print the summary; the exit
+    (extraction.locks.RunFolder), then write the shared files and print the summary; the exit
     status: 0, 1 when videos failed, 130 when interrupted (Ctrl-C)."""
     skipped = len(job.mine) - len(todo)
     part = f" (shard {job.shard[0]}/{job.shard[1]}: {len(job.mine)} of them)" if job.shard else ""

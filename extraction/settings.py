@@ -1,8 +1,8 @@
 """What a data root's frames and flow were made with: the settings, their presets, and the
 ``index.json`` contract between tools/extract_frames_flow.py and tools/predict.py.
 
-Kept apart from dataloader/extraction.py (which does the work) so that a command line can offer
-these choices without importing the video decoder and OpenCV.
+Kept apart from extraction/decode.py and extraction/tvl1.py (which do the work) so that a command
+line can offer these choices without importing the video decoder and OpenCV.
 """
 
 import json
@@ -12,7 +12,7 @@ from pathlib import Path
 # The extraction tool's record of how a data root's frames were made: ``<root>/index.json``
 # holds {"settings": ExtractionSettings as a dict, "videos": {...}}.
 INDEX_NAME = "index.json"
-# TV-L1 implementations: OpenCV contrib's (CPU), or dataloader/tvl1_torch.py (any torch device).
+# TV-L1 implementations: OpenCV contrib's (CPU), or extraction/tvl1_torch.py (any torch device).
 FLOW_METHODS = ("opencv", "torch")
 
 

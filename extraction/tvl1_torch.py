@@ -547,7 +547,7 @@ class TorchTVL1:
 
     ``TorchTVL1(device="cpu", batch_size=8, **tvl1_flow keyword arguments)``; calling it with
     ``prev_grays``, ``next_grays`` [N, H, W] uint8 returns [N, H, W, 2] float32 (numpy); with
-    two HxW frames it returns one HxW x 2 flow, like ``dataloader.extraction.make_tvl1``.
+    two HxW frames it returns one HxW x 2 flow, like ``extraction.tvl1.make_tvl1``.
     Float frames are taken as 0..1, as in ``tvl1_flow``. Batches are for a GPU; on a CPU the
     time per pair was lowest at batch 1 (a pair's buffers stay in cache; bench/flow_bench.py).
     """
