@@ -131,14 +131,17 @@ def main(argv=None) -> int:
         raise UserError(f"{src} is not a folder; give the data root that holds the frame folders")
     if out.resolve() == src.resolve():
         raise UserError(f"--out {out} is SRC itself; pack into another folder")
+    folders = [src / layout.modality(m)[0][0] for m in ("rgb", "flow")]
+    if not any(folder.is_dir() for folder in folders):
+        raise UserError(
+            f"no frame folders found in {' or '.join(map(str, folders))}; check SRC and the "
+            "layout options (--rgb-dir, --flow-x-dir, ...)"
+        )
     with folder_lock(
         out, f"the pack folder {out}", "wait for that run to end, or pack into another --out"
     ):
         results = {m: pack_modality(src, out, layout, m) for m in ("rgb", "flow")}
         copy_records(src, out)
-    if not any(now + before for now, before, _ in results.values()):
-        folders = ", ".join(str(src / layout.modality(m)[0][0]) for m in results)
-        raise UserError(f"no frame folders found in {folders}; check SRC and the layout options")
     skipped = [line for *_, lines in results.values() for line in lines]
     for line in skipped:
         print(f"skipped {line}", file=sys.stderr)
