@@ -8,8 +8,9 @@ The zip comment holds the frame count of each part as JSON, ``{"format": "two-st
 kilobytes per pack. Every member's date is 1980-01-01: a pack's bytes depend on its frames only.
 
 A frame is read by offset: a process keeps its last ``_MAX_OPEN`` packs open, each with its
-central directory read once, and looks a member's name up in it. Forked DataLoader workers open
-their own (the handles are kept per process id). Zips made by other tools read too (deflated
+central directory read once, and looks a member's name up in it (a pack replaced since, as a
+rerun of the converter does, is opened again). Forked DataLoader workers open their own (the
+handles are kept per process id). Zips made by other tools read too (deflated
 members are inflated; a zip64 directory goes through ``zipfile``).
 """
 
@@ -51,15 +52,16 @@ class Pack:
         self.path = str(path)
         self.fd = os.open(self.path, os.O_RDONLY)
         try:
-            self._read_end()
+            stat = os.fstat(self.fd)
+            self.identity = (stat.st_ino, stat.st_mtime_ns)  # a pack replaced since is reopened
+            self._read_end(stat.st_size)
         except BaseException:
             os.close(self.fd)
             raise
         self._directory: bytes | None = None
         self._table: dict | None = None  # name -> (offset, size, method); zip64 only
 
-    def _read_end(self) -> None:
-        size = os.fstat(self.fd).st_size
+    def _read_end(self, size: int) -> None:
         for length in (min(size, _SHORT_TAIL), min(size, _EOCD.size + 0xFFFF)):
             tail = os.pread(self.fd, length, size - length)
             at = tail.rfind(_EOCD_SIG)
@@ -146,6 +148,11 @@ class Pack:
             os.close(self.fd)
 
 
+def _identity(path: str) -> tuple[int, int]:
+    stat = os.stat(path)
+    return stat.st_ino, stat.st_mtime_ns
+
+
 class _OpenPacks:
     """This process's open packs, most recently used last; a forked child closes the copies
     it inherited and opens its own."""
@@ -160,7 +167,11 @@ class _OpenPacks:
                 pack.close()
             self.packs.clear()
             self.pid = os.getpid()
-        pack = self.packs.pop(path, None) or Pack(path)
+        pack = self.packs.pop(path, None)
+        if pack is not None and pack.identity != _identity(path):
+            pack.close()
+            pack = None
+        pack = pack or Pack(path)
         self.packs[path] = pack
         if len(self.packs) > _MAX_OPEN:
             self.packs.popitem(last=False)[1].close()

@@ -7,6 +7,7 @@ import os
 import sys
 import time
 import zipfile
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
@@ -15,8 +16,11 @@ import torch
 from dataloader import frame_index
 from dataloader.checks import find_problems
 from dataloader.datasets import DataError, FrameDataset
+from dataloader.layout import Layout
 from dataloader.samples import ClipSampleBuilder, FlowSampleBuilder, RgbSampleBuilder
 from dataloader.splits import load_split
+from tests.helpers import write_coded_video
+from tests.test_datasets import MMACTION
 from tools import pack_frames
 from utils.errors import UserError, run_cli
 from utils.faults import ENV
@@ -97,6 +101,23 @@ def test_a_pack_is_used_where_the_folder_is_absent_and_its_count_cached(frame_ro
         patch.setattr(frame_index, "pack_counts", no_opening)
         again = FrameDataset(root, split.test, False, BUILDERS["rgb"]())
     assert [i.num_frames for i in again.items] == [i.num_frames for i in data.items]
+
+
+def test_mmaction_nested_layout_packs_beside_each_other_and_reads_alike(tmp_path):
+    """rawframes/<class>/<video>/ with RGB and flow in one folder: two packs side by side."""
+    source, root = tmp_path / "src", tmp_path / "root"
+    video = write_coded_video(source, "Diving/v_Diving_g01_c01", 12, MMACTION)
+    options = [f"--{f.name.replace('_', '-')}={getattr(MMACTION, f.name)}" for f in fields(Layout)]
+    assert pack_frames.main([str(source), "--out", str(root), *options]) == 0
+    packs = sorted(p.name for p in (root / "rawframes" / "Diving").iterdir())
+    assert packs == ["v_Diving_g01_c01.flow.zip", "v_Diving_g01_c01.zip"]
+    for stream in ("rgb", "flow"):
+        a, b = (
+            FrameDataset(r, [video], False, BUILDERS[stream](), layout=MMACTION, cache=False)
+            for r in (source, root)
+        )
+        assert b.items[0].pack and a.items[0].num_frames == b.items[0].num_frames
+        assert torch.equal(a[0][0], b[0][0])
 
 
 def _damage(pack, member: str, at: int, data: bytes) -> None:
