@@ -15,6 +15,7 @@ import torch
 from dataloader.defaults import SAMPLE_OPTIONS
 from dataloader.frame_index import IndexedVideo, index_videos
 from dataloader.layout import Layout, frame_path
+from dataloader.packs import PackError, read_member
 from dataloader.samples import FlowSampleBuilder, RgbSampleBuilder, SampleBuilder
 from dataloader.splits import Video
 from utils.errors import UserError
@@ -49,23 +50,51 @@ def decode_jpeg(data: np.ndarray, color: bool, half: bool = False) -> np.ndarray
     return cv2.imdecode(data, _DECODE_FLAGS[color, half])
 
 
-def read_jpeg(path: str, color: bool, half: bool = False) -> np.ndarray:
-    """Decode one frame to uint8 BGR [H, W, 3] or gray [H, W]; a bad file is a DataError."""
+def read_bytes(path: str) -> np.ndarray:
+    """A frame file's bytes; a missing one is a DataError."""
     try:  # fewer system calls than open().read(): a third of a small frame's reading time
         fd = os.open(path, os.O_RDONLY)
         try:
             data = np.empty(os.fstat(fd).st_size, np.uint8)
-            data = data[: os.readv(fd, [data])]  # shorter only if the file shrank meanwhile
+            return data[: os.readv(fd, [data])]  # shorter only if the file shrank meanwhile
         finally:
             os.close(fd)
     except OSError:
         raise _bad_frame("missing", path) from None
+
+
+def pack_bytes(pack: str, member: str) -> np.ndarray:
+    """A packed frame's bytes (dataloader.packs); a missing or unreadable one is a DataError
+    naming it ``<pack>/<member>``."""
+    try:
+        return read_member(pack, member)
+    except KeyError:
+        raise _bad_frame("missing", f"{pack}/{member}") from None
+    except (OSError, PackError) as err:
+        raise DataError(
+            f"unreadable pack {pack} ({err}); re-extract or repack the video, or run with "
+            "--skip-bad-videos"
+        ) from None
+
+
+def decode_checked(data: np.ndarray, color: bool, half: bool, path: str) -> np.ndarray:
+    """Decode a frame's bytes; a truncated or undecodable one is a DataError naming ``path``."""
     if _JPEG_END not in data[-64:].tobytes():
         raise _bad_frame("truncated", path)
     image = decode_jpeg(data, color, half)
     if image is None:
         raise _bad_frame("corrupt", path)
     return image
+
+
+def read_jpeg(path: str, color: bool, half: bool = False) -> np.ndarray:
+    """Decode one frame to uint8 BGR [H, W, 3] or gray [H, W]; a bad file is a DataError."""
+    return decode_checked(read_bytes(path), color, half, path)
+
+
+def read_packed_jpeg(pack: str, member: str, color: bool, half: bool = False) -> np.ndarray:
+    """``read_jpeg`` of a frame in a pack: the same bytes, decoded the same way."""
+    return decode_checked(pack_bytes(pack, member), color, half, f"{pack}/{member}")
 
 
 def worker_init(worker_id: int) -> None:
@@ -139,16 +168,27 @@ class FrameDataset(torch.utils.data.Dataset):
 
     def reader(self, item: IndexedVideo):
         """``read(i, half=False)``: frame i of the video from disk (at half size if asked);
-        one image, or (x, y) for flow."""
-        patterns = [pattern for _, pattern in self.layout.modality(self.modality)]
+        one image, or (x, y) for flow. Its folders' files, or its pack's members."""
         color = self.modality == "rgb"
-        paths = list(zip(item.dirs, patterns, strict=True))
-        if len(paths) == 1:
-            ((folder, pattern),) = paths
-            return lambda i, half=False: read_jpeg(frame_path(folder, pattern, i), color, half)
-        return lambda i, half=False: tuple(
-            read_jpeg(frame_path(d, p, i), color, half) for d, p in paths
-        )
+        if item.pack:
+            reads = [
+                lambda i, half=False, t=template: read_packed_jpeg(
+                    item.pack, t % (i + 1), color, half
+                )
+                for template in item.templates
+            ]
+        else:
+            reads = [
+                lambda i, half=False, d=folder, p=pattern: read_jpeg(
+                    frame_path(d, p, i), color, half
+                )
+                for folder, (_, pattern) in zip(
+                    item.dirs, self.layout.modality(self.modality), strict=True
+                )
+            ]
+        if len(reads) == 1:
+            return reads[0]
+        return lambda i, half=False: tuple(read(i, half) for read in reads)
 
     def __getitem__(self, index: int):
         item = self.items[index]

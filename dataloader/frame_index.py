@@ -1,7 +1,8 @@
-"""Find each split video's frame folders and count their frames, with an on-disk cache.
+"""Find each split video's frame folders, or its pack, and count their frames, with an on-disk cache.
 
 Counting 13,320 videos x 3 folders by listing them takes seconds on a cold disk; the cache keeps
-each folder's count with its modification time, so a second start only stats the folders.
+each folder's (or pack's) count with its modification time, so a second start only stats them.
+A video whose folders are absent is looked for as a pack (dataloader.layout, dataloader.packs).
 """
 
 import contextlib
@@ -11,7 +12,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from dataloader.layout import Layout, pattern_regex
+from dataloader.layout import PACK_SUFFIXES, Layout, pattern_regex
+from dataloader.packs import pack_counts
 from dataloader.splits import Video
 from utils.atomic import write_json
 from utils.errors import UserError
@@ -23,12 +25,15 @@ _CACHE_VERSION = 2
 
 @dataclass(frozen=True)
 class IndexedVideo:
-    """A split video found on disk: its frame folders (one for rgb, x and y for flow)."""
+    """A split video found on disk: its frame folders (one for rgb, x and y for flow); for a
+    packed video, where they would be, its ``pack`` and each folder's member ``templates``."""
 
     name: str
     label: int
     dirs: tuple[str, ...]
     num_frames: int
+    pack: str = ""
+    templates: tuple[str, ...] = ()
 
 
 def _count(folder: str, regex) -> int:
@@ -67,13 +72,14 @@ class FrameCounter:
         """The cached [mtime, count] of every video folder under ``folder`` for ``pattern``."""
         return self.tables.setdefault(f"{folder}|{pattern}", {})
 
-    def count(self, table: dict, parent: str, name: str, regex) -> int:
+    def count(self, table: dict, parent: str, name: str, how) -> int:
+        """The frames of the folder or pack ``name`` in ``parent``: cached, else ``how(path)``."""
         path = os.path.join(parent, name)
         mtime = os.stat(path).st_mtime_ns
         cached = table.get(name)
         if cached and cached[0] == mtime:
             return cached[1]
-        n = _count(path, regex)
+        n = how(path)
         table[name] = [mtime, n]
         self.dirty = True
         return n
@@ -86,25 +92,38 @@ class FrameCounter:
         self.dirty = False
 
 
-def _folder_names(parent: Path, wanted: set[str]) -> dict[str, str]:
-    """Spelling-insensitive map from video key to the folder's path relative to ``parent``.
+def _listing(folder: str, suffix: str) -> tuple[dict[str, str], list[str]]:
+    """({video key: name} of the video folders in ``folder``, or with a ``suffix`` of the packs
+    (their names without it), [every sub-folder's name])."""
+    videos, folders = {}, []
+    with os.scandir(folder) as entries:
+        for e in entries:
+            if e.is_dir():
+                folders.append(e.name)
+            if suffix and e.name.endswith(suffix) and e.is_file():
+                videos[video_key(e.name[: -len(suffix)])] = e.name[: -len(suffix)]
+    if not suffix:
+        videos = {video_key(name): name for name in folders}
+    return videos, folders
+
+
+def _folder_names(parent: Path, wanted: set[str], suffix: str = "") -> dict[str, str]:
+    """Spelling-insensitive map from video key to the folder's (or, with a ``suffix``, the
+    pack's, less the suffix) path relative to ``parent``.
 
     Video folders sit in ``parent`` or one class level deeper (mmaction2's nested rawframes,
     ``<class>/<video>``). The deeper level is listed only for videos not found at the top, and
     only in folders that are not wanted videos themselves, so the flat layout costs one listing.
     """
-    with os.scandir(parent) as entries:
-        names = {video_key(e.name): e.name for e in entries if e.is_dir()}
+    names, folders = _listing(str(parent), suffix)
     if wanted <= names.keys():
         return names
     nested: dict[str, list[str]] = {}
-    for key, top in names.items():
-        if key in wanted:
+    for top in folders:
+        if video_key(top) in wanted:
             continue
-        with os.scandir(os.path.join(parent, top)) as entries:
-            for e in entries:
-                if e.is_dir():
-                    nested.setdefault(video_key(e.name), []).append(f"{top}/{e.name}")
+        for key, name in _listing(os.path.join(parent, top), suffix)[0].items():
+            nested.setdefault(key, []).append(f"{top}/{name}")
     for key in wanted - names.keys():
         paths = nested.get(key, [])
         if len(paths) > 1:
@@ -115,6 +134,37 @@ def _folder_names(parent: Path, wanted: set[str]) -> dict[str, str]:
         if paths:
             names[key] = paths[0]
     return names
+
+
+class _Packs:
+    """The packs of one modality in a data root, listed when a video's folders are absent."""
+
+    def __init__(self, data_root: Path, modality: str, layout: Layout, wanted, counter):
+        self.data_root, self.modality, self.layout = data_root, modality, layout
+        self.folder = data_root / layout.pack_dir(modality)
+        self.suffix = PACK_SUFFIXES[modality]
+        self.wanted, self.counter, self.names = wanted, counter, None
+        patterns = "|".join(pattern for _, pattern in layout.modality(modality))
+        self.table = counter.table(layout.pack_dir(modality) + self.suffix, patterns)
+
+    def find(self, video: Video) -> IndexedVideo | None:
+        """The video as its pack holds it; None when it has none."""
+        if self.names is None:
+            found = self.folder.is_dir()
+            self.names = _folder_names(self.folder, self.wanted, self.suffix) if found else {}
+        name = self.names.get(video_key(video.name))
+        if name is None:
+            return None
+        templates = self.layout.pack_templates(self.modality, name)
+        count = self.counter.count(
+            self.table,
+            str(self.folder),
+            name + self.suffix,
+            lambda path: min(pack_counts(path, templates)),
+        )
+        dirs = tuple(str(self.data_root / d / name) for d, _ in self.layout.modality(self.modality))
+        pack = str(self.folder / (name + self.suffix))
+        return IndexedVideo(video.name, video.label, dirs, count, pack, tuple(templates))
 
 
 def index_videos(
@@ -136,7 +186,10 @@ def index_videos(
         raise UserError(f"--data-root {data_root} does not exist; point it at the extracted frames")
     parts = layout.modality(modality)
     for folder, _ in parts:
-        if not (data_root / folder).is_dir():
+        if (
+            not (data_root / folder).is_dir()
+            and not (data_root / layout.pack_dir(modality)).is_dir()
+        ):
             flag = "--rgb-dir" if modality == "rgb" else "--flow-x-dir/--flow-y-dir"
             raise UserError(
                 f"no {modality} folder {data_root / folder}; extract frames with "
@@ -147,12 +200,13 @@ def index_videos(
     sources = [
         (
             str(data_root / folder),
-            _folder_names(data_root / folder, wanted),
+            _folder_names(data_root / folder, wanted) if (data_root / folder).is_dir() else {},
             pattern_regex(pattern),
             counter.table(folder, pattern),
         )
         for folder, pattern in parts
     ]
+    packs = _Packs(data_root, modality, layout, wanted, counter)
     found, absent = [], []
     for video in videos:
         key = video_key(video.name)
@@ -160,12 +214,17 @@ def index_videos(
         for parent, names, regex, table in sources:
             name = names.get(key)
             if name is None:
-                absent.append((video.name, os.path.join(parent, video.name)))
                 break
             dirs.append(os.path.join(parent, name))
-            counts.append(counter.count(table, parent, name, regex))
+            counts.append(counter.count(table, parent, name, lambda path, r=regex: _count(path, r)))
         else:
             found.append(IndexedVideo(video.name, video.label, tuple(dirs), min(counts)))
+            continue
+        packed = packs.find(video)
+        if packed is None:
+            absent.append((video.name, os.path.join(parent, video.name)))
+        else:
+            found.append(packed)
     counter.save()
     if missing is not None:
         missing.extend(name for name, _ in absent)
