@@ -2,9 +2,9 @@
 
 Frame k is the k-th frame that sequential decoding of the file yields, the numbering extraction
 gives its frame files. One demuxing pass (no decoding) counts the frames and notes each
-keyframe's number (``index_video``): frames before a keyframe, in presentation order, come from
-the packets before it, so its number is the count of frame-bearing packets before it (closed
-GOPs: H.264 as x264 writes it, VP8/VP9, MPEG-4 Part 2 with packed B-frames as in UCF101).
+keyframe's number (``index_video``): where no frame decoded after a keyframe is shown before it
+(a closed GOP: H.264 as x264 writes it, VP8/VP9, MPEG-4 Part 2 with packed B-frames as in
+UCF101), its number is the count of frame-bearing packets before it.
 
 A ``VideoReader`` reads frame k by seeking to the last keyframe at or before k and decoding
 forward; the next read goes on decoding when no keyframe lies between (one pass for indices
@@ -35,8 +35,8 @@ class BadVideo(Exception):
 
 @dataclass(frozen=True)
 class VideoIndex:
-    """What demuxing tells of a video: its frame count and, for each keyframe packet, its
-    timestamp (dts, else pts) and frame number."""
+    """What demuxing tells of a video: its frame count and, for each keyframe decoding can
+    start from, its pts and frame number."""
 
     num_frames: int
     keyframes: tuple[tuple[int, int], ...]
@@ -59,26 +59,47 @@ def _bears_frame(packet: av.Packet, codec: str) -> bool:
     return packet.size > (1 if codec == "mpeg4" else 0)
 
 
-def _timestamp(packet: av.Packet) -> int | None:
-    return packet.dts if packet.dts is not None else packet.pts
+def _pts(packet: av.Packet) -> int | None:
+    """When the packet's frame is shown (its dts where the container gives no pts): what a
+    seek aims at, and what the first packet after it is checked by."""
+    return packet.pts if packet.pts is not None else packet.dts
+
+
+def _clean_keyframes(packets: list[tuple]) -> tuple[tuple[int, int], ...]:
+    """(pts, frame number) of the keyframes decoding can start from.
+
+    ``packets``: (pts, keyframe) of every frame-bearing packet in decode order. A
+    keyframe is clean when every packet before it is presented before it and every one after
+    it after it: then its frame number is the count of packets before it, and decoding from it
+    gives it first. Open GOPs (leading frames decoded after their keyframe but shown before
+    it, as FFmpeg's mpeg4 encoder writes) are not clean; neither is anything without timestamps.
+    """
+    if any(pts is None for pts, _ in packets):
+        return ()
+    after = [float("inf")] * (len(packets) + 1)
+    for i in range(len(packets) - 1, -1, -1):
+        after[i] = min(after[i + 1], packets[i][0])
+    clean, before = [], float("-inf")
+    for i, (pts, key) in enumerate(packets):
+        if key and before < pts < after[i + 1]:
+            clean.append((pts, i))
+        before = max(before, pts)
+    return tuple(clean)
 
 
 def index_video(path) -> VideoIndex:
     """Count the frames of ``path`` from its packets and note its keyframes (no decoding)."""
-    keyframes, count = [], 0
+    packets = []
     with _open(path) as container:
         stream = container.streams.video[0]
         codec = stream.codec_context.name
         try:
-            for packet in container.demux(stream):
-                if not _bears_frame(packet, codec):
-                    continue
-                if packet.is_keyframe and _timestamp(packet) is not None:
-                    keyframes.append((_timestamp(packet), count))
-                count += 1
+            for p in container.demux(stream):
+                if _bears_frame(p, codec):
+                    packets.append((_pts(p), p.is_keyframe))
         except av.FFmpegError as err:
             raise BadVideo(f"cannot read the packets of {path} ({err})") from None
-    return VideoIndex(count, tuple(keyframes))
+    return VideoIndex(len(packets), _clean_keyframes(packets))
 
 
 class VideoReader:
@@ -87,6 +108,7 @@ class VideoReader:
     def __init__(self, path: str, index: VideoIndex, threads: int = DECODER_THREADS):
         self.path, self.index, self.threads = path, index, threads
         self.ranks = [rank for _, rank in index.keyframes]
+        self.starts = dict(index.keyframes)  # pts -> frame number
         self.container = None
         self._restart()
 
@@ -106,20 +128,22 @@ class VideoReader:
             self.container = None
 
     def _seek(self, key: int) -> None:
-        """Position at keyframe ``key`` of the index; from the start where that fails."""
-        timestamp, rank = self.index.keyframes[key]
+        """Position at keyframe ``key`` of the index, or at another clean one before it where
+        the container lands there; from the start where it lands elsewhere."""
+        target, rank = self.index.keyframes[key]
         codec = self.stream.codec_context.name
         try:
-            self.container.seek(timestamp, stream=self.stream, backward=True, any_frame=False)
+            self.container.seek(target, stream=self.stream, backward=True, any_frame=False)
             self.packets = self.container.demux(self.stream)
             first = next((p for p in self.packets if _bears_frame(p, codec)), None)
         except av.FFmpegError:
             first = None
-        if first is None or _timestamp(first) != timestamp:  # landed elsewhere
+        landed = self.starts.get(_pts(first)) if first is not None else None
+        if landed is None or landed > rank:
             self._restart()
             return
         self.pending.clear()
-        self.next = rank
+        self.next = landed
         self._decode(first)
 
     def _decode(self, packet) -> None:
