@@ -94,9 +94,16 @@ def test_spatial_trains_resumes_evaluates_and_predicts_from_videos(videos, tmp_p
     assert extraction.returncode == 0, extraction.stderr[-2000:]
     motion = tmp_path / "motion"
     motion_args = ["--data-root", str(frames), "--splits-dir", str(splits), *FAST]
-    main(MOTION, [*motion_args, "--epochs", "1", "--stack-length", "2", "--record-dir", str(motion)])
+    main(
+        MOTION, [*motion_args, "--epochs", "1", "--stack-length", "2", "--record-dir", str(motion)]
+    )
     results = fusion.main(
-        ["--spatial", str(record / "video_scores.npz"), "--motion", str(motion / "video_scores.npz")]
+        [
+            "--spatial",
+            str(record / "video_scores.npz"),
+            "--motion",
+            str(motion / "video_scores.npz"),
+        ]
     )
     assert list(results) == ["spatial", "motion", "fused"]
     assert results["fused"]["videos"] == 2
