@@ -131,7 +131,8 @@ class _Scan(torch.utils.data.Dataset):
 
     def __getitem__(self, index):
         item = self.items[index]
-        return item.name, video_problems(self.dataset, item)
+        scan = getattr(self.dataset, "problems", None)  # a dataset of video files checks its own
+        return item.name, scan(item) if scan else video_problems(self.dataset, item)
 
 
 def _keep(batch):

@@ -135,15 +135,17 @@ class FrameDataset(torch.utils.data.Dataset):
         self.layout = layout
         self.data_root = Path(data_root)
         self.missing: list[str] = []
-        self.items: list[IndexedVideo] = index_videos(
-            data_root, self.videos, self.modality, layout, cache, None if strict else self.missing
-        )
+        self.items: list[IndexedVideo] = self.find_items(cache, None if strict else self.missing)
         empty = [item.dirs[0] for item in self.items if item.num_frames < 1]
         if empty and strict:
             others = f" and {len(empty) - 1} other videos" if len(empty) > 1 else ""
             raise UserError(
                 f"no {self.modality} frames in {empty[0]}{others}; re-extract them or drop them"
             )
+
+    def find_items(self, cache: bool, missing: list[str] | None) -> list[IndexedVideo]:
+        """The split's videos on disk (dataloader.frame_index; a subclass finds others)."""
+        return index_videos(self.data_root, self.videos, self.modality, self.layout, cache, missing)
 
     @property
     def in_channels(self) -> int:

@@ -6,6 +6,7 @@ CROP_SIZE = 224  # the side of a sample's square crops
 SAMPLE_OPTIONS = ("num_segments", "test_snippets", "test_sequences", "crop_size", "ten_crop")
 STACK_LENGTH = 10  # flow frames per motion sample, as in the two-stream paper
 CLIP_LENGTH = 16  # frames per clip of the clip stream (C3D, torchvision video models)
+VIDEO_SHORT_SIDE = 256  # frames decoded from videos are resized to it, as extraction's default
 CLIP_SHORT_SIDE = 128  # the short side clip crops are taken at: "resize to 128, crop 112"
 # Snippets per test video (frames, flow stacks or clips by stream), as the two-stream reference
 # implementation; TSN's word for what one sampled position gives.

@@ -79,6 +79,15 @@ def extraction_record(data_root) -> dict | None:
     return settings.as_dict() if settings is not None else None
 
 
+def video_record(options) -> dict | None:
+    """How a run trained from video files (--videos) read them, kept in its checkpoints: frames
+    decoded, resized to ``short_side`` and never stored as JPEG. Prediction and --evaluate
+    decode them the same way; None for a run on extracted frames."""
+    if options.videos is None:
+        return None
+    return {"folder": str(options.videos), "short_side": options.short_side}
+
+
 def finished_message(epoch: int, epochs: int, record_dir, checkpoint) -> str | None:
     """What to say when ``--resume`` names a run that has nothing left to do, else None.
 
@@ -136,6 +145,7 @@ def training_checkpoint(spec, options, model, classes, optimizer, scaler, genera
         "best_val_top1": progress.best_val,
         "train": stats,
         "extraction": extraction,
+        "videos": video_record(options),
     }
 
 

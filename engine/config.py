@@ -16,7 +16,13 @@ import sys
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from dataloader.defaults import CROP_SIZE, NUM_SEGMENTS, RECURRENT_TEST_SEQUENCES, TEST_SNIPPETS
+from dataloader.defaults import (
+    CROP_SIZE,
+    NUM_SEGMENTS,
+    RECURRENT_TEST_SEQUENCES,
+    TEST_SNIPPETS,
+    VIDEO_SHORT_SIDE,
+)
 from dataloader.layout import Layout
 from engine.streams import StreamSpec
 from network.archs import HEAD_DEFAULTS, RECURRENT, check_image_arch
@@ -49,6 +55,8 @@ RENAMED = {"test_frames": "test_snippets"}
 @dataclass
 class DataOptions:
     data_root: str | None = None
+    videos: str | None = None  # a folder of video files, read in place of extracted frames
+    short_side: int = VIDEO_SHORT_SIDE  # with videos: decoded frames are resized to it
     dataset: str = "ucf101"
     split: int = 1
     splits_dir: str | None = None
@@ -222,6 +230,9 @@ def resume_options(spec: StreamSpec, resume, **given) -> tuple["Options", dict]:
     known = option_names(spec)
     args = renamed(ckpt.get("args", {}))
     saved = {k: v for k, v in args.items() if k in known and k not in RUN_LOCAL}
+    sources = {"data_root", "videos"}
+    if sources & set(given):  # frames from elsewhere than the checkpoint's: that source only
+        saved = {k: v for k, v in saved.items() if k not in sources}
     here = {"record_dir": str(Path(resume).parent)}
     return make_options(spec, **{**saved, **here, **renamed(given), "resume": str(resume)}), ckpt
 
@@ -296,6 +307,32 @@ def refuse_to_overwrite(options: Options) -> None:
         )
 
 
+def check_source(spec: StreamSpec, options: Options) -> None:
+    """One source of frames: extracted ones (--data-root) or video files (--videos)."""
+    if options.data_root is not None and options.videos is not None:
+        raise UserError("give --data-root or --videos, not both")
+    if options.videos is not None:
+        if not spec.videos:
+            raise UserError(
+                f"the {spec.name} stream cannot train from --videos: it needs optical flow, "
+                "computed once beforehand; extract it (python tools/extract_frames_flow.py "
+                f"--videos {options.videos} --out ROOT) and give --data-root ROOT"
+            )
+        if not Path(options.videos).is_dir():
+            raise UserError(f"--videos {options.videos} is not a folder of video files")
+        if options.short_side < 0:
+            raise UserError(f"--short-side {options.short_side} must be at least 0 (0: as stored)")
+        return
+    if options.data_root is None:
+        raise UserError(
+            "give --data-root, the folder that holds the extracted frames (or --videos DIR)"
+        )
+    if not Path(options.data_root).is_dir():
+        raise UserError(
+            f"--data-root {options.data_root} is not a folder; point it at the extracted frames"
+        )
+
+
 def check_options(spec: StreamSpec, options: Options) -> None:
     """Refuse options that cannot make a run, in one line naming the option."""
     if options.evaluate and not options.resume:
@@ -305,12 +342,7 @@ def check_options(spec: StreamSpec, options: Options) -> None:
     _check_counts(options)
     if spec.check is not None:
         spec.check(options)
-    if options.data_root is None:
-        raise UserError("give --data-root, the folder that holds the extracted frames")
-    if not Path(options.data_root).is_dir():
-        raise UserError(
-            f"--data-root {options.data_root} is not a folder; point it at the extracted frames"
-        )
+    check_source(spec, options)
     refuse_to_overwrite(options)  # again once the run holds the folder's lock (engine.run)
     if spec.archs is None:  # last: it imports torchvision
         check_image_arch(options.arch, options.crop_size)

@@ -24,15 +24,30 @@ from utils.errors import UserError
 def load_run_split(options) -> Split:
     """The split the options name (``dataset``, ``splits_dir`` or its default, ``split``);
     for training, one where every class has a training video."""
-    splits_dir = options.splits_dir or default_splits_dir(options.dataset, options.data_root)
+    source = options.data_root or options.videos
+    splits_dir = options.splits_dir or default_splits_dir(options.dataset, source)
     split = load_split(options.dataset, splits_dir, options.split)
     if not options.evaluate:  # a class never trained could never be predicted
         check_training_classes(split, splits_dir)
     return split
 
 
+def frame_source(options: Options, videos, train: bool, builder, strict: bool) -> FrameDataset:
+    """The dataset of ``videos``: their extracted frames (--data-root), or their video files
+    (--videos), whose frames are decoded where a sample reads them."""
+    if options.videos is not None:
+        from dataloader.video_dataset import VideoDataset  # PyAV only where videos are read
+
+        return VideoDataset(options.videos, videos, train, builder,
+                            short_side=options.short_side, strict=strict)  # fmt: skip
+    return FrameDataset(
+        options.data_root, videos, train, builder, layout=options.layout(), strict=strict
+    )
+
+
 def build_datasets(spec: StreamSpec, options: Options, split: Split, dist: Dist = SINGLE) -> dict:
-    """{"test", and unless --evaluate "train" (and "val"): FrameDataset} of the run.
+    """{"test", and unless --evaluate "train" (and "val"): FrameDataset} of the run (of video
+    files with --videos: frame_source).
 
     All sets are built before any training, so a video missing on disk stops the run at once.
     --check-data scans every frame of every video and reports all problems at once;
@@ -49,12 +64,9 @@ def build_datasets(spec: StreamSpec, options: Options, split: Split, dist: Dist 
     if not options.evaluate:
         parts.update(train=train_videos, val=val_videos)
     builder = spec.sample_builder(options)
-    layout = options.layout()
     strict = not (options.check_data or options.skip_bad_videos)
     sets = {
-        name: FrameDataset(
-            options.data_root, videos, name == "train", builder, layout=layout, strict=strict
-        )
+        name: frame_source(options, videos, name == "train", builder, strict)
         for name, videos in parts.items()
         if videos
     }

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from dataloader.datasets import decode_jpeg
+from dataloader.frame_size import half_size
 from engine.config import options_from_dict, resolve_test_sequences
 from engine.evaluation import score_kind
 from engine.late_fusion import fuse, fused_kind
@@ -41,6 +42,7 @@ class StreamModel:
     epoch: int
     args: dict  # every option of the stream's command line: the checkpoint's, else defaults
     extraction: dict | None = None  # how its training frames were extracted, if recorded
+    videos: dict | None = None  # how it read video files, if trained from them (--videos)
 
     def sample_builder(self):
         """The stream's test-time sample builder, as the test split's dataset builds it."""
@@ -94,6 +96,7 @@ def load_stream(path, stream: str | None, device: torch.device) -> StreamModel:
         int(ckpt["epoch"]),
         args,
         ckpt.get("extraction"),
+        ckpt.get("videos"),
     )
 
 
@@ -104,9 +107,7 @@ def jpeg_round_trip(image: np.ndarray, quality: int, half: bool = False) -> np.n
     color = image.ndim == 3
     image = np.ascontiguousarray(image[..., ::-1]) if color else image
     if not quality:
-        height, width = image.shape[:2]
-        size = ((width + 1) // 2, (height + 1) // 2)
-        return cv2.resize(image, size, interpolation=cv2.INTER_AREA) if half else image
+        return half_size(image) if half else image
     ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:
         raise UserError("cannot JPEG-encode a frame; try --jpeg-quality 0")
@@ -158,8 +159,8 @@ def extraction_settings(
 ) -> tuple[ExtractionSettings, str]:
     """How this stream's training frames were extracted, and where that was read.
 
-    The settings recorded in the checkpoint, else those in ``index.json`` of the data root it
-    was trained on. Options ``given`` on the command line (not None) that contradict them are
+    The settings recorded in the checkpoint (for one trained from video files: their short
+    side, no JPEG), else those in ``index.json`` of the data root it was trained on. Options ``given`` on the command line (not None) that contradict them are
     refused (other frames than training saw), unless ``override``. When neither is there, a
     guess would silently compute other flow than training saw: the command line must give
     REQUIRED_SETTINGS, the rest take the extraction tool's defaults.
@@ -167,7 +168,10 @@ def extraction_settings(
     given = {k: v for k, v in given.items() if v is not None}
     root = stream.args.get("data_root")
     saved, source = None, "extraction defaults"
-    if stream.extraction is not None:
+    if stream.videos is not None:  # decoded and resized, never a JPEG (a quality of 0)
+        saved = ExtractionSettings(short_side=stream.videos["short_side"], jpeg_quality=0)
+        source = f"{stream.path}, trained from video files"
+    elif stream.extraction is not None:
         saved, source = ExtractionSettings.from_dict(stream.extraction), f"{stream.path}"
     elif root and read_index_settings(root) is not None:
         saved, source = read_index_settings(root), str(Path(root) / INDEX_NAME)

@@ -44,6 +44,9 @@ class StreamSpec:
     archs: tuple[str, ...] | None = None
     # (options) -> None: checks of option combinations only this stream has (raise UserError).
     check: Callable | None = None
+    # Whether --videos can feed it: its samples are RGB frames, decoded from the files on demand
+    # (dataloader.video_dataset); a stream of flow needs it extracted first.
+    videos: bool = True
 
 
 def sample_options(options) -> dict:
@@ -96,6 +99,7 @@ MOTION = StreamSpec(
     defaults=dict(dropout=0.7, lr=0.001, epochs=340, lr_steps=[190, 300], clip_grad=20.0),
     options=(StreamOption("stack_length", STACK_LENGTH, "flow frames per stack"),),
     lr_mults=dict(first_conv=5.0, bias=2.0),
+    videos=False,
 )
 
 

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import av
-import cv2
 import numpy as np
 
+from dataloader.frame_size import resize_short_side
 from utils.video_names import VIDEO_EXTENSIONS
 
 
@@ -57,28 +57,6 @@ class DecodedVideo:
     @property
     def height(self) -> int:
         return int(self.frames.shape[1])
-
-
-def resized_size(width: int, height: int, short_side: int | None) -> tuple[int, int]:
-    """(width, height) with the short side ``short_side`` and the long one rounded down to even.
-
-    ``short_side`` None or 0 keeps the size.
-    """
-    if not short_side:
-        return width, height
-    if width <= height:
-        return short_side, max(2, int(height * short_side / width) // 2 * 2)
-    return max(2, int(width * short_side / height) // 2 * 2), short_side
-
-
-def resize_short_side(frame: np.ndarray, short_side: int | None) -> np.ndarray:
-    """Resize an image so its short side is ``short_side`` (see ``resized_size``)."""
-    height, width = frame.shape[:2]
-    size = resized_size(width, height, short_side)
-    if size == (width, height):
-        return frame
-    shrink = size[0] < width
-    return cv2.resize(frame, size, interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
 
 
 def _open(path) -> av.container.InputContainer:

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 import extraction.tvl1 as tvl1
+from dataloader.frame_size import resized_size
 from dataloader.splits import load_split
-from extraction.decode import decode_video, resized_size, write_video
+from extraction.decode import decode_video, write_video
 from extraction.tvl1 import flow_to_uint8
 from tests.helpers import compute_flow, uint8_to_flow
 from tools import extract_frames_flow as tool

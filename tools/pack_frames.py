@@ -27,10 +27,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dataloader.extraction_settings import INDEX_NAME
 from dataloader.layout import PACK_SUFFIXES, Layout, frame_numbers, pattern_regex
 from dataloader.packs import PackError, folder_members, member_names, pack_folders
 from dataloader.splits import SPLIT_FOLDERS
+from extraction.settings import INDEX_NAME
 from utils.atomic import atomic_write, remove_stale_tmp
 from utils.errors import UserError, run_cli
 from utils.faults import fault_point
