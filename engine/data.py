@@ -84,8 +84,9 @@ def build_datasets(spec: StreamSpec, options: Options, split: Split, dist: Dist 
         total = sum(len(data.items) + len(data.missing) for data in sets.values())
         if problems:
             raise UserError(
-                f"{len(problems)} of {total} videos have problems (listed above); re-extract "
-                "them, or train with --skip-bad-videos to leave them out"
+                f"{len(problems)} of {total} videos have problems (listed above); "
+                f"{'replace' if options.videos else 're-extract'} them, or train with "
+                "--skip-bad-videos to leave them out"
             )
         print(f"all {total} videos are readable")
         return sets

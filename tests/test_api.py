@@ -63,7 +63,11 @@ def _imports(path: Path) -> set[str]:
 
 def test_nothing_below_the_command_line_imports_argparse_or_it():
     layers = [ROOT / name for name in ("dataloader", "network", "utils", "engine")]
-    allowed = {ROOT / "utils" / "cli.py", ROOT / "engine" / "cli.py"}
+    allowed = {
+        ROOT / "utils" / "cli.py",
+        ROOT / "engine" / "cli.py",
+        ROOT / "engine" / "cli_data.py",
+    }
     modules = [p for layer in layers for p in sorted(layer.glob("*.py")) if p not in allowed]
     assert len(modules) > 30
     for path in modules:

@@ -133,7 +133,7 @@ def test_demo_fusion_beats_both_streams(tmp_path):
     assert (tmp_path / "prediction.gif").stat().st_size > 0
     assert "fused" in result.stdout and "in all" in result.stdout
     log = result.stdout + result.stderr  # as `demo.py > log 2>&1` writes it: no redrawn bars
-    assert "\r" not in log and len(log.splitlines()) <= 4 * 60, log[-3000:]  # 2 x 30 epochs
+    assert "\r" not in log and len(log.splitlines()) <= 4 * 30, log[-3000:]  # 2 x 15 epochs
 
 
 def test_demo_starts_from_a_clean_out_folder(tmp_path):
