@@ -344,6 +344,11 @@ def test_the_start_up_lines_quoted_in_the_docs_are_the_codes():
         steps == "an epoch is 75 steps of 128 videos, the last of 65, every video weighed the same"
     )
     assert steps in " ".join(read_page("training").split())
+    # 2 processes x 5 videos (9 and one repeated by the sampler) in batches of 2, 2 and 1.
+    assert describe_steps(2, [2, 2, 1], 2, 9).endswith(
+        "2 steps of 8 videos, the last of 2, every video weighed the same (1 drawn twice to even "
+        "out 2 processes)"
+    )
 
 
 def run_page(page: str, ws: Workspace, monkeypatch) -> list:
