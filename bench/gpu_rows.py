@@ -266,7 +266,7 @@ def torchrun_rows(device):
         record = Path(tmp) / "record"
         common = ["--data-root", str(data), "--workers", "0", "--record-dir", str(record),
                   "--device", device.type]  # fmt: skip
-        train = ["--arch", "resnet18", "--pretrained", "none", "--crop-size", "32",
+        train = ["--arch", SMALL, "--pretrained", "none", "--crop-size", "32",
                  "--num-segments", "2", "--test-snippets", "2", "--batch-size", "2",
                  "--accum-steps", "2", "--epochs", "1", "--lr", "0.01", "--dropout", "0",
                  "--dist-timeout", "60"]  # fmt: skip
