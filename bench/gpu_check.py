@@ -10,14 +10,20 @@ folder of the checkout, which travels with it: a few gray frame pairs at 340x256
 OpenCV TV-L1 flow, two clips for the extraction tool, and 19 RGB frames of one test video.
 The GPU run imports neither PyAV nor cv2.optflow; a check that cannot run says why in its row.
 
-Rows (bench/gpu_rows.py): training steps (spatial and motion ResNet-101, clip R(2+1)D-18) at fp32/bf16/fp16 with and
-without --compile (loss finite, logits of the first step against fp32 on the same batch, samples
-per second, peak GPU memory); one test video of 19 frames x 10 crops through evaluation; TV-L1
-pairs/s at batch 1, 8, 32, 64 and its correlation with OpenCV's flow; the extraction tool end to
-end; torchrun (NCCL on GPUs, gloo in the dry run) training and testing with two processes (one on a
-single GPU), its scores against the same checkpoint evaluated in one plain process. Checks run in
-that order of need within ``--budget`` seconds (the compiled training rows last); what the budget
-leaves out is listed as skipped.
+Rows (bench/gpu_train.py, bench/gpu_rows.py): training of each stream (spatial and motion
+ResNet-101, clip R(2+1)D-18; the dry run ShuffleNet v2 x0.5 and MC3-18 at tiny sizes), built as a
+run builds it and trained through the engine's own step (engine.loops.train_one_epoch: 2 batches
+accumulated, clipping, GradScaler, parameter groups), at fp32/bf16/fp16 with and without
+--compile (samples per second, loss, logits of the first step against fp32's on the same batch,
+peak GPU memory); the host syncs of one optimizer step (on a GPU under
+torch.cuda.set_sync_debug_mode; budget 1, fp16's GradScaler adds 1); the epoch turnover of the
+training loader, workers restarted and kept up; one test video of 19 frames x 10 crops through
+evaluation; TV-L1 pairs/s at batch 1, 8, 32, 64 and its correlation with OpenCV's flow; the
+extraction tool end to end; torchrun (NCCL on GPUs, gloo in the dry run, whose two ranks are
+forked from this process) training with accumulation (DDP's no_sync) and testing, its scores
+against the same checkpoint evaluated in one plain process. Checks run in that order of need
+within ``--budget`` seconds (the compiled training rows last); what the budget leaves out is
+listed as skipped. Every CUDA path was written without a GPU: unmeasured until one is lent.
 """
 
 import json
@@ -38,9 +44,9 @@ from bench.gpu_rows import (  # noqa: E402
     result_row,
     skip_row,
     torchrun_rows,
-    train_rows,
     tvl1_rows,
 )
+from bench.gpu_train import train_rows, turnover_rows  # noqa: E402
 from utils.cli import Parser  # noqa: E402
 from utils.errors import UserError, run_cli  # noqa: E402
 
@@ -93,6 +99,7 @@ def run_checks(device, dry: bool, assets: Path, budget: float):
     start = time.perf_counter()
     plan = [
         ("train", lambda: train_rows(device, dry, compiled=False)),
+        ("turnover", lambda: turnover_rows(device, dry)),
         ("evaluate", lambda: eval_row(device, dry, assets)),
         ("tvl1", lambda: tvl1_rows(device, dry, assets)),
         ("extract", lambda: [extraction_row(device, dry, assets)]),
@@ -130,7 +137,7 @@ def parse_args(argv):
     p.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "data",
                    help="the data folder --prepare reads (default: ../shared/data)")  # fmt: skip
     p.add_argument("--assets", type=Path, default=ASSETS, help="what --prepare wrote")
-    p.add_argument("--dry-run", action="store_true", help="CPU, tiny sizes (under 90 s)")
+    p.add_argument("--dry-run", action="store_true", help="CPU, tiny sizes (about 15 s)")
     p.add_argument("--device", default=None, help="default: cuda (cpu with --dry-run)")
     p.add_argument("--budget", type=float, default=420.0, help="seconds before checks are skipped")
     p.add_argument("--json", type=Path, metavar="OUT", help="also write the rows here")

@@ -1,12 +1,16 @@
-"""The rows of bench/gpu_check.py: each check a generator of table rows (check, setting, ok,
-result, note), on ``device``; ``dry``: the CPU dry run's tiny sizes. Where the assets that
-``--prepare`` writes are missing, a check says so in its row or runs on synthetic data."""
+"""The rows of bench/gpu_check.py but training's (bench/gpu_train.py): each check a generator of
+table rows (check, setting, ok, result, note), on ``device``; ``dry``: the CPU dry run's tiny
+sizes. Where the assets that ``--prepare`` writes are missing, a check says so in its row or runs
+on synthetic data. Models are built as a run builds them (``stream_model``). The CUDA paths
+(NCCL, the torchrun launcher, bf16 on a GPU) were written without a GPU: untested until one is
+lent.
+"""
 
 import contextlib
-import copy
 import io
 import json
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -21,9 +25,11 @@ ROOT = Path(__file__).resolve().parents[1]
 TOLERANCE = {"bf16": 0.05, "fp16": 0.01}
 FLOW_SIZE = (256, 340)  # H, W of UCF101 frames in the layout
 EVAL_FRAMES = 19  # frames of the evaluation's test video
+CLASSES = 101
+SMALL = "shufflenet_v2_x0_5"  # the dry run's 2-D arch (1.4 M parameters), mc3_18 its 3-D one
 
 
-def _sync(device) -> None:
+def device_sync(device) -> None:
     import torch
 
     if device.type == "cuda":
@@ -38,82 +44,21 @@ def skip_row(check, setting, why):
     return result_row(check, setting, None, "skipped", why)
 
 
-def train_rows(device, dry, compiled: bool):
-    """Training steps of each stream at each precision, with or without torch.compile."""
+def stream_model(spec, arch: str, channels: int, device, **given):
+    """The model (seed 0) and options of a run of ``spec``, built as engine.run builds them."""
     import torch
 
-    from engine.device import autocast
-    from network.recognizer import build_model
+    from engine.config import make_options
+    from engine.run import build_model, recognizer_config
 
-    batch, steps = (2, 2) if dry else (32, 6)
-    streams = [  # name, arch, input channels, sample shape [K, C, ...]
-        ("spatial", "resnet18" if dry else "resnet101", 3, (2, 3, 16, 16) if dry else (3, 3, 224, 224)),
-        ("motion", "resnet18" if dry else "resnet101", 20, (2, 20, 16, 16) if dry else (3, 20, 224, 224)),
-        ("clip", "r2plus1d_18", 3, (1, 3, 2, 16, 16) if dry else (1, 3, 16, 112, 112)),
-    ]  # fmt: skip
-    for name, arch, channels, shape in streams:
-        b = batch if name != "clip" or dry else 8  # the clip stream's --batch-size
-        g = torch.Generator().manual_seed(0)
-        x = torch.randint(0, 256, (b, *shape), dtype=torch.uint8, generator=g).to(device)
-        y = torch.randint(0, 101, (b,), generator=g).to(device)
-        reference = None
+    quiet = io.StringIO()  # the builder's line would break the table; partial BN's warning
+    with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(quiet), \
+            contextlib.redirect_stderr(quiet):  # fmt: skip
+        options = make_options(spec, data_root=tmp, record_dir=tmp, arch=arch, pretrained="none",
+                               dropout=0.0, partial_bn=True, **given)  # fmt: skip
         torch.manual_seed(0)
-        initial = build_model(arch, 101, channels, dropout=0.0, partial_bn=True)
-        for amp in ("none", "bf16", "fp16"):
-            setting = f"{name} {arch} batch {b} {amp}{' compiled' if compiled else ''}"
-            if amp == "fp16" and device.type != "cuda":
-                yield skip_row("train", setting, "fp16 needs CUDA")
-                continue
-            if dry and amp != "none" and (compiled or name != "spatial"):
-                yield skip_row("train", setting, "the dry run: bf16 of the spatial stream only")
-                continue
-            if dry and compiled and name != "spatial":  # the same compile call for every stream
-                yield skip_row("train", setting, "the dry run: the compiled spatial stream only")
-                continue
-            model = copy.deepcopy(initial).to(device)
-            if device.type == "cuda":
-                model.to_channels_last()
-            if compiled:  # the eager backend in the dry run: inductor needs minutes on a CPU
-                model.backbone.compile(**({"backend": "eager"} if dry else {}))
-            model.train()
-            opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
-            scaler = torch.amp.GradScaler("cuda") if amp == "fp16" else None
-            if device.type == "cuda":
-                torch.cuda.reset_peak_memory_stats(device)
-            losses, start = [], 0.0
-            for step in range(steps):
-                if step == 1:  # step 0 warms up (cuDNN autotuning, compilation)
-                    _sync(device)
-                    start = time.perf_counter()
-                with autocast(device, amp):
-                    logits = model(x)
-                    loss = torch.nn.functional.cross_entropy(logits.float(), y)
-                if step == 0:
-                    first = logits.detach().float()
-                    reference = first if amp == "none" else reference
-                opt.zero_grad(set_to_none=True)
-                (scaler.scale(loss) if scaler else loss).backward()
-                if scaler:
-                    scaler.step(opt)
-                    scaler.update()
-                else:
-                    opt.step()
-                losses.append(float(loss.detach()))
-            _sync(device)
-            rate = b * shape[0] * (steps - 1) / (time.perf_counter() - start)
-            finite = bool(np.isfinite(losses).all())
-            note = f"loss {losses[-1]:.3f}"
-            ok = finite
-            if amp != "none" and reference is not None:
-                err = float((first - reference).norm() / reference.norm().clamp_min(1e-12))
-                ok = ok and err <= TOLERANCE[amp]
-                note += f", logits vs fp32 rel. err. {err:.2g} (<= {TOLERANCE[amp]})"
-            if device.type == "cuda":
-                note += f", peak {torch.cuda.max_memory_allocated(device) / 2**30:.1f} GiB"
-            unit = "clips/s" if name == "clip" else "images/s"
-            yield result_row("train", setting, ok, f"{rate:.1f} {unit}", note)
-            del model, opt
-        del initial
+        config = recognizer_config(options, CLASSES, channels)
+        return build_model(spec, options, config, None, device), options
 
 
 def eval_row(device, dry, assets: Path):
@@ -122,10 +67,10 @@ def eval_row(device, dry, assets: Path):
     from torchvision.transforms.v2 import functional as F
 
     from engine.loops import video_score
-    from network.recognizer import build_model
+    from engine.streams import SPATIAL
 
     frames_dir = assets / "frames"
-    size, arch = (16, "resnet18") if dry else (224, "resnet101")
+    size, arch = (16, SMALL) if dry else (224, "resnet101")
     if frames_dir.is_dir() and len(list(frames_dir.glob("*.jpg"))) >= EVAL_FRAMES:
         from torchvision.io import decode_jpeg, read_file
 
@@ -138,15 +83,13 @@ def eval_row(device, dry, assets: Path):
     if dry:
         video = F.resize(video, [24, 32])
     crops = torch.stack(F.ten_crop(video, [size, size]))  # [10, N, 3, size, size]
-    model = build_model(arch, 101, 3, dropout=0.0).to(device).eval()
-    if device.type == "cuda":
-        model.to_channels_last()
+    model = stream_model(SPATIAL, arch, 3, device)[0].eval()
     scores = {}
     with torch.inference_mode():
         for amp in ("none",) if dry else ("none", "bf16"):  # bf16 convolutions crawl on CPUs
             if not dry:  # warm-up: cuDNN autotuning
                 video_score(model, crops, device, amp=amp, chunk=EVAL_FRAMES * 2)
-            _sync(device)
+            device_sync(device)
             start = time.perf_counter()
             scores[amp] = video_score(model, crops, device, amp=amp, chunk=EVAL_FRAMES * 2)
             seconds = time.perf_counter() - start
@@ -211,10 +154,10 @@ def tvl1_rows(device, dry, assets: Path):
         reps = -(-batch // len(prev))
         p, n = np.concatenate([prev] * reps)[:batch], np.concatenate([nxt] * reps)[:batch]
         solver = TorchTVL1(device, batch_size=batch, **params)
-        _sync(device)
+        device_sync(device)
         start = time.perf_counter()
         out = solver(p, n)
-        _sync(device)
+        device_sync(device)
         rate = batch / (time.perf_counter() - start)
         yield result_row(
             "tvl1", f"batch {batch} at {size}", bool(np.isfinite(out).all()), f"{rate:.2f} pairs/s"
@@ -253,16 +196,59 @@ def extraction_row(device, dry, assets: Path):
     )
 
 
-def _torchrun(nproc: int, argv: list) -> subprocess.CompletedProcess:
+def _torchrun(nproc: int, argv: list) -> tuple[int, str]:
+    """spatial_cnn.py under the torchrun launcher: its exit status and the end of its stderr."""
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                f"--nproc-per-node={nproc}", str(ROOT / "spatial_cnn.py"), *argv]  # fmt: skip
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    return subprocess.run(command, capture_output=True, text=True, timeout=240, env=env, cwd=ROOT)
+    done = subprocess.run(command, capture_output=True, text=True, timeout=240, env=env, cwd=ROOT)
+    return done.returncode, done.stderr.strip()[-300:]
+
+
+def _rank(env: dict, argv: list, stderr: Path) -> None:
+    """One process of a forked run, in torchrun's environment; stdout dropped, stderr to a file."""
+    import torch
+
+    from engine.cli import main
+    from engine.streams import SPATIAL
+    from utils.errors import run_cli
+
+    os.environ.update(env)
+    torch.set_num_threads(1)
+    os.dup2(os.open(stderr, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), 2)
+    sys.stderr = os.fdopen(2, "w", buffering=1)
+    sys.stdout = open(os.devnull, "w")  # noqa: SIM115  (the process ends with the run)
+    run_cli(lambda a: main(SPATIAL, a), argv)
+
+
+def _forked(nproc: int, argv: list, folder: Path) -> tuple[int, str]:
+    """The CPU dry run's ranks: processes forked from this one with torchrun's environment, so
+    they pay no start-up of seconds each; the worst exit status and the end of their stderr."""
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    procs = []
+    for rank in range(nproc):
+        env = dict(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(nproc), MASTER_PORT=str(port),
+                   LOCAL_WORLD_SIZE=str(nproc), MASTER_ADDR="127.0.0.1")  # fmt: skip
+        err = folder / f"rank{rank}.err"
+        procs.append(mp.get_context("fork").Process(target=_rank, args=(env, argv, err)))
+        procs[-1].start()
+    for proc in procs:
+        proc.join(240)
+        if proc.is_alive():
+            proc.kill()
+            proc.join()
+    errors = " ".join((folder / f"rank{r}.err").read_text().strip() for r in range(nproc))
+    return max(abs(p.exitcode or 0) for p in procs), errors[-300:]
 
 
 def torchrun_rows(device):
-    """Training and its test under torchrun (two processes where there are two GPUs, and in the
-    dry run; one on a single GPU), then the same checkpoint evaluated by this plain process."""
+    """Training (2 batches accumulated: DDP's no_sync) and its test under torchrun (two processes
+    where there are two GPUs, and in the dry run; one on a single GPU), then the same checkpoint
+    evaluated by this plain process."""
     import torch
 
     from bench.tiny_data import write_frame_dataset
@@ -270,21 +256,28 @@ def torchrun_rows(device):
     from engine.streams import SPATIAL
 
     backend = "nccl" if device.type == "cuda" else "gloo"
-    gpus = torch.cuda.device_count() if device.type == "cuda" else 2
-    nproc = min(2, gpus)
+    nproc = min(2, torch.cuda.device_count()) if device.type == "cuda" else 2
+    if device.type != "cuda":  # what rank 0 and the plain process import late, imported once
+        import matplotlib.backends.backend_agg  # noqa: F401  (the curves and reports)
+
+        import utils.records  # noqa: F401  (TensorBoard)
     with tempfile.TemporaryDirectory() as tmp:
         data = write_frame_dataset(Path(tmp) / "data")
         record = Path(tmp) / "record"
         common = ["--data-root", str(data), "--workers", "0", "--record-dir", str(record),
                   "--device", device.type]  # fmt: skip
-        train = ["--arch", "resnet18", "--pretrained", "none", "--crop-size", "32",
-                 "--num-segments", "2", "--test-snippets", "3", "--batch-size", "3",
-                 "--epochs", "1", "--lr", "0.01", "--dropout", "0", "--dist-timeout", "60"]  # fmt: skip
+        train = ["--arch", SMALL, "--pretrained", "none", "--crop-size", "32",
+                 "--num-segments", "2", "--test-snippets", "2", "--batch-size", "2",
+                 "--accum-steps", "2", "--epochs", "1", "--lr", "0.01", "--dropout", "0",
+                 "--dist-timeout", "60"]  # fmt: skip
         start = time.perf_counter()
-        done = _torchrun(nproc, common + train)
+        if device.type == "cuda":  # forked children could not use CUDA: the launcher
+            status, errors = _torchrun(nproc, common + train)
+        else:
+            status, errors = _forked(nproc, common + train, Path(tmp))
         setting = f"{backend}, {nproc} process{'es' if nproc > 1 else ''}: train 1 epoch + test"
-        if done.returncode != 0:
-            yield result_row("torchrun", setting, False, "failed", done.stderr.strip()[-300:])
+        if status != 0:
+            yield result_row("torchrun", setting, False, "failed", errors)
             return
         with np.load(record / "video_scores.npz") as f:
             launched = f["scores"]

@@ -69,7 +69,7 @@ def write_checkpoint(path: Path, stream: str, arch: str, extraction: dict, crop:
     channels = spec.sample_builder(options).in_channels
     config = dict(arch=arch, num_classes=len(CLASSES), in_channels=channels, dropout=0.0)
     config.update(partial_bn=False, consensus="avg")
-    model = build_recognizer(config, *spec.statistics(channels), pretrained="none")
+    model = build_recognizer(**config, statistics=spec.statistics)
     ckpt = dict(format=FORMAT, epoch=0, stream=stream, arch=arch, classes=CLASSES)
     ckpt.update(in_channels=channels, model_config=dict(model.config), args=options.as_dict())
     ckpt.update(model=model.state_dict(), extraction=extraction)

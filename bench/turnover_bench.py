@@ -33,13 +33,10 @@ def turnovers(loader, epochs: int) -> list[float]:
     return gaps
 
 
-def main(argv=None) -> dict:
-    parser = Parser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--epochs", type=int, default=4)
-    parser.add_argument("--videos", type=int, default=60, help="training videos (3 classes)")
-    args = parser.parse_args(argv)
-
+def measure(workers: int, epochs: int, videos: int, device=None) -> dict:
+    """The median turnover (seconds) with workers restarted each epoch and kept up, of the
+    spatial stream's training loader over a tiny dataset of ``videos`` (3 classes) written to a
+    temporary folder; ``device``: where the batches go (pinned memory on CUDA)."""
     import torch
 
     from bench.tiny_data import write_frame_dataset
@@ -47,17 +44,27 @@ def main(argv=None) -> dict:
     from engine.data import build_datasets, load_run_split, make_loader
     from engine.streams import SPATIAL
 
+    device = device or torch.device("cpu")
     with tempfile.TemporaryDirectory() as tmp:
-        root = write_frame_dataset(Path(tmp) / "data", train_per_class=args.videos // 3)
+        root = write_frame_dataset(Path(tmp) / "data", train_per_class=max(1, videos // 3))
         options = make_options(SPATIAL, data_root=str(root), record_dir=str(Path(tmp) / "r"),
-                               workers=args.workers, batch_size=8, crop_size=112)  # fmt: skip
+                               workers=workers, batch_size=8, crop_size=112)  # fmt: skip
         train = build_datasets(SPATIAL, options, load_run_split(options))["train"]
         figures = {}
         for mode, reused in (("restarted", False), ("persistent", True)):
-            loader = make_loader(train, options, torch.device("cpu"), train=True, seed=0,
-                                 reused=reused)  # fmt: skip
-            figures[mode] = statistics.median(turnovers(loader, args.epochs))
+            loader = make_loader(train, options, device, train=True, seed=0, reused=reused)
+            figures[mode] = statistics.median(turnovers(loader, epochs))
             del loader
+    return figures
+
+
+def main(argv=None) -> dict:
+    parser = Parser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--videos", type=int, default=60, help="training videos (3 classes)")
+    args = parser.parse_args(argv)
+    figures = measure(args.workers, args.epochs, args.videos)
     for mode, seconds in figures.items():
         print(f"epoch turnover, workers {mode}: {seconds * 1000:.0f} ms ({args.workers} workers)")
     return figures

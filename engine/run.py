@@ -145,9 +145,8 @@ def build_model(spec: StreamSpec, options, config: dict, ckpt, device):
     from engine.distributed import is_main
     from network.recognizer import build_recognizer, model_state
 
-    mean, std = spec.statistics(config["in_channels"])
     pretrained = "none" if ckpt else options.pretrained  # a checkpoint brings its own weights
-    model = build_recognizer(config, mean, std, pretrained)
+    model = build_recognizer(**config, pretrained=pretrained, statistics=spec.statistics)
     source = f"initialised from {model.weights}"
     if ckpt:
         model.load_state_dict(model_state(ckpt))

@@ -31,7 +31,9 @@ class StreamSpec:
     name: str  # also the checkpoint's and score file's stream tag, and the record folder
     description: str
     sample_builder: Callable  # (engine.config.Options) -> dataloader.samples.SampleBuilder
-    statistics: Callable  # (in_channels) -> (mean, std) on the 0..255 scale
+    # (in_channels) -> (mean, std) on the 0..255 scale; None: RGB, the statistics of the weights
+    # (network.statistics.weights_statistics)
+    statistics: Callable | None = None
     defaults: dict = field(default_factory=dict)  # default hyper-parameters (engine.config)
     options: tuple[StreamOption, ...] = ()  # the stream's own options
     # Other command-line names of shared options: {flag: (option, help)}, e.g. --test-clips.
@@ -66,12 +68,6 @@ def _flow_builder(options):
     return FlowSampleBuilder(stack_length=options.stream["stack_length"], **sample_options(options))
 
 
-def _rgb_statistics(in_channels):
-    from network.statistics import rgb_statistics
-
-    return rgb_statistics(in_channels)
-
-
 def _flow_statistics(in_channels):
     from network.statistics import flow_statistics
 
@@ -87,7 +83,6 @@ SPATIAL = StreamSpec(
     name="spatial",
     description="a ResNet on single RGB frames",
     sample_builder=_rgb_builder,
-    statistics=_rgb_statistics,
     defaults=dict(dropout=0.8, lr=0.001, epochs=80, lr_steps=[30, 60], clip_grad=20.0),
     lr_mults=dict(first_conv=1.0, bias=2.0),
 )
@@ -115,12 +110,6 @@ def _clip_builder(options):
     )
 
 
-def _kinetics_statistics(in_channels):
-    from network.statistics import kinetics_statistics
-
-    return kinetics_statistics(in_channels)
-
-
 CLIP_OPTIONS = (
     StreamOption("clip_length", CLIP_LENGTH, "frames per clip (C3D: 16)"),
     StreamOption("frame_stride", 1, "take every N-th frame into a clip"),
@@ -146,7 +135,6 @@ CLIP = StreamSpec(
     name="clip",
     description="a 3D network (C3D, R3D, MC3, R(2+1)D) on short RGB clips",
     sample_builder=_clip_builder,
-    statistics=_kinetics_statistics,
     defaults=dict(
         arch="r2plus1d_18",
         pretrained="kinetics",

@@ -26,7 +26,7 @@ from engine.checkpoints import (
 from engine.config import Options, recipe_batch
 from engine.distributed import SINGLE, Dist, broadcast_buffers, is_main, mean_over_processes, wrap
 from engine.evaluation import report_score_file, save_split_scores, test_and_save
-from engine.loops import evaluate, train_one_epoch
+from engine.loops import batch_sizes, evaluate, train_one_epoch
 from engine.optim import make_optimizer, make_scheduler, steps_per_epoch
 from engine.streams import StreamSpec
 from utils.atomic import DiskFull, write_json
@@ -52,6 +52,21 @@ def describe_batch(world: int, batch: int, accum: int, recipe: int, given: bool)
         f"effective batch {world} process(es) x {batch} videos x {accum} accumulation steps = "
         f"{effective} ({why}; the recipe's lr is for {recipe})"
     )
+
+
+def describe_steps(world: int, sizes: list[int], accum: int, train_videos: int) -> str:
+    """The start-up line's account of what an optimizer step sees: an epoch's steps, the videos
+    of a step and of a short last one, and that each video weighs the same in its step's loss
+    (engine.loops.train_one_epoch); ``sizes``: the batches of one process's epoch."""
+    steps = [world * sum(sizes[i : i + accum]) for i in range(0, len(sizes), accum)]
+    text = f"an epoch is {len(steps)} step{'s' if len(steps) > 1 else ''} of {steps[0]} videos"
+    if steps[-1] != steps[0]:
+        text += f", the last of {steps[-1]}"
+    text += ", every video weighed the same"
+    repeated = sum(steps) - train_videos  # DistributedSampler's padding, taken twice
+    if repeated > 0:
+        text += f" ({repeated} drawn twice to even out {world} processes)"
+    return text
 
 
 def batch_warning(effective: int, train_videos: int, world: int) -> str | None:
@@ -132,13 +147,15 @@ def _announce(spec, options, loaders, device, classes, dist, accum: int, done: i
     batch = describe_batch(
         dist.world, options.batch_size, accum, recipe, options.accum_steps is not None
     )
+    steps = describe_steps(dist.world, batch_sizes(loaders["train"]), accum, sizes["train"])
     epochs = f"epochs {done + 1}..{options.epochs}"
     if done >= options.epochs:  # killed in its final test (engine.checkpoints.finished_message)
         epochs = f"all {done} epochs trained, the test scores missing: testing only"
     print(
         f"{spec.name} stream: {options.arch}, {len(classes)} classes, {sizes['train']} "
         f"training / {sizes.get('val', 0)} validation / {sizes['test']} test videos, device "
-        f"{device}, {epochs}; {batch}, lr {options.lr:g}; writing to {options.record_dir}",
+        f"{device}, {epochs}; {batch}, lr {options.lr:g}; {steps}; writing to "
+        f"{options.record_dir}",
         flush=True,
     )
     warning = batch_warning(dist.world * options.batch_size * accum, sizes["train"], dist.world)

@@ -23,6 +23,7 @@ class Backbone:
     net: nn.Module  # images [N, C, H, W] -> pooled features [N, features]
     features: int
     weights: str  # what it was initialised from (network.weights.Pretrained.source)
+    member: object = None  # the torchvision weights it was initialised from (Pretrained.member)
 
 
 def input_conv(net: nn.Module) -> tuple[str, nn.Conv2d]:
@@ -110,4 +111,4 @@ def build_backbone(
         if key in state:
             state[key] = cross_modality(state[key], in_channels)
         load_into(net, state, arch, pretrained, skip=f"{head_name}.")
-    return Backbone(net, features, weights.source)
+    return Backbone(net, features, weights.source, weights.member)

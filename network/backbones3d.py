@@ -100,6 +100,6 @@ def build_backbone3d(
         load_into(net, weights.state, arch, pretrained, skip=classifier)
     if arch == "c3d":
         del net.fc8
-        return Backbone(_Features(net), features, weights.source)
+        return Backbone(_Features(net), features, weights.source, weights.member)
     net.fc = nn.Identity()
-    return Backbone(net, features, weights.source)
+    return Backbone(net, features, weights.source, weights.member)

@@ -84,20 +84,47 @@ class Recognizer(nn.Module):
         return self.head(features.view(batch, segments, -1), probabilities=probabilities)
 
 
-def build_recognizer(config: dict, mean, std, pretrained: str = "none") -> Recognizer:
-    """A recognizer from its ``config`` (CONFIG_KEYS, CONFIG_DEFAULTS) and input statistics."""
-    config = {**CONFIG_DEFAULTS, **config}
-    missing = [k for k in CONFIG_KEYS if k not in config]
-    if missing:
-        raise ValueError(f"model config lacks {', '.join(missing)}")
-    if len(mean) != config["in_channels"] or len(std) != config["in_channels"]:
-        raise ValueError(f"statistics for {len(mean)} channels, not {config['in_channels']}")
-    backbone = _any_backbone(config["arch"], config["in_channels"], pretrained)
+def build_recognizer(
+    arch: str = "resnet101",
+    num_classes: int = 101,
+    in_channels: int = 3,
+    dropout: float = 0.8,
+    pretrained: str = "none",
+    partial_bn: bool = True,
+    consensus: str = "avg",
+    *,
+    statistics=None,
+    **head_options,
+) -> Recognizer:
+    """The one builder of a recognizer, for any stream: from Python by its settings, from a run's
+    or a checkpoint's config as ``build_recognizer(**config, statistics=spec.statistics)``.
+
+    ``statistics``: the input's mean and std, ``(in_channels) -> (mean, std)`` (a stream spec's:
+    network.statistics.flow_statistics for flow); None for RGB, whose statistics are those of
+    its weights (network.statistics.weights_statistics: the loaded weights' own transforms, or
+    for 'none' or a file those of the arch's default weights). ``head_options``: a recurrent
+    head's settings (network.archs.HEAD_DEFAULTS).
+    """
+    from network.statistics import weights_statistics
+
+    unknown = sorted(set(head_options) - set(CONFIG_DEFAULTS))
+    if unknown:
+        raise ValueError(f"unknown model settings {unknown}; the head takes {list(HEAD_DEFAULTS)}")
+    config = dict(arch=arch, num_classes=num_classes, in_channels=in_channels, dropout=dropout,
+                  partial_bn=partial_bn, consensus=consensus)  # fmt: skip
+    config.update({**CONFIG_DEFAULTS, **head_options})
+    backbone = _any_backbone(arch, in_channels, pretrained)
+    if statistics is None:
+        mean, std = weights_statistics(arch, in_channels, backbone.member)
+    else:
+        mean, std = statistics(in_channels)
+    if len(mean) != in_channels or len(std) != in_channels:
+        raise ValueError(f"statistics for {len(mean)} channels, not {in_channels}")
     head = build_head(
-        config["consensus"],
+        consensus,
         backbone.features,
-        config["num_classes"],
-        config["dropout"],
+        num_classes,
+        dropout,
         **{key: config[key] for key in HEAD_DEFAULTS},
     )
     return Recognizer(backbone.net, head, mean, std, config, backbone.weights)
@@ -109,6 +136,11 @@ def _any_backbone(arch: str, in_channels: int, pretrained) -> Backbone:
 
         return build_backbone3d(arch, in_channels, pretrained)
     return build_backbone(arch, in_channels, pretrained)
+
+
+def _from_state(in_channels: int) -> tuple[list[float], list[float]]:
+    """Placeholders: a checkpoint's state brings the mean and std it was trained with."""
+    return [0.0] * in_channels, [1.0] * in_channels
 
 
 def model_config(ckpt: dict) -> dict:
@@ -124,41 +156,14 @@ def model_state(ckpt: dict) -> dict:
 def model_from_checkpoint(ckpt: dict, path="checkpoint") -> Recognizer:
     """Rebuild the network a checkpoint was trained with and load its weights."""
     config, state = model_config(ckpt), model_state(ckpt)
-    channels = config["in_channels"]
-    model = build_recognizer(config, [0.0] * channels, [1.0] * channels)
+    missing = [k for k in CONFIG_KEYS if k not in config]
+    if missing:
+        raise UserError(f"{path}: its model config lacks {', '.join(missing)}; give a checkpoint "
+                        "this toolkit's training wrote")  # fmt: skip
+    model = build_recognizer(**config, statistics=_from_state)
     try:
         model.load_state_dict(state)
     except RuntimeError as err:
         detail = " ".join(str(err).split())[:200]
         raise UserError(f"{path}: weights do not fit {config['arch']}: {detail}") from err
     return model
-
-
-def build_model(
-    arch: str = "resnet101",
-    num_classes: int = 101,
-    in_channels: int = 3,
-    dropout: float = 0.8,
-    pretrained: str = "none",
-    partial_bn: bool = True,
-    consensus: str = "avg",
-    **head_options,
-) -> Recognizer:
-    """A recognizer for RGB (3 channels) or flow stacks (any other count), with their statistics.
-
-    The short form for scripts and notebooks; the engine builds from a stream spec instead.
-    ``head_options``: a recurrent head's settings (network.heads.HEAD_DEFAULTS).
-    """
-    from network.statistics import flow_statistics, rgb_statistics
-
-    stats = rgb_statistics(3) if in_channels == 3 else flow_statistics(in_channels)
-    config = {
-        "arch": arch,
-        "num_classes": num_classes,
-        "in_channels": in_channels,
-        "dropout": dropout,
-        "partial_bn": partial_bn,
-        "consensus": consensus,
-        **head_options,
-    }
-    return build_recognizer(config, *stats, pretrained=pretrained)

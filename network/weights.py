@@ -23,6 +23,7 @@ SCRATCH = ("none", "", None)
 class Pretrained:
     state: dict | None  # the state dict to load, classifier included (None: from scratch)
     source: str  # what it is: "none", "ResNet101_Weights.IMAGENET1K_V1", "file x.pth (sha256 …)"
+    member: object = None  # the torchvision weights enum member it came from (its transforms)
 
 
 def sha256_prefix(path: Path, digits: int = 8) -> str:
@@ -91,7 +92,7 @@ def resolve(arch: str, pretrained, family: str) -> Pretrained:
         return Pretrained(None, "none")
     if is_weights_name(pretrained, family):
         member = weights_member(arch, pretrained, family)
-        return Pretrained(download(member, arch), f"{type(member).__name__}.{member.name}")
+        return Pretrained(download(member, arch), f"{type(member).__name__}.{member.name}", member)
     path = Path(pretrained)
     state = read_state_dict_file(path)
     return Pretrained(state, f"file {path} (sha256 {sha256_prefix(path)})")

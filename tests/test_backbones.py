@@ -8,7 +8,8 @@ from torch import nn
 
 from engine.optim import parameter_groups
 from network.backbones import input_conv
-from network.recognizer import build_model
+from network.recognizer import build_recognizer
+from network.statistics import flow_statistics
 
 # (arch, the input convolution's name in torchvision's model, pooled feature size)
 ARCHS = [
@@ -33,7 +34,14 @@ def weights_file(request, tmp_path_factory):
 
 def test_flow_backbone_from_a_state_file(weights_file):
     arch, conv, features, path, state = weights_file
-    model = build_model(arch, num_classes=5, in_channels=20, dropout=0.5, pretrained=str(path))
+    model = build_recognizer(
+        arch,
+        num_classes=5,
+        in_channels=20,
+        dropout=0.5,
+        pretrained=str(path),
+        statistics=flow_statistics,
+    )
     name, first = input_conv(model.backbone)
     assert name == conv
     rgb = state[f"{conv}.weight"]
@@ -50,7 +58,9 @@ def test_flow_backbone_from_a_state_file(weights_file):
 
 def test_partial_bn_and_parameter_groups(weights_file):
     arch, conv, _, path, _ = weights_file
-    model = build_model(arch, num_classes=4, in_channels=3, partial_bn=True, pretrained=str(path))
+    model = build_recognizer(
+        arch, num_classes=4, in_channels=3, partial_bn=True, pretrained=str(path)
+    )
     bns = [m for m in model.backbone.modules() if isinstance(m, nn.BatchNorm2d)]
     model.train()
     if bns:  # ConvNeXt has LayerNorms only: nothing to freeze

@@ -15,7 +15,7 @@ from engine.inference import load_stream, memory_reader
 from engine.loops import train_one_epoch
 from engine.streams import MOTION
 from extraction.settings import ExtractionSettings
-from network.recognizer import build_model, build_recognizer
+from network.recognizer import build_recognizer
 from tests.helpers import sample_in_memory, save_stream_checkpoint, single_thread
 from tools.synthetic_actions import make_scene, render_clip
 
@@ -60,7 +60,7 @@ def motion_stream(tmp_path_factory):
         arch="resnet18", num_classes=3, in_channels=6, dropout=0.0, partial_bn=False,
         consensus="avg",
     )  # fmt: skip
-    model = build_recognizer(config, *MOTION.statistics(6))
+    model = build_recognizer(**config, statistics=MOTION.statistics)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
     for epoch in range(6):
@@ -96,10 +96,10 @@ def test_the_motion_map_peaks_in_the_corner_where_the_ball_moves(motion_stream, 
 
 
 def test_the_explained_layer_is_the_last_feature_map_of_any_backbone():
-    resnet = build_model("resnet18", 3, pretrained="none", partial_bn=False)
+    resnet = build_recognizer("resnet18", 3, pretrained="none", partial_bn=False)
     snippet = torch.zeros(1, 3, 64, 64)
     assert feature_layer(resnet.backbone, snippet) is resnet.backbone.layer4
-    clip = build_model("r2plus1d_18", 3, pretrained="none", partial_bn=False)
+    clip = build_recognizer("r2plus1d_18", 3, pretrained="none", partial_bn=False)
     assert feature_layer(clip.backbone, torch.zeros(1, 3, 4, 32, 32)) is clip.backbone.layer4
     plain = nn.Sequential(
         nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Conv2d(4, 5, 3), nn.AdaptiveAvgPool2d(1)

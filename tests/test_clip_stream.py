@@ -11,7 +11,7 @@ from dataloader.samples import ClipSampleBuilder
 from engine.cli import main, parse_args
 from engine.streams import CLIP, SPATIAL
 from network.backbones3d import C3D, build_backbone3d
-from network.recognizer import build_model, build_recognizer
+from network.recognizer import build_recognizer
 from network.statistics import kinetics_statistics
 from tests.helpers import extract_real_clips, single_thread, write_coded_video
 from utils.errors import UserError
@@ -30,7 +30,7 @@ def _config(arch, classes=3):
 @pytest.mark.parametrize("arch", ["r3d_18", "mc3_18", "r2plus1d_18"])
 def test_video_resnets_train_on_a_tiny_clip(arch):
     torch.manual_seed(0)
-    model = build_recognizer(_config(arch), *kinetics_statistics(3))
+    model = build_recognizer(**_config(arch))
     clips = torch.randint(0, 256, (2, 2, 3, 4, 32, 32), dtype=torch.uint8)  # [B, K, 3, T, S, S]
     out = model(clips)
     assert out.shape == (2, 3)
@@ -61,7 +61,7 @@ def test_c3d_is_the_papers_network():
 
 def test_c3d_stream_drops_fc6_and_fc7_once_each():
     """Tran et al. 2015: dropout after fc6 and after fc7, once; the head's --dropout is fc7's."""
-    model = build_model("c3d", 5, dropout=0.5, partial_bn=False)
+    model = build_recognizer("c3d", 5, dropout=0.5, partial_bn=False)
     calls = []
     for name, module in model.named_modules():
         if isinstance(module, torch.nn.Dropout):

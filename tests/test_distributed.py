@@ -148,10 +148,10 @@ def test_two_processes_train_as_one_with_the_double_batch(two, data, tmp_path):
 def _initial_fc(data, tmp_path):
     """The classifier weights both runs started from (rank 0's seed)."""
     from engine.run import seed_everything
-    from network.recognizer import build_model
+    from network.recognizer import build_recognizer
 
     seed_everything(3)
-    model = build_model("resnet18", num_classes=3, dropout=0.0, partial_bn=True)
+    model = build_recognizer("resnet18", num_classes=3, dropout=0.0, partial_bn=True)
     return model.head.fc.weight.detach()
 
 

@@ -43,7 +43,7 @@ def _checkpoint(tmp_path, case: str) -> tuple[Path, torch.nn.Module]:
     options = {"crop_size": 32, **options}
     torch.manual_seed(0)
     config = dict(config, num_classes=len(CLASSES), dropout=0.5, partial_bn=False)
-    model = build_recognizer(config, *STREAMS[stream].statistics(config["in_channels"]))
+    model = build_recognizer(**config, statistics=STREAMS[stream].statistics)
     with torch.no_grad():  # BN statistics and a classifier other than the initial ones
         model.train()(torch.randint(0, 256, (2, 2, *CASES[case][3]), dtype=torch.uint8))
         model.head.fc.weight.normal_(0, 0.05)

@@ -13,7 +13,6 @@ import torch
 
 import fusion
 import utils.reports  # noqa: F401  (imported here, not in every forked run: matplotlib is slow)
-from engine.streams import STREAMS
 from extraction.decode import write_video
 from network.recognizer import build_recognizer
 from tests.helpers import SMALL_ARCH, save_stream_checkpoint, single_thread
@@ -36,7 +35,7 @@ def batch(tmp_path_factory):
     torch.manual_seed(0)
     config = dict(arch=SMALL_ARCH, in_channels=3, consensus="avg", num_classes=len(CLASSES),
                   dropout=0.5, partial_bn=False)  # fmt: skip
-    model = build_recognizer(config, *STREAMS["spatial"].statistics(3))
+    model = build_recognizer(**config)
     checkpoint = base / "spatial.pth.tar"
     save_stream_checkpoint(checkpoint, "spatial", model, CLASSES, EXTRACTION, crop_size=32,
                            test_snippets=3)  # fmt: skip

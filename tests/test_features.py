@@ -65,7 +65,7 @@ def test_video_files_give_the_features_of_their_extracted_frames(demo, tmp_path)
     torch.manual_seed(0)
     config = dict(arch="resnet18", num_classes=4, in_channels=3, dropout=0.5, partial_bn=False,
                   consensus="avg")  # fmt: skip
-    model = build_recognizer(config, *SPATIAL.statistics(3))
+    model = build_recognizer(**config)
     ckpt = save_stream_checkpoint(
         tmp_path / "spatial.pth.tar", "spatial", model, data.classes, crop_size=32, test_snippets=3,
         data_root=str(frames),
@@ -97,7 +97,7 @@ def test_a_linear_classifier_on_spatial_features_tells_the_colours_apart(demo, t
     torch.manual_seed(0)
     config = dict(arch="resnet18", num_classes=2, in_channels=3, dropout=0.0, partial_bn=False,
                   consensus="avg")  # fmt: skip
-    model = build_recognizer(config, *SPATIAL.statistics(3))
+    model = build_recognizer(**config)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
     for epoch in range(12):

@@ -27,7 +27,7 @@ from engine.cli import main as stream_main
 from engine.cli import parse_args
 from engine.config import make_options
 from engine.streams import MOTION, SPATIAL
-from engine.trainer import accumulation_steps, describe_batch
+from engine.trainer import accumulation_steps, describe_batch, describe_steps
 from tests.helpers import single_thread
 from tools import export, extract_features, extract_frames_flow, predict
 from tools.synthetic_actions import generate
@@ -52,7 +52,8 @@ STARTUP = (  # the form of the line a training run starts with (engine.trainer)
     r"\w+ stream: \w+, \d+ classes, \d+ training / \d+ validation / \d+ test videos, device \S+, "
     r"epochs \d+\.\.\d+; effective batch \d+ process\(es\) x \d+ videos x \d+ accumulation steps "
     r"= \d+ \((--accum-steps given|accumulation follows processes x batch); the recipe's lr is "
-    r"for \d+\), lr [\d.e-]+; writing to \S+"
+    r"for \d+\), lr [\d.e-]+; an epoch is \d+ steps? of \d+ videos(, the last of \d+)?, every "
+    r"video weighed the same( \(\d+ drawn twice to even out \d+ processes\))?; writing to \S+"
 )
 
 one_thread = pytest.fixture(autouse=True, scope="module")(single_thread)
@@ -233,8 +234,8 @@ def test_the_readme_workflows_run_as_written_and_give_their_results(workspace):
     assert re.fullmatch(
         r"spatial stream: resnet18, 4 classes, 8 training / 0 validation / 4 test videos, "
         r"device cpu, epochs 1\.\.1; effective batch 1 process\(es\) x 4 videos x 1 accumulation "
-        r"steps = 4 \(--accum-steps given; the recipe's lr is for 128\), lr 0\.001; writing to "
-        r"record/spatial",
+        r"steps = 4 \(--accum-steps given; the recipe's lr is for 128\), lr 0\.001; an epoch is 2 "
+        r"steps of 4 videos, every video weighed the same; writing to record/spatial",
         line,
     ), line
 
@@ -337,6 +338,17 @@ def test_the_start_up_lines_quoted_in_the_docs_are_the_codes():
         accum = accumulation_steps(None, 128, world, batch)
         line = describe_batch(world, batch, accum, 128, given=False)
         assert line in text and f"= {effective} " in line, (page, line)
+    # UCF101 split 1: 9,537 = 298 x 32 + 1 training videos, a last step of 32 + 32 + 1.
+    steps = describe_steps(1, [32] * 298 + [1], 4, 9537)
+    assert (
+        steps == "an epoch is 75 steps of 128 videos, the last of 65, every video weighed the same"
+    )
+    assert steps in " ".join(read_page("training").split())
+    # 2 processes x 5 videos (9 and one repeated by the sampler) in batches of 2, 2 and 1.
+    assert describe_steps(2, [2, 2, 1], 2, 9).endswith(
+        "2 steps of 8 videos, the last of 2, every video weighed the same (1 drawn twice to even "
+        "out 2 processes)"
+    )
 
 
 def run_page(page: str, ws: Workspace, monkeypatch) -> list:

@@ -9,7 +9,8 @@ import torchvision
 
 from engine.cli import main as train_main
 from engine.streams import MOTION, SPATIAL
-from network.recognizer import build_model
+from network.recognizer import build_recognizer
+from network.statistics import flow_statistics
 from network.weights import packaged_mobilenet_v2
 from tests.helpers import SHARED_DATA, single_thread
 from tools import extract_frames_flow, predict
@@ -46,8 +47,16 @@ def test_the_file_is_torchvisions_imagenet_mobilenet_v2(weights_file):
 
 def test_spatial_and_motion_first_convolutions(weights_file):
     state = torch.load(weights_file, map_location="cpu", weights_only=True)
-    rgb = build_model("mobilenet_v2", num_classes=7, in_channels=3, pretrained=str(weights_file))
-    flow = build_model("mobilenet_v2", num_classes=7, in_channels=20, pretrained=str(weights_file))
+    rgb = build_recognizer(
+        "mobilenet_v2", num_classes=7, in_channels=3, pretrained=str(weights_file)
+    )
+    flow = build_recognizer(
+        "mobilenet_v2",
+        num_classes=7,
+        in_channels=20,
+        pretrained=str(weights_file),
+        statistics=flow_statistics,
+    )
     assert rgb.weights == flow.weights == f"file {weights_file} (sha256 b0353104)"
     loaded = rgb.backbone.state_dict()
     assert all(torch.equal(loaded[k], state[k]) for k in loaded)  # 3 channels: as torchvision's

@@ -15,7 +15,7 @@ from engine.optim import make_optimizer
 from engine.streams import CLIP, MOTION, SPATIAL
 from engine.trainer import accumulation_steps, batch_warning, describe_batch
 from network.heads import SegmentConsensus
-from network.recognizer import build_model
+from network.recognizer import build_recognizer
 from network.statistics import flow_statistics
 from utils.errors import UserError
 
@@ -41,7 +41,14 @@ def test_partial_bn_defaults_to_on_only_with_pretrained_weights(frame_root, caps
 def test_flow_is_normalised_as_tsn():
     mean, std = flow_statistics(4)
     assert mean == pytest.approx([127.5] * 4) and std == pytest.approx([0.226 * 255] * 4)
-    model = build_model("resnet18", num_classes=3, in_channels=4, dropout=0.0, partial_bn=False)
+    model = build_recognizer(
+        "resnet18",
+        num_classes=3,
+        in_channels=4,
+        dropout=0.0,
+        partial_bn=False,
+        statistics=flow_statistics,
+    )
     x = torch.tensor([0, 128, 255, 64], dtype=torch.uint8).view(1, 4, 1, 1)
     expected = (x.float() / 255 - 0.5) / 0.226
     torch.testing.assert_close(model.normalise(x), expected, rtol=1e-5, atol=1e-5)
@@ -49,7 +56,13 @@ def test_flow_is_normalised_as_tsn():
 
 # 3. Per-stream learning-rate multipliers and decay.
 def _groups(spec, in_channels):
-    model = build_model("resnet18", num_classes=3, in_channels=in_channels, partial_bn=False)
+    model = build_recognizer(
+        "resnet18",
+        num_classes=3,
+        in_channels=in_channels,
+        partial_bn=False,
+        statistics=spec.statistics,
+    )
     args = dataclasses.replace(default_options(spec), lr=0.01)
     optimizer = make_optimizer(model, args, spec.lr_mults)
     return model, {g["name"]: g for g in optimizer.param_groups}

@@ -11,7 +11,7 @@ from dataloader.samples import RgbSampleBuilder
 from engine.cli import main, parse_args
 from engine.streams import SPATIAL
 from network.heads import build_head
-from network.recognizer import build_model, model_from_checkpoint
+from network.recognizer import build_recognizer, model_from_checkpoint
 from tests.helpers import SMALL_ARCH, single_thread
 
 one_thread = pytest.fixture(autouse=True, scope="module")(single_thread)
@@ -28,7 +28,7 @@ def test_a_recurrent_head_hears_the_order_and_avg_does_not():
     torch.manual_seed(0)
     x = torch.randint(0, 256, (2, 4, 3, 32, 32), dtype=torch.uint8)
     for consensus, order_matters in (("avg", False), ("lstm", True), ("gru", True)):
-        model = build_model("resnet18", 4, dropout=0.0, partial_bn=False, consensus=consensus)
+        model = build_recognizer("resnet18", 4, dropout=0.0, partial_bn=False, consensus=consensus)
         model.eval()
         with torch.no_grad():
             forward, backward = model(x), model(x.flip(1))
@@ -52,12 +52,12 @@ def test_an_lstm_head_starts_orthogonal_with_an_open_forget_gate():
 
 
 def test_bidirectional_stacked_head_and_old_configs():
-    model = build_model("resnet18", 5, consensus="lstm", rnn_hidden=8, rnn_layers=2)
-    model = build_model("resnet18", 5, consensus="gru", rnn_hidden=8, bidirectional=True)
+    model = build_recognizer("resnet18", 5, consensus="lstm", rnn_hidden=8, rnn_layers=2)
+    model = build_recognizer("resnet18", 5, consensus="gru", rnn_hidden=8, bidirectional=True)
     assert model.head.fc.in_features == 16
     assert model(torch.zeros(3, 2, 3, 32, 32)).shape == (3, 5)
     # A checkpoint whose config predates the recurrent options rebuilds (as avg).
-    old = build_model("resnet18", 3, consensus="avg")
+    old = build_recognizer("resnet18", 3, consensus="avg")
     config = {k: v for k, v in old.config.items() if not k.startswith(("rnn", "bidir"))}
     ckpt = {"model_config": config, "model": old.state_dict()}
     assert model_from_checkpoint(ckpt).config["rnn_hidden"] == 512

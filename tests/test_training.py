@@ -15,7 +15,7 @@ from engine.loops import evaluate, train_one_epoch
 from engine.optim import lr_lambda
 from engine.streams import MOTION, SPATIAL
 from network.heads import SegmentConsensus
-from network.recognizer import Recognizer, build_model
+from network.recognizer import Recognizer, build_recognizer
 from tests.helpers import SMALL_ARCH, extract_real_clips, single_thread
 from utils.errors import UserError, run_cli
 
@@ -115,7 +115,7 @@ def test_a_few_training_steps_lower_the_loss():
     """Whole-batch steps on an obvious task: a correct trainer ends far below the margin (about
     0.001 after 8 steps from ln 3), so another CPU's rounding cannot make it fail."""
     torch.manual_seed(0)
-    model = build_model("resnet18", num_classes=3, dropout=0.0, partial_bn=False)
+    model = build_recognizer("resnet18", num_classes=3, dropout=0.0, partial_bn=False)
     loader = DataLoader(Colours(), batch_size=12, shuffle=True)
     optimizer, scheduler = _sgd(model, lr=0.01)
     cpu = torch.device("cpu")
@@ -517,7 +517,7 @@ def test_both_streams_train_on_frames_of_real_clips(shared_data, tmp_path):
 
 def test_channels_last_helper_converts_the_weights_2d_and_3d():
     for arch, fmt in (("resnet18", torch.channels_last), ("r2plus1d_18", torch.channels_last_3d)):
-        model = build_model(arch, 3, 3, 0.0, partial_bn=False)
+        model = build_recognizer(arch, 3, 3, 0.0, partial_bn=False)
         convs = [m for m in model.modules() if isinstance(m, nn.Conv2d | nn.Conv3d)]
         assert not any(m.weight.is_contiguous(memory_format=fmt) for m in convs[:1]), arch
         model.to_channels_last()

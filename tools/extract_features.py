@@ -100,7 +100,7 @@ def load_model(args, device):
         channels = spec.sample_builder(defaults).in_channels
         config = dict(arch=args.arch, num_classes=1, in_channels=channels, dropout=0.0)
         config.update(partial_bn=False, consensus="avg")
-        model = build_recognizer(config, *spec.statistics(channels), pretrained=args.pretrained)
+        model = build_recognizer(**config, pretrained=args.pretrained, statistics=spec.statistics)
         stream = StreamModel(spec.name, Path(args.arch), model.to(device).eval(), [],
                              args.arch, 0, defaults.as_dict())  # fmt: skip
     given = {k: getattr(args, k) for k in ("test_snippets", "crop_size", "ten_crop")}
