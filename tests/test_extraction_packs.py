@@ -16,9 +16,13 @@ import torch
 from dataloader.datasets import FrameDataset
 from dataloader.samples import FlowSampleBuilder, RgbSampleBuilder
 from dataloader.splits import load_split
-from extraction.decode import write_video
-from tests.test_faults_extraction import ARGS, _clip, _leftovers, _snapshot
-from tools import extract_frames_flow as tool
+from tests.test_faults_extraction import (  # noqa: F401 (reference: a fixture used here)
+    ARGS,
+    _leftovers,
+    _main,
+    _snapshot,
+    reference,
+)
 from tools import pack_frames
 from utils.errors import UserError
 from utils.faults import ENV
@@ -26,19 +30,11 @@ from utils.faults import ENV
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _main(videos: Path, out: Path, *extra: str) -> int:
-    return tool.main(["--videos", str(videos), "--out", str(out), "--workers", "1", *ARGS, *extra])
-
-
 @pytest.fixture(scope="module")
-def extracted(tmp_path_factory):
+def extracted(reference, tmp_path_factory):  # noqa: F811
     """(videos, a root extracted to folders, the same videos extracted with --pack)."""
-    base = tmp_path_factory.mktemp("pack_extraction")
-    videos = base / "videos"
-    for i in range(3):
-        write_video(videos / f"Class{i % 2}" / f"clip{i}.avi", _clip(i))
-    folders, packs = base / "folders", base / "packs"
-    assert _main(videos, folders) == 0
+    videos, folders, _ = reference
+    packs = tmp_path_factory.mktemp("pack_extraction") / "packs"
     assert _main(videos, packs, "--pack") == 0
     return videos, folders, packs
 
@@ -48,13 +44,8 @@ def test_extracted_packs_are_the_packs_converted_from_its_folders(extracted, tmp
     converted = tmp_path / "converted"
     assert pack_frames.main([str(folders), "--out", str(converted)]) == 0
     zips = {k: v for k, v in _snapshot(packs).items() if k.endswith(".zip")}
-    assert sorted(zips) == [
-        "jpegs_256/clip0.zip",
-        "jpegs_256/clip1.zip",
-        "jpegs_256/clip2.zip",
-        "tvl1_flow/clip0.flow.zip",
-        "tvl1_flow/clip1.flow.zip",
-        "tvl1_flow/clip2.flow.zip",
+    assert sorted(zips) == [f"jpegs_256/clip{i}.zip" for i in range(4)] + [
+        f"tvl1_flow/clip{i}.flow.zip" for i in range(4)
     ]  # one file per video and modality, no frame folder
     splits = {f"splits/{name}.txt" for name in ("classes", "train", "test")}
     assert set(_snapshot(packs)) == set(zips) | {"index.json"} | splits
