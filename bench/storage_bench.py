@@ -17,6 +17,7 @@ RGB JPEGs (what the video source saves) and flow (TV-L1 and its JPEGs, needed by
 """
 
 import json
+import os
 import random
 import statistics
 import subprocess
@@ -216,7 +217,8 @@ def extraction_stages(videos: list[Path], frames: int, short_side: int) -> dict:
                 if rgb is None:
                     break
                 start = time.process_time()
-                out.write_bytes(cv2.imencode(".jpg", rgb[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])[1])  # fmt: skip
+                quality = [cv2.IMWRITE_JPEG_QUALITY, 95]
+                out.write_bytes(cv2.imencode(".jpg", rgb[..., ::-1], quality)[1])
                 spent["rgb_jpeg"] += time.process_time() - start
                 start = time.process_time()
                 gray = to_gray(rgb)
@@ -272,7 +274,7 @@ def report(speeds, threads, sizes, stages, names) -> dict:
         "extraction_saved_by_videos": saved,
         "goals": goals,
         "videos": len(names),
-        "machine": {"cores": len(__import__("os").sched_getaffinity(0))},
+        "machine": {"cores": len(os.sched_getaffinity(0))},
     }
 
 
