@@ -63,13 +63,14 @@ class OutOfSpace(Exception):
 class Plan:
     """How to run: ``workers`` CPU processes (1 with no ``devices``: this process);
     ``devices`` one solver process each (empty: the workers solve on ``device``); ``batch``
-    pairs per solve; ``threads`` per worker."""
+    pairs per solve; ``threads`` per worker; ``pack``: write packs, not folders (--pack)."""
 
     workers: int
     devices: list[str] = field(default_factory=list)
     device: str = "cpu"
     batch: int = 1
     threads: int = 1
+    pack: bool = False
 
 
 def run(
@@ -113,8 +114,9 @@ def _run_here(todo, root, settings, plan, on_event, debug, run_dir) -> None:
 
         try:
             entry = extract_video(
-                path, name, root, settings, solver, plan.batch, report, run_dir=run_dir
-            )
+                path, name, root, settings, solver, plan.batch, report,
+                run_dir=run_dir, pack=plan.pack,
+            )  # fmt: skip
         except Exception as err:
             full = disk_full_error(err)
             if full is not None:
@@ -148,7 +150,7 @@ def _run_processes(todo, root, settings, plan, on_event, run_folder) -> None:
             solver = (requests[s], replies[s][i], max(1, -(-plan.batch // share)))
         else:
             solver = (plan.device, plan.batch)
-        run = (run_folder.path, run_folder.lock)
+        run = (run_folder.path, run_folder.lock, plan.pack)
         args = (i, tasks, events, stop, root, settings, plan.threads, solver, run, os.getpid())
         workers.append(context.Process(target=worker_main, args=args, daemon=True))
     current: dict[int, str] = {}

@@ -9,9 +9,14 @@ layout this code did not write are never replaced, and a video's name is always 
 name (``check_video_name``). PyAV and OpenCV are imported when a video is written, so a command
 line can import this at once.
 
+With ``pack`` (``--pack``) the finished folders are packed instead (dataloader/packs.py: the
+same JPEG bytes, checked against them), still in the run's folder, and the two packs (RGB; x and
+y flow) are what moves into the layout. A root holds one or the other (settings.json says which).
+
 Fault points (utils/faults.py) of the fault suite: ``extract.frame`` before each RGB frame is
 written, ``extract.flow`` before each flow file, ``extract.move`` after each of a video's three
-folders is moved into the layout, ``extract.marker`` after the three, before the done marker.
+folders (or two packs) is moved into the layout, ``extract.marker`` after them, before the done
+marker.
 """
 
 import hashlib
@@ -21,7 +26,7 @@ import re
 import shutil
 from pathlib import Path
 
-from dataloader.layout import Layout
+from dataloader.layout import PACK_SUFFIXES, Layout
 from extraction.settings import INDEX_NAME, ExtractionSettings
 from utils.atomic import write_text
 from utils.errors import UserError
@@ -137,8 +142,10 @@ def extract_video(
     stop=None,
     *,
     run_dir: Path,
+    pack: bool = False,
 ) -> dict:
-    """Write one video's RGB and flow folders under ``root``; return its index entry.
+    """Write one video's RGB and flow folders (``pack``: packs) under ``root``; return its
+    index entry.
 
     Everything goes to ``run_dir``/<name> first (``run_dir``: the run's own temporary folder,
     extraction.locks.RunFolder); the three folders are moved into the layout only
@@ -197,7 +204,8 @@ def extract_video(
             )
         _check_counts(parts, count)
         entry = {"frames": count, "fps": info.fps, "width": size[0], "height": size[1]}
-        _move_into_place(root, name, parts, entry)
+        places = _packed(root, name, parts) if pack else [p[:2] for p in parts.values()]
+        _move_into_place(root, name, places, entry)
     finally:
         solver.forget(ticket for ticket, _ in pending)
         shutil.rmtree(tmp, ignore_errors=True)
@@ -235,16 +243,39 @@ def _write_frames(path, name, settings, parts, solver, pending, write_flows, chu
     return count, size
 
 
-def _move_into_place(root: Path, name: str, parts: dict, entry: dict) -> None:
-    """Move a video's finished folders (``parts``: work, final, pattern) into the layout, then
-    write its done marker holding ``entry``."""
+def _pack_places(root: Path, name: str) -> list[Path]:
+    """Where a video's two packs go in the layout: RGB, then flow."""
+    layout = Layout()
+    return [root / layout.pack_dir(m) / (name + PACK_SUFFIXES[m]) for m in ("rgb", "flow")]
+
+
+def _packed(root: Path, name: str, parts: dict) -> list[tuple[Path, Path]]:
+    """Pack a video's finished folders (``parts`` of ``_parts``) beside them, as
+    tools/pack_frames.py packs the same folders, each pack checked against its files; the
+    (pack, its place in the layout) pairs."""
+    from dataloader.packs import pack_folders
+
+    layout, places = Layout(), []
+    for modality, final in zip(("rgb", "flow"), _pack_places(root, name), strict=True):
+        keys = ["rgb"] if modality == "rgb" else ["u", "v"]
+        templates = layout.pack_templates(modality, name)
+        sources = [(str(parts[k][0]), parts[k][2], t) for k, t in zip(keys, templates, strict=True)]
+        work = parts["rgb"][0].parent / f"{modality}.zip"
+        pack_folders(work, sources)
+        places.append((work, final))
+    return places
+
+
+def _move_into_place(root: Path, name: str, places: list, entry: dict) -> None:
+    """Move a video's finished folders or packs (``places``: (work, final) pairs) into the
+    layout, then write its done marker holding ``entry``."""
     # "moving" marks the few renames below, so a rerun after a kill among them knows the
     # folders already in place are ours to replace; folders without a marker are not.
     moving, done = (
         root / STATE_DIR / "moving" / name,
         root / STATE_DIR / "done" / f"{name}.json",
     )
-    for _, final, _ in parts.values():
+    for _, final in places:
         if final.exists() and not (moving.exists() or done.exists()):
             raise FileExistsError(
                 f"{final} exists but was not written by this tool; remove it or use another --out"
@@ -252,8 +283,8 @@ def _move_into_place(root: Path, name: str, parts: dict, entry: dict) -> None:
     moving.parent.mkdir(parents=True, exist_ok=True)
     moving.touch()
     done.unlink(missing_ok=True)  # an earlier extraction's marker must not vouch for a mix
-    for work, final, _ in parts.values():
-        if final.exists():
+    for work, final in places:
+        if final.is_dir():
             shutil.rmtree(final)
         final.parent.mkdir(parents=True, exist_ok=True)
         os.replace(work, final)
@@ -261,7 +292,7 @@ def _move_into_place(root: Path, name: str, parts: dict, entry: dict) -> None:
     fault_point("extract.marker")
     # The marker is written beside the work folders (the run's own) and renamed into done/,
     # so done/ never holds a half marker or a temporary file.
-    marker = parts["rgb"][0].parent / "done.json"
+    marker = places[0][0].parent / "done.json"
     write_text(marker, json.dumps(entry))
     done.parent.mkdir(parents=True, exist_ok=True)
     os.replace(marker, done)
@@ -288,23 +319,39 @@ def clear_stale_files(root: Path, split_dir: Path | None = None) -> list[Path]:
 
 
 def is_done(root: Path, name: str) -> bool:
+    """Whether the video ``name`` is finished: its marker, and its three folders or two packs."""
     layout = Layout()
     dirs = (layout.rgb_dir, layout.flow_x_dir, layout.flow_y_dir)
     marker = root / STATE_DIR / "done" / f"{name}.json"
-    return marker.is_file() and all((root / d / name).is_dir() for d in dirs)
+    return marker.is_file() and (
+        all((root / d / name).is_dir() for d in dirs)
+        or all(p.is_file() for p in _pack_places(root, name))
+    )
+
+
+def _saved_state(root: Path) -> dict | None:
+    """``.extract/settings.json``: the settings, and ``pack`` (true: the root holds packs)."""
+    path = root / STATE_DIR / "settings.json"
+    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def read_root_settings(root: Path) -> ExtractionSettings | None:
     """The settings the videos of ``root`` were extracted with; None before the first video."""
-    path = root / STATE_DIR / "settings.json"
-    if not path.is_file():
-        return None
-    return ExtractionSettings.from_dict(json.loads(path.read_text()))
+    saved = _saved_state(root)
+    return None if saved is None else ExtractionSettings.from_dict(saved)
 
 
-def check_settings(root: Path, settings: ExtractionSettings) -> None:
-    """Refuse to mix frames made with different options in one ROOT."""
+def root_packed(root: Path) -> bool:
+    """Whether the videos of ``root`` are extracted into packs (--pack), not folders."""
+    return bool((_saved_state(root) or {}).get("pack", False))
+
+
+def check_settings(root: Path, settings: ExtractionSettings, pack: bool = False) -> None:
+    """Refuse to mix frames made with different options, or packs and folders, in one ROOT."""
     saved = read_root_settings(root)
+    if saved is not None and root_packed(root) != pack:
+        holds, fix = ("frame folders", "leave --pack out") if pack else ("packs", "add --pack")
+        raise UserError(f"{root} holds {holds}; {fix} to continue it, or use another --out")
     if saved is not None:
         old = saved.as_dict()
         if old != settings.as_dict():
@@ -317,7 +364,8 @@ def check_settings(root: Path, settings: ExtractionSettings) -> None:
                 f"{root} was extracted with {diff}; rerun with the same options or use another --out"
             )
     else:
-        write_text(root / STATE_DIR / "settings.json", json.dumps(settings.as_dict()))
+        state = dict(settings.as_dict(), pack=pack)
+        write_text(root / STATE_DIR / "settings.json", json.dumps(state))
 
 
 def write_index(root: Path, settings: ExtractionSettings, sources: dict[str, str]) -> int:
@@ -332,6 +380,7 @@ def write_index(root: Path, settings: ExtractionSettings, sources: dict[str, str
             videos[name] = entry
     index = {
         "settings": settings.as_dict(),
+        "storage": "packs" if root_packed(root) else "folders",
         "flow": "flow file i is the motion from frame i to frame i+1; N frames, N-1 flow frames",
         "videos": videos,
     }

@@ -219,10 +219,11 @@ def answer(flows, items, replies) -> None:
 def worker_main(index, tasks, events, stop, root, settings, threads, solver, run, parent) -> None:
     """A worker process: extract the videos of ``tasks`` until a None, sending ``run``'s events
     to ``events``; ``solver`` is (device, batch) to solve here, else (requests, replies, chunk);
-    ``run`` is (folder, lock) of its run; ``parent`` the pid of the process that started it."""
+    ``run`` is (folder, lock, pack) of its run (pack: write packs, not folders); ``parent`` the
+    pid of the process that started it."""
     _die_with_parent(parent)
     stop = _Stop(stop, parent)
-    run_dir, run_lock = run
+    run_dir, run_lock, pack = run
     join_run(run_lock)
     _ignore_interrupts()
     local = len(solver) == 2
@@ -243,7 +244,7 @@ def worker_main(index, tasks, events, stop, root, settings, threads, solver, run
 
         try:
             entry = extract_video(
-                path, name, root, settings, flows, chunk, report, stop, run_dir=run_dir
+                path, name, root, settings, flows, chunk, report, stop, run_dir=run_dir, pack=pack
             )
         except Stopped:
             events.put(("stopped", index, name, None))

@@ -12,6 +12,14 @@ where <video> is the file name without extension and flow file i is the motion f
 frame i+1 (see extraction/tvl1.py). ROOT/index.json lists each finished video's frame
 count, fps and size; ROOT/failed.txt the videos that could not be decoded.
 
+With --pack each video becomes two files instead, the same JPEG bytes packed as
+tools/pack_frames.py packs those folders (dataloader/packs.py; every stream reads them):
+
+    ROOT/jpegs_256/<video>.zip                        the RGB frames, uncompressed
+    ROOT/tvl1_flow/<video>.flow.zip                   x- and y-flow frames
+
+A root holds folders or packs (index.json says which under "storage"); a rerun must agree.
+
 CPU workers (--workers) decode the videos and write the JPEGs; on the CPU each also solves its
 own flow, and each CUDA device of --device gets one solver process that batches the pairs the
 workers send it (extraction/pool.py). A video is written under the run's own
@@ -220,6 +228,13 @@ def parse_args(argv):
         "deterministically (train with --dataset custom)",
     )
     parser.add_argument(
+        "--pack",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="write each video as two packs (RGB; x and y flow), one file per modality, "
+        "instead of three frame folders: millions fewer files (docs/data.md)",
+    )
+    parser.add_argument(
         "--shard",
         metavar="I/N",
         help="extract only shard I of N (1 <= I <= N; a stable hash of the video name), so N "
@@ -248,6 +263,7 @@ def _plan(args, todo: int) -> Plan:
         device=args.devices[0],
         batch=args.flow_batch,
         threads=worker_threads(workers, args.method),
+        pack=args.pack,
     )
 
 
@@ -266,7 +282,7 @@ def main(argv=None) -> int:
     state = root / STATE_DIR
     with RootLocks(root, state, args.shard):  # a second run (of this shard) is refused here
         with state_lock(state):
-            check_settings(root, settings)
+            check_settings(root, settings, args.pack)
             clear_stale_files(root, root / SPLIT_FOLDERS["custom"])
         clear_dead_runs(state / TMP_DIR)  # those of killed runs; never a live shard's
         with RunFolder(state / TMP_DIR) as run_folder:
