@@ -13,7 +13,7 @@ import torch
 
 import fusion
 from engine.cli import main
-from engine.streams import MOTION, SPATIAL
+from engine.streams import CLIP, MOTION, SPATIAL
 from tests.helpers import SMALL_ARCH, single_thread
 from tests.video_files import moving_frames, write_test_video
 from tools import predict
@@ -116,3 +116,20 @@ def test_motion_stream_refuses_videos_in_one_line(videos, tmp_path):
                       "--record-dir", str(tmp_path / "m")])  # fmt: skip
     with pytest.raises(UserError, match="--data-root or --videos, not both"):
         main(SPATIAL, ["--videos", str(folder), "--data-root", str(folder), *FAST])
+
+
+def test_clip_stream_trains_and_evaluates_from_videos(videos, tmp_path):
+    """The clip stream reads consecutive frames straight from the videos (half-size reads
+    included: short side 48 is over twice --clip-short-side 20), and records its source."""
+    folder, splits = videos
+    record = tmp_path / "clip"
+    common = ["--videos", str(folder), "--splits-dir", str(splits), "--short-side", "48"]
+    common += ["--arch", "mc3_18", "--pretrained", "none", "--crop-size", "16"]
+    common += ["--clip-short-side", "20", "--clip-length", "4", "--test-snippets", "2"]
+    common += ["--batch-size", "2", "--workers", "0", "--seed", "1", "--dataset", "custom"]
+    common += ["--accum-steps", "1"]
+    assert main(CLIP, [*common, "--epochs", "1", "--record-dir", str(record)]) == 0
+    checkpoint = record / "checkpoint.pth.tar"
+    assert torch.load(checkpoint, weights_only=True)["videos"]["short_side"] == 48
+    trained = load_npz(record / "video_scores.npz")
+    assert trained.scores.shape == (2, 2) and np.isfinite(trained.scores).all()

@@ -49,8 +49,9 @@ OUTPUTS = (
 TEMPORAL = dict(num_segments=4, rnn_hidden=128, lr=0.02)
 # More training scenes with a temporal head: direction from RGB order generalises from 10 less well.
 TEMPORAL_TRAIN_PER_CLASS = 20
-# Epochs of each stream: 15 gave spatial 45.8-50.0 %, motion 50.0-54.2 %, fused 91.7-100 % over
-# seeds 0-3 (2026-12-07); the temporal head's figures (docs/temporal.md) were measured at 30.
+# Epochs of each stream: 15 gave spatial 41.7-54.2 %, motion 50.0-54.2 %, fused 100, 91.7, 100,
+# 95.8, 100, 79.2 % for seeds 0-5 (2026-12-07; seed 5 at 20 epochs 83.3 %, at 30 100 %), in half
+# the time of 30; the temporal head's figures (docs/temporal.md) were measured at 30.
 EPOCHS, TEMPORAL_EPOCHS = 15, 30
 
 
