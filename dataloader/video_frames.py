@@ -42,14 +42,15 @@ class VideoIndex:
     keyframes: tuple[tuple[int, int], ...]
 
 
-def _open(path) -> av.container.InputContainer:
+def open_video(path, error: type[Exception] = BadVideo) -> av.container.InputContainer:
+    """``path`` opened by PyAV, or ``error`` naming it where it does not open or has no video."""
     try:
         container = av.open(str(path))
     except av.FFmpegError as err:
-        raise BadVideo(f"cannot open {path} ({err})") from None
+        raise error(f"{path}: cannot open: {err}") from None
     if not container.streams.video:
         container.close()
-        raise BadVideo(f"no video stream in {path}")
+        raise error(f"{path}: no video stream")
     return container
 
 
@@ -90,7 +91,7 @@ def _clean_keyframes(packets: list[tuple]) -> tuple[tuple[int, int], ...]:
 def index_video(path) -> VideoIndex:
     """Count the frames of ``path`` from its packets and note its keyframes (no decoding)."""
     packets = []
-    with _open(path) as container:
+    with open_video(path) as container:
         stream = container.streams.video[0]
         codec = stream.codec_context.name
         try:
@@ -115,7 +116,7 @@ class VideoReader:
     def _restart(self) -> None:
         """Open the file afresh, positioned at its first frame."""
         self.close()
-        self.container = _open(self.path)
+        self.container = open_video(self.path)
         self.stream = self.container.streams.video[0]
         self.stream.thread_count = self.threads
         self.packets = self.container.demux(self.stream)
@@ -218,7 +219,7 @@ class OpenVideos:
 def decoded_count(path) -> int:
     """How many frames sequential decoding of ``path`` gives (every frame decoded)."""
     count = 0
-    with _open(path) as container:
+    with open_video(path) as container:
         try:
             for _ in container.decode(video=0):
                 count += 1

@@ -15,6 +15,7 @@ import av
 import numpy as np
 
 from dataloader.frame_size import resize_short_side
+from dataloader.video_frames import open_video
 from utils.video_names import VIDEO_EXTENSIONS
 
 
@@ -59,20 +60,9 @@ class DecodedVideo:
         return int(self.frames.shape[1])
 
 
-def _open(path) -> av.container.InputContainer:
-    try:
-        container = av.open(str(path))
-    except av.FFmpegError as err:
-        raise DecodeError(f"{path}: cannot open: {err}") from err
-    if not container.streams.video:
-        container.close()
-        raise DecodeError(f"{path}: no video stream")
-    return container
-
-
 def probe_video(path) -> VideoInfo:
     """Frame rate and declared frame count of the first video stream, without decoding."""
-    with _open(path) as container:
+    with open_video(path, DecodeError) as container:
         stream = container.streams.video[0]
         rate = stream.average_rate or stream.guessed_rate
         return VideoInfo(float(rate) if rate else 0.0, int(stream.frames or 0))
@@ -101,7 +91,7 @@ def iter_frames(path, short_side: int | None = 256, max_frames: int | None = Non
     """
     if max_frames is not None and max_frames <= 0:
         return
-    with _open(path) as container:
+    with open_video(path, DecodeError) as container:
         count = 0
         try:
             for frame in container.decode(video=0):
@@ -119,7 +109,7 @@ def iter_frames(path, short_side: int | None = 256, max_frames: int | None = Non
 
 def count_frames(path) -> int:
     """How many frames ``path`` holds, from its packets (no decoding: fast for a long video)."""
-    with _open(path) as container:
+    with open_video(path, DecodeError) as container:
         try:
             return sum(1 for packet in container.demux(video=0) if packet.size)
         except av.FFmpegError as err:
@@ -129,7 +119,7 @@ def count_frames(path) -> int:
 def iter_raw_frames(path) -> Iterator:
     """Yield the decoded frames of ``path`` as PyAV frames, unconverted: a caller that needs
     only some of them converts only those (``frame.to_ndarray(format="rgb24")``)."""
-    with _open(path) as container:
+    with open_video(path, DecodeError) as container:
         count = 0
         try:
             for frame in container.decode(video=0):
