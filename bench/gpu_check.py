@@ -11,7 +11,7 @@ OpenCV TV-L1 flow, two clips for the extraction tool, and 19 RGB frames of one t
 The GPU run imports neither PyAV nor cv2.optflow; a check that cannot run says why in its row.
 
 Rows (bench/gpu_train.py, bench/gpu_rows.py): training of each stream (spatial and motion
-ResNet-101, clip R(2+1)D-18; the dry run ShuffleNet v2 x0.5 and MC3-18 at tiny sizes), built as a
+ResNet-101, clip R(2+1)D-18 and Swin3D-T at 16 x 224 x 224; the dry run ShuffleNet v2 x0.5 and MC3-18 at tiny sizes), built as a
 run builds it and trained through the engine's own step (engine.loops.train_one_epoch: 2 batches
 accumulated, clipping, GradScaler, parameter groups), at fp32/bf16/fp16 with and without
 --compile (samples per second, loss, logits of the first step against fp32's on the same batch,

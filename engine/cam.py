@@ -3,8 +3,14 @@
 captum's ``LayerGradCam`` weighs the channels of the backbone's last convolution by the mean
 gradient of one class's score and sums them: a map, per snippet, of where that class's evidence
 lies. The layer is the last 2D or 3D convolution to run, found by running one snippet through the
-backbone, so any backbone works without naming its layers. The score is the recognizer's whole
+backbone, so any CNN works without naming its layers. The score is the recognizer's whole
 forward pass (normalisation, all the snippets, consensus head), as evaluation computes it.
+
+Video transformers have no late convolution; their tokens are laid out as T x H x W maps
+(token_layer): Swin3D's last stage, whose tokens the classifier averages, and MViT's input to
+its last block. MViT classifies its class token alone, which reads the other tokens only in that
+last block's attention: its map says which tokens that attention drew on, at 8 x 7 x 7 tokens
+for 16 x 224 x 224 clips, a coarser and less direct account than a CNN's.
 """
 
 import numpy as np
@@ -41,6 +47,44 @@ def feature_layer(backbone: nn.Module, snippet: torch.Tensor) -> nn.Module:
     return finished[-1]
 
 
+def token_layer(backbone: nn.Module):
+    """(layer, hook kind, tokens -> [N, C, T, H, W]) for a video transformer whose tokens Grad-CAM
+    reads, or None for a CNN. Swin3D: its last stage's output [N, T, H, W, C]; MViT: its last
+    block's input [N, 1 + T*H*W, C] (class token first) with the block's (T, H, W)."""
+    kind = type(backbone).__name__
+    if kind == "SwinTransformer3d":
+        return backbone.features[-1], "output", lambda x, args: x.permute(0, 4, 1, 2, 3)
+    if kind == "MViT":
+        return (backbone.blocks[-1], "input",
+                lambda x, args: x[:, 1:].unflatten(1, args[1]).permute(0, 4, 1, 2, 3))  # fmt: skip
+    return None
+
+
+def token_cam(model: nn.Module, video: torch.Tensor, target: int, found) -> torch.Tensor:
+    """[N, 1, T, H, W] Grad-CAM of a transformer's token maps (captum reads channels first)."""
+    layer, where, to_map = found
+    kept = []
+
+    def keep(module, args, out=None):
+        tokens = args[0] if where == "input" else out
+        tokens.retain_grad()
+        kept.append((tokens, args))
+
+    if where == "input":
+        handle = layer.register_forward_pre_hook(keep)
+    else:
+        handle = layer.register_forward_hook(keep)
+    try:
+        with torch.inference_mode(False), torch.enable_grad():
+            model(video)[0, int(target)].backward()
+    finally:
+        handle.remove()
+    tokens, args = kept[-1]
+    maps, grads = to_map(tokens.detach(), args), to_map(tokens.grad, args)
+    weights = grads.mean(dim=(2, 3, 4), keepdim=True)
+    return (weights * maps).sum(dim=1, keepdim=True).clamp_min(0)
+
+
 def grad_cam(model: nn.Module, sample: torch.Tensor, target: int) -> np.ndarray:
     """[N, S, S] Grad-CAM maps (>= 0) of class ``target`` over the first crop of a test sample.
 
@@ -51,11 +95,17 @@ def grad_cam(model: nn.Module, sample: torch.Tensor, target: int) -> np.ndarray:
     video = sample[:1].to(device)  # [1, N, ...]: the centre crop's sequence
     size = tuple(video.shape[-2:])
     model.eval()
-    layer = feature_layer(model.backbone, model.normalise(video[0, :1]))
-    cam = LayerGradCam(model, layer)
+    tokens = token_layer(model.backbone)
     # cuDNN computes no RNN gradients in eval mode; its plain kernels do.
-    with torch.inference_mode(False), torch.backends.cudnn.flags(enabled=False):
-        maps = cam.attribute(video, target=int(target), relu_attributions=True)
+    with torch.backends.cudnn.flags(enabled=False):
+        if tokens is not None:
+            maps = token_cam(model, video, target, tokens)
+        else:
+            layer = feature_layer(model.backbone, model.normalise(video[0, :1]))
+            with torch.inference_mode(False):
+                maps = LayerGradCam(model, layer).attribute(
+                    video, target=int(target), relu_attributions=True
+                )
     if maps.dim() == 5:  # [N, 1, T', h, w]: over time
         maps = maps.mean(dim=2)
     maps = LayerAttribution.interpolate(maps.detach(), size, interpolate_mode="bilinear")

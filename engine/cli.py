@@ -18,8 +18,13 @@ from engine.config import (
 from engine.config_file import CONFIG_HELP, read_config
 from engine.run import run
 from engine.streams import StreamSpec
-from network.archs import CONSENSUS, IMAGE_FAMILIES
+from network.archs import CLIP_FAMILIES, CONSENSUS, IMAGE_FAMILIES
 from utils.cli import Parser
+
+ARCH_SIZES = (
+    "; --crop-size, --clip-short-side and --clip-length follow it unless given (its Kinetics "
+    "weights' crop and resize), and a run prints what it takes"
+)
 
 
 def _model_arguments(p, spec: StreamSpec, d: Options) -> None:
@@ -27,8 +32,8 @@ def _model_arguments(p, spec: StreamSpec, d: Options) -> None:
     model.add_argument(
         "--arch",
         default=d.arch,
-        choices=spec.archs,
-        help="the backbone: " + ("one of the 3D networks" if spec.archs else IMAGE_FAMILIES),
+        help="the backbone: "
+        + (IMAGE_FAMILIES if spec.archs == "image" else CLIP_FAMILIES + ARCH_SIZES),
     )
     family = d.pretrained
     version = {"imagenet": "imagenet1k_v2", "kinetics": "kinetics400_v1"}.get(family, family)

@@ -252,6 +252,8 @@ def make_options(spec: StreamSpec, **values) -> Options:
     if "num_segments" not in values and options.consensus in RECURRENT:
         options.num_segments = RECURRENT_SEGMENTS
     resolve_test_sequences(options)
+    if spec.resolve is not None:
+        spec.resolve(options, set(values))
     check_options(spec, options)
     return options
 
@@ -344,5 +346,5 @@ def check_options(spec: StreamSpec, options: Options) -> None:
         spec.check(options)
     check_source(spec, options)
     refuse_to_overwrite(options)  # again once the run holds the folder's lock (engine.run)
-    if spec.archs is None:  # last: it imports torchvision
+    if spec.archs == "image":  # last: it imports torchvision
         check_image_arch(options.arch, options.crop_size)

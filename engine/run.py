@@ -156,6 +156,8 @@ def build_model(spec: StreamSpec, options, config: dict, ckpt, device):
         )
     if is_main():
         print(f"{spec.name} stream: {options.arch}, {source}", flush=True)
+        if spec.about is not None:
+            print(spec.about(options), flush=True)
     model.to(device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True

@@ -13,8 +13,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from dataloader.defaults import CLIP_LENGTH, CLIP_SHORT_SIDE, SAMPLE_OPTIONS, STACK_LENGTH
-from network.archs import CLIP_ARCHS
-from utils.errors import UserError
 
 
 @dataclass(frozen=True)
@@ -41,11 +39,16 @@ class StreamSpec:
     # Learning-rate multipliers per parameter group (engine.trainer.PARAM_GROUPS: first_conv,
     # weight, bias, norm); groups left out train at the base rate.
     lr_mults: dict = field(default_factory=dict)
-    # The --arch choices: None for any torchvision image model (frame streams), or a list
-    # (the 3D networks of clip streams).
-    archs: tuple[str, ...] | None = None
+    # The --arch family: "image" (torchvision's image models: frame streams) or "video" (its
+    # video models and C3D: clip streams).
+    archs: str = "image"
     # (options) -> None: checks of option combinations only this stream has (raise UserError).
     check: Callable | None = None
+    # (options, given option names) -> None: fill the options that follow others and were not
+    # given (a clip stream's input size follows its arch); before ``check``.
+    resolve: Callable | None = None
+    # (options) -> str: a line printed at start-up (what the arch expects), or None.
+    about: Callable | None = None
     # Whether --videos can feed it: its samples are RGB frames, decoded from the files on demand
     # (dataloader.video_dataset); a stream of flow needs it extracted first.
     videos: bool = True
@@ -111,29 +114,61 @@ def _clip_builder(options):
 
 
 CLIP_OPTIONS = (
-    StreamOption("clip_length", CLIP_LENGTH, "frames per clip (C3D: 16)"),
+    StreamOption(
+        "clip_length",
+        CLIP_LENGTH,
+        "frames per clip (default: 16, or what --arch needs: its line at start-up)",
+    ),
     StreamOption("frame_stride", 1, "take every N-th frame into a clip"),
     StreamOption(
         "clip_short_side",
         CLIP_SHORT_SIDE,
-        "crops are --crop-size pixels of the frame scaled to this short side "
-        "('resize to 128, crop 112')",
+        "crops are --crop-size pixels of the frame scaled to this short side ('resize to 128, "
+        "crop 112'; default: the --arch weights' resize, e.g. 256 for 224 px crops)",
     ),
 )
 
 
-def _clip_check(options) -> None:
-    if options.arch == "c3d" and (options.stream["clip_length"] != 16 or options.crop_size != 112):
-        raise UserError("c3d takes 16-frame clips of 112 x 112: --clip-length 16 --crop-size 112")
+def clip_resolve(options, given) -> None:
+    """A clip arch's input size, where not given: its Kinetics weights' crop and resize, and
+    the stream's clip length or the arch's minimum (network.clip_inputs)."""
+    from network.archs import check_clip_arch
+    from network.clip_inputs import clip_input
+
+    check_clip_arch(options.arch)
+    expects = clip_input(options.arch)
+    if "crop_size" not in given:
+        options.crop_size = expects.crop
+    for name, value in (
+        ("clip_short_side", expects.short_side),
+        ("clip_length", expects.clip_length),
+    ):
+        if name not in given:
+            options.stream[name] = value
+
+
+def clip_check(options) -> None:
+    """Refuse a clip length or crop the arch cannot take (network.clip_inputs)."""
+    from network.clip_inputs import check_clip_input
+
+    check_clip_input(options.arch, options.stream["clip_length"], options.crop_size)
+
+
+def clip_about(options) -> str:
+    """The start-up line: what the arch takes (network.clip_inputs)."""
+    from network.clip_inputs import clip_input
+
+    return clip_input(options.arch).describe()
 
 
 # Clips: one per training video and 10 per test video (C3D's and the torchvision video models'
-# UCF101 fine-tuning), short side 128, crop 112, Kinetics weights and statistics. The lr and
-# schedule are a starting point for fine-tuning on UCF101/HMDB51, not a reproduced recipe.
+# UCF101 fine-tuning); crop, short side and statistics of the arch's Kinetics weights (112 and
+# 128 for the default). The lr and schedule are a starting point for fine-tuning on
+# UCF101/HMDB51, not a reproduced recipe.
 CLIP_TEST_CLIPS = 10
 CLIP = StreamSpec(
     name="clip",
-    description="a 3D network (C3D, R3D, MC3, R(2+1)D) on short RGB clips",
+    description="a 3D network (C3D or a torchvision video model) on short RGB clips",
     sample_builder=_clip_builder,
     defaults=dict(
         arch="r2plus1d_18",
@@ -156,7 +191,9 @@ CLIP = StreamSpec(
         ),
     },
     lr_mults=dict(bias=2.0),
-    archs=CLIP_ARCHS,
-    check=_clip_check,
+    archs="video",
+    check=clip_check,
+    resolve=clip_resolve,
+    about=clip_about,
 )
 STREAMS = {spec.name: spec for spec in (SPATIAL, MOTION, CLIP)}

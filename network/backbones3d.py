@@ -1,4 +1,4 @@
-"""3D backbones over RGB clips [N, 3, T, H, W]: C3D and torchvision's video ResNets.
+"""3D backbones over RGB clips [N, 3, T, H, W]: C3D and any of torchvision's video models.
 
 Like the 2D backbones they return pooled features and leave the classifier to the head, so the
 clip stream reuses the recognizer and its consensus heads (the average over clips is the video's
@@ -8,12 +8,13 @@ score). Weights: torchvision's Kinetics-400 ones, a local state-dict file, or no
 from torch import nn
 from torchvision.models import get_model
 
-from network.archs import CLIP_ARCHS
+from network.archs import C3D_ARCH, check_clip_arch
 from network.backbones import Backbone
 from network.weights import load_into, resolve
 from utils.errors import UserError
 
 C3D_INPUT = (16, 112, 112)  # frames, height, width: the size fc6 was laid out for
+KINETICS_CLASSES = 400  # torchvision's video models are built for them, the classifier found so
 
 
 class C3D(nn.Module):
@@ -72,34 +73,55 @@ class _Features(nn.Module):
         return self.net.features(x)
 
 
+def find_classifier(net: nn.Module, num_classes: int) -> tuple[str, int]:
+    """The child of ``net`` that holds its classifier, and the size of the features it reads.
+
+    The classifier is the last linear layer or convolution with ``num_classes`` outputs, whatever
+    its name or kind: a Linear ``fc`` (video ResNets) or ``head`` (Swin3D), a Sequential
+    ``head`` of dropout and Linear (MViT), S3D's ``classifier`` of dropout and a 1x1x1 Conv3d.
+    The whole child goes: its dropout is the stream head's job (``--dropout``)."""
+    found = None
+    for name, child in net.named_children():
+        for layer in child.modules():
+            out = getattr(layer, "out_features", getattr(layer, "out_channels", None))
+            if isinstance(layer, (nn.Linear, nn.Conv3d)) and out == num_classes:
+                size = getattr(layer, "in_features", getattr(layer, "in_channels", None))
+                found = (name, size)
+    if found is None:
+        raise ValueError(f"{type(net).__name__} has no layer of {num_classes} outputs")
+    return found
+
+
 def build_backbone3d(
     arch: str = "r2plus1d_18", in_channels: int = 3, pretrained: str = "none"
 ) -> Backbone:
-    """A 3D network without its classifier, and the size of its features.
+    """A 3D network without its classifier, and the size of its pooled features ([N, D]).
 
-    ``pretrained``: 'kinetics' (torchvision's Kinetics-400 weights; not for C3D), 'none' or the
-    path of a state-dict file for ``arch``. Clips are RGB: ``in_channels`` must be 3.
+    ``arch``: C3D or any of torchvision's video models (network.archs.clip_archs).
+    ``pretrained``: 'kinetics' (torchvision's Kinetics-400 weights, V1 where there are several;
+    not for C3D), a version by name (e.g. 'kinetics400_imagenet22k_v1'), 'none' or the path of a
+    state-dict file for ``arch``. Clips are RGB: ``in_channels`` must be 3.
     """
-    if arch not in CLIP_ARCHS:
-        raise UserError(f"unknown 3D --arch {arch!r}; choose one of {', '.join(CLIP_ARCHS)}")
+    check_clip_arch(arch)
     if in_channels != 3:
         raise UserError(f"{arch} takes RGB clips (3 channels), not {in_channels}")
     if str(pretrained).lower().startswith("imagenet"):
         raise UserError(f"{arch} is a 3D network: use --pretrained kinetics, none or a file")
-    if pretrained == "kinetics" and arch == "c3d":
+    if str(pretrained).lower().startswith("kinetics") and arch == C3D_ARCH:
         raise UserError(
             "torchvision has no C3D weights; give --pretrained PATH (a converted Sports-1M "
             "state dict) or none"
         )
     weights = resolve(arch, pretrained, "kinetics")
-    if arch == "c3d":
-        net, classifier, features = C3D(), "fc8.", 4096
+    if arch == C3D_ARCH:
+        net, classifier, features = C3D(), "fc8", 4096
     else:
-        net, classifier, features = get_model(arch), "fc.", 512
+        net = get_model(arch, num_classes=KINETICS_CLASSES)
+        classifier, features = find_classifier(net, KINETICS_CLASSES)
     if weights.state is not None:
-        load_into(net, weights.state, arch, pretrained, skip=classifier)
-    if arch == "c3d":
+        load_into(net, weights.state, arch, pretrained, skip=classifier + ".")
+    if arch == C3D_ARCH:
         del net.fc8
         return Backbone(_Features(net), features, weights.source, weights.member)
-    net.fc = nn.Identity()
+    setattr(net, classifier, nn.Identity())
     return Backbone(net, features, weights.source, weights.member)

@@ -16,7 +16,7 @@ drift away from the ones the pretrained weights were learnt with.
 import torch
 from torch import nn
 
-from network.archs import CLIP_ARCHS, HEAD_DEFAULTS
+from network.archs import HEAD_DEFAULTS, is_clip_arch
 from network.backbones import Backbone, build_backbone
 from network.heads import build_head
 from utils.errors import UserError
@@ -59,7 +59,7 @@ class Recognizer(nn.Module):
     def to_channels_last(self) -> "Recognizer":
         """Weights in the memory format normalise() gives the input on CUDA (channels_last_3d for
         a 3D network), so cuDNN does not convert them on every call."""
-        clip = self.config["arch"] in CLIP_ARCHS
+        clip = is_clip_arch(self.config["arch"])
         return self.to(memory_format=torch.channels_last_3d if clip else torch.channels_last)
 
     def normalise(self, x: torch.Tensor) -> torch.Tensor:
@@ -131,7 +131,7 @@ def build_recognizer(
 
 
 def _any_backbone(arch: str, in_channels: int, pretrained) -> Backbone:
-    if arch in CLIP_ARCHS:
+    if is_clip_arch(arch):
         from network.backbones3d import build_backbone3d
 
         return build_backbone3d(arch, in_channels, pretrained)

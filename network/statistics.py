@@ -2,12 +2,12 @@
 
 RGB input takes the statistics its weights were trained with, read from the weights' own
 transforms (``weights_statistics``): they differ by family (ImageNet's for the image models,
-Kinetics' for the video ResNets and S3D, 0.45 / 0.225 for MViT). Flow takes TSN's. They travel
+Kinetics' for the video ResNets and S3D, 0.45 / 0.225 for MViT, ImageNet's for Swin3D). Flow takes TSN's. They travel
 with the model (network.recognizer keeps them as buffers, saved with the weights), so a
 checkpoint is evaluated with the statistics it was trained with.
 """
 
-from network.archs import CLIP_ARCHS
+from network.archs import C3D_ARCH
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -62,11 +62,11 @@ def weights_statistics(arch: str, in_channels: int = 3, member=None):
     """The RGB mean and std ``arch``'s weights were trained with, from their own transforms:
     those of ``member`` (a torchvision weights enum member, what was loaded), or where the
     weights are none or a file, those the arch's default weights use. An arch torchvision has
-    no weights for takes Kinetics' (a clip arch) or ImageNet's."""
+    no weights for takes Kinetics' (C3D) or ImageNet's."""
     member = member if member is not None else default_weights(arch)
     transform = member.transforms() if member is not None else None
     if transform is not None and hasattr(transform, "mean") and hasattr(transform, "std"):
         return _repeated(transform.mean, transform.std, in_channels)
-    if arch in CLIP_ARCHS:
+    if arch == C3D_ARCH:
         return kinetics_statistics(in_channels)
     return rgb_statistics(in_channels)

@@ -132,7 +132,7 @@ def test_clip_options(frame_root):
     assert (args.num_segments, args.test_snippets, args.stream["clip_length"]) == (1, 10, 16)
     given, _ = parse_args(CLIP, ["--data-root", str(frame_root), "--test-clips", "4"])
     assert given.test_snippets == 4
-    with pytest.raises(UserError, match="c3d takes 16-frame clips"):
+    with pytest.raises(UserError, match="c3d takes clips of exactly 16 x 112 x 112"):
         parse_args(CLIP, ["--data-root", str(frame_root), "--arch", "c3d", "--clip-length", "8"])
     with pytest.raises(UserError, match="is a 3D network"):  # 3D networks: the clip stream only
         parse_args(SPATIAL, ["--data-root", str(frame_root), "--arch", "r3d_18"])

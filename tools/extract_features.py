@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from dataloader.splits import DATASETS
 from engine.streams import STREAMS
 from extraction.settings import PRESETS
-from network.archs import CLIP_ARCHS, check_image_arch
+from network.archs import CLIP_FAMILIES, check_image_arch, is_clip_arch
 from utils.cli import Parser
 from utils.errors import UserError, run_cli
 
@@ -36,7 +36,7 @@ def get_args(argv=None) -> argparse.Namespace:
     model.add_argument(
         "--arch",
         help="a backbone, no checkpoint: a torchvision image model (as spatial_cnn.py --arch) "
-        f"or a 3D one ({', '.join(CLIP_ARCHS)})",
+        f"or a 3D one ({CLIP_FAMILIES})",
     )
     model.add_argument(
         "--pretrained",
@@ -92,11 +92,15 @@ def load_model(args, device):
         stream = load_stream(args.checkpoint, None, device)
     else:
         spec = STREAMS[args.stream]
-        if args.arch not in CLIP_ARCHS:
+        clip = is_clip_arch(args.arch)
+        if not clip:
             check_image_arch(args.arch)
-        if (args.arch in CLIP_ARCHS) != (spec.name == "clip"):
+        if clip != (spec.archs == "video"):
             raise UserError(f"--arch {args.arch} does not take --stream {spec.name} input")
         defaults = default_options(spec)
+        defaults.arch = args.arch
+        if spec.resolve is not None:  # the input size the arch takes
+            spec.resolve(defaults, set())
         channels = spec.sample_builder(defaults).in_channels
         config = dict(arch=args.arch, num_classes=1, in_channels=channels, dropout=0.0)
         config.update(partial_bn=False, consensus="avg")
