@@ -91,6 +91,7 @@ class LiveStats:
     """What a live run reports: frames read and dropped, windows, latency (capture to label)."""
 
     started: float = field(default_factory=time.monotonic)
+    frames: int = 0  # that reached the scorer
     windows: int = 0
     latencies: list[float] = field(default_factory=list)
 
@@ -105,6 +106,7 @@ class LiveStats:
             "seconds": round(seconds, 2),
             "frames": read,
             "fps": round(read / seconds, 2),
+            "frames_scored": self.frames,
             "windows": self.windows,
             "windows_per_second": round(self.windows / seconds, 3),
             "dropped": dropped,

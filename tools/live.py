@@ -206,6 +206,7 @@ def _loop(args, capture, scorer, streams: dict, stats, outputs: dict) -> None:
     video, lines, shown_at = outputs["video"], ["waiting for the first window"], time.monotonic()
     for frame in capture.frames():
         done = scorer.add(frame.rgb, frame.seconds, frame.arrived)
+        stats.frames += 1
         if video is not None:
             video.add(frame.index, frame.seconds, frame.rgb)
         if done is not None:
