@@ -146,7 +146,7 @@ def window_record(done, streams: dict, args) -> dict:
     }
 
 
-def shown_lines(record: dict, threshold) -> list[str]:
+def shown_lines(record: dict) -> list[str]:
     """What a frame shows: the label (and its probability), then each stream's top class."""
     *streams, last = record["top"].items()
     (best, prob) = last[1][0]
@@ -168,6 +168,7 @@ def _run(args) -> dict:
     from engine.capture import Capture
     from engine.device import resolve_device
     from engine.live import LiveScorer, LiveStats
+    from utils.annotated import AnnotatedVideo
 
     device = resolve_device(args.device)
     streams, settings = load_streams(args, device, STREAM_OPTIONS, file=sys.stderr)
@@ -178,10 +179,12 @@ def _run(args) -> dict:
     stats = LiveStats()
     try:
         with ExitStack() as stack:
-            outputs = _outputs(args, capture, stack)
+            video = None
+            if args.out is not None:
+                video = stack.enter_context(AnnotatedVideo(args.out, capture.fps))
             stack.enter_context(sigint_stops(capture.stop))
             capture.start()
-            _loop(args, capture, scorer, streams, stats, outputs)
+            _loop(args, capture, scorer, streams, stats, video)
     finally:
         capture.close()
     if capture.error:
@@ -192,18 +195,11 @@ def _run(args) -> dict:
     return stats.summary(capture.read, capture.dropped)
 
 
-def _outputs(args, capture, stack: ExitStack) -> dict:
-    from utils.annotated import AnnotatedVideo
-
-    video = None
-    if args.out is not None:
-        video = stack.enter_context(AnnotatedVideo(args.out, capture.fps))
-    return {"video": video, "show": args.show}
-
-
-def _loop(args, capture, scorer, streams: dict, stats, outputs: dict) -> None:
+def _loop(args, capture, scorer, streams: dict, stats, video) -> None:
     """Score the frames as they come; print, draw and show each window's result."""
-    video, lines, shown_at = outputs["video"], ["waiting for the first window"], time.monotonic()
+    from utils.annotated import WAITING
+
+    lines, shown_at = [WAITING], time.monotonic()
     for frame in capture.frames():
         done = scorer.add(frame.rgb, frame.seconds, frame.arrived)
         stats.frames += 1
@@ -213,10 +209,10 @@ def _loop(args, capture, scorer, streams: dict, stats, outputs: dict) -> None:
             stats.window(done)
             record = window_record(done, streams, args)
             print(json.dumps(record), flush=True)
-            lines = shown_lines(record, args.threshold)
+            lines = shown_lines(record)
             if video is not None:
                 video.label((done.start + done.end + args.stride) / 2, lines)
-        if outputs["show"] and _show(frame.rgb, lines):
+        if args.show and _show(frame.rgb, lines):
             capture.stop.set()
         if time.monotonic() - shown_at >= args.stats_every:
             shown_at = time.monotonic()

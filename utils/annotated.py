@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 from utils.atomic import atomic_write
+from utils.errors import UserError
 
 OUT_SIDE = 640  # long side of the written frames at most: memory and file size stay small
 FORMATS = {".mp4": "mp4", ".mkv": "matroska", ".avi": "avi", ".mov": "mov"}
@@ -91,9 +92,12 @@ class AnnotatedVideo:
         try:
             if kind is None:
                 self.label(None, self.lines)
-                if self.stream is not None:
-                    self.container.mux(self.stream.encode())
-        finally:
+                if self.stream is None:
+                    raise UserError(f"no frame came from the source: {self.path} not written")
+                self.container.mux(self.stream.encode())
             self.container.close()
-            self._file.__exit__(kind, error, trace)
+        except BaseException as err:
+            self._file.__exit__(type(err), err, err.__traceback__)  # the temp file goes
+            raise
+        self._file.__exit__(kind, error, trace)
         return False
