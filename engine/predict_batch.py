@@ -1,6 +1,7 @@
 """A batch of videos scored into result files (tools/predict.py --csv/--json): one row per
 video as soon as it is scored, a video that fails is a row with its error, and a rerun skips
-the videos already done (utils.result_files)."""
+the videos already done (utils.result_files). With --threshold a ``label`` column follows the
+video: its fused top-1, or ``unknown`` below the threshold (utils.unknown)."""
 
 import sys
 
@@ -33,21 +34,23 @@ class Work:
         )
 
 
-def csv_header(names: list[str], top: int) -> list[str]:
-    """The batch CSV: the video, each column's top-k classes and probabilities, the error."""
-    return ["video"] + [f"{c}_{what}{k}" for c in names for k in range(1, top + 1)
-                        for what in ("class", "prob")] + ["error"]  # fmt: skip
+def csv_header(names: list[str], top: int, label: bool = False) -> list[str]:
+    """The batch CSV: the video, its label (with --threshold), each column's top-k classes and
+    probabilities, the error."""
+    return ["video", *(["label"] if label else [])] + [
+        f"{c}_{what}{k}" for c in names for k in range(1, top + 1) for what in ("class", "prob")
+    ] + ["error"]  # fmt: skip
 
 
-def csv_cells(result: dict, names: list[str], top: int) -> list[str]:
-    cells = [result["video"]]
+def csv_cells(result: dict, names: list[str], top: int, label: bool = False) -> list[str]:
+    cells = [result["video"], *([result.get("top1", "")] if label else [])]
     for name in names:
         ranked = result.get("top", {}).get(name, [])
         cells += [x for cls, prob in ranked for x in (cls, f"{prob:.4f}")] or [""] * (2 * top)
     return [*cells, result.get("error") or ""]
 
 
-def run_batch(videos, score, names: list[str], top: int, files) -> tuple[list, list, Work]:
+def run_batch(videos, score, names: list[str], top: int, files, label: bool = False) -> tuple:
     """Score every video not already in the result files (``score(path)`` -> the JSON record
     and what was drawn); a failure is a row, not the end. The records, failed ones, the work."""
     results, failed, work = [], [], Work()
@@ -65,8 +68,10 @@ def run_batch(videos, score, names: list[str], top: int, files) -> tuple[list, l
             work.add(drawn["video"])
             if result.get("warning"):
                 bar.write(f"warning: {result['warning']}", file=sys.stderr)
-            bar.write(f"{path}: {result['top1']} {100 * result['top'][names[-1]][0][1]:.1f}%")
-        files.add(csv_cells(result, names, top), result)
+            best, prob = result["top"][names[-1]][0]
+            shown = f"{best} {100 * prob:.1f}%"
+            bar.write(f"{path}: {shown if result['top1'] == best else f'unknown ({shown})'}")
+        files.add(csv_cells(result, names, top, label), result)
         files.done.add(str(path))  # a video named twice is scored once
         results.append(result)
     return results, failed, work

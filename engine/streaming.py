@@ -93,7 +93,8 @@ class VideoScores:
         return [(w.start / fps, w.end / fps) for w in self.windows]
 
 
-def _plans(streams: dict, settings: dict, windows: list[Window]) -> list[Plan]:
+def stream_plans(streams: dict, settings: dict, windows: list[Window]) -> list[Plan]:
+    """Each stream's Plan over ``windows``."""
     plans = []
     for name, stream in streams.items():
         config, builder = settings[name][0], stream.sample_builder()
@@ -134,6 +135,9 @@ class _Pass:
                     self.needed.setdefault(frame, set()).add(plan.side)
         self.held = {plan.side: {} for plan in plans}  # side -> frame -> resized RGB
         self.cache = {plan.name: {} for plan in plans}  # stream -> (frame, *options) -> read
+        self.readers = {
+            plan.name: video_reader(plan, self.held[plan.side], device) for plan in plans
+        }
         self.scores = {plan.name: [] for plan in plans}
         self.seconds = {plan.name: 0.0 for plan in plans}
         self.cpu = {plan.name: 0.0 for plan in plans}  # this process's CPU time
@@ -155,12 +159,7 @@ class _Pass:
         window, samples = self.windows[w], {}
         for plan in self.plans:
             start, cpu = time.perf_counter(), time.process_time()
-            view = _WindowView(self.held[plan.side], window)
-            modality = plan.builder.modality
-            read, count = memory_reader(view, modality, plan.settings, str(self.device))
-            sample = plan.builder(
-                _cached(read, window.start, self.cache[plan.name]), count, train=False
-            )
+            sample = window_sample(plan, window, self.readers[plan.name], self.cache[plan.name])
             if self.score_samples:
                 self.scores[plan.name].append(plan.stream.scores(sample, self.device))
             self.seconds[plan.name] += time.perf_counter() - start
@@ -169,12 +168,31 @@ class _Pass:
         if self.on_window is not None:
             self.on_window(w, {n: s[-1] for n, s in self.scores.items() if s}, samples)
         keep = self.windows[w + 1].start if w + 1 < len(self.windows) else window.end
-        for held in self.held.values():
-            for frame in [f for f in held if f < keep]:
-                del held[frame]
-        for cache in self.cache.values():
-            for key in [k for k in cache if k[0] < keep]:
-                del cache[key]
+        forget_before(keep, self.held, self.cache)
+
+
+def video_reader(plan: Plan, held: dict, device) -> Callable:
+    """``read(frame, ...)`` of a stream over the ``held`` frames (frame -> resized RGB), by
+    video frame: the frame as training stored it, or the flow from it to the next."""
+    everything = _WindowView(held, Window(0, 2**62))
+    return memory_reader(everything, plan.builder.modality, plan.settings, str(device))[0]
+
+
+def window_sample(plan: Plan, window: Window, read: Callable, cache: dict):
+    """The stream's test sample of ``window`` from ``read`` (video_reader); what it reads is
+    kept in ``cache`` by video frame, so overlapping windows compute each flow frame once."""
+    shifted = _cached(lambda i, **options: read(window.start + i, **options), window.start, cache)
+    return plan.builder(shifted, window.end - window.start - plan.flow, train=False)
+
+
+def forget_before(keep: int, held: dict, cache: dict) -> None:
+    """Drop the frames and reads before video frame ``keep`` (no later window needs them)."""
+    for frames in held.values():
+        for frame in [f for f in frames if f < keep]:
+            del frames[frame]
+    for reads in cache.values():
+        for key in [k for k in reads if k[0] < keep]:
+            del reads[key]
 
 
 def _cached(read, offset: int, cache: dict) -> Callable:
@@ -264,7 +282,7 @@ def score_video(
             if num_frames < 1:
                 raise DecodeError(f"{path}: no frames decoded")
             windows = plan_windows(num_frames, fps or 25.0, window, stride or window or 1.0)
-            plans = _plans(streams, settings, windows)
+            plans = stream_plans(streams, settings, windows)
             limited = num_frames < total or bool(limits) and num_frames == min(limits)
             if bar is None:
                 bar = progress(desc=Path(path).name, total=len(windows), unit="window",

@@ -31,17 +31,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np
 
 from engine.cli import add_fusion_arguments
-from extraction.settings import PRESETS
+from engine.stream_setup import (
+    add_extraction_arguments,
+    add_threshold_argument,
+    check_threshold,
+    load_streams,
+)
 from utils.atomic import write_json
-from utils.classes import check_same_classes
 from utils.cli import Parser
 from utils.errors import UserError, run_cli
 from utils.gif import GifFrames, gif_labels, write_gif
 from utils.outputs import locked_outputs, on_full_disk
 from utils.tables import format_table
+from utils.unknown import UNKNOWN, label, shown
 
 STREAM_OPTIONS = ("spatial", "motion", "clip")  # stream spec names, in the table's order
-EXTRACTION_OPTIONS = ("short_side", "bound", "preset", "max_frames", "jpeg_quality")
 
 
 WINDOW, STRIDE = 10.0, 5.0  # seconds: most UCF101/HMDB51 clips are one window
@@ -68,33 +72,6 @@ def write_cam(path: Path, streams: dict, samples: dict, best: int, classes: list
     return write_heatmaps(path, rows, f"Grad-CAM for {classes[best]}")
 
 
-def add_extraction_arguments(parser) -> None:
-    extraction = parser.add_argument_group(
-        "extraction; default: the settings recorded in each checkpoint, else those in "
-        "index.json of the data root it was trained on (written by tools/extract_frames_flow.py); "
-        "when neither exists, --short-side, --bound and --preset must be given"
-    )
-    extraction.add_argument(
-        "--short-side", type=int, help="resize frames to this short side (0: keep the size)"
-    )
-    extraction.add_argument("--bound", type=float, help="flow bound in pixels")
-    extraction.add_argument("--preset", choices=sorted(PRESETS), help="TV-L1 preset")
-    extraction.add_argument(
-        "--max-frames", type=int, help="use only the first N frames, as extracted with it"
-    )
-    extraction.add_argument(
-        "--jpeg-quality",
-        type=int,
-        help="JPEG quality of the extracted frames; the round trip is done in memory (0: none)",
-    )
-    extraction.add_argument(
-        "--override-extraction",
-        action="store_true",
-        help="use the extraction options given even where they contradict a checkpoint's "
-        "recorded settings (refused otherwise: the frames would differ from training's)",
-    )
-
-
 def get_args(argv=None) -> argparse.Namespace:
     parser = Parser(
         description=__doc__.split("\n")[0],
@@ -115,6 +92,7 @@ def get_args(argv=None) -> argparse.Namespace:
     )
     parser.add_argument("--top", type=int, default=5, help="how many classes to list per stream")
     add_fusion_arguments(parser)
+    add_threshold_argument(parser)
     parser.add_argument(
         "--window",
         type=float,
@@ -166,41 +144,6 @@ def get_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _describe(settings) -> str:
-    parts = []
-    for key, value in settings.as_dict().items():
-        if key == "max_frames" and not value:
-            continue
-        shown = f"{value:g}" if isinstance(value, float) else value
-        parts.append(f"--{key.replace('_', '-')} {shown}")
-    return ", ".join(parts)
-
-
-def load_streams(args, device) -> tuple[dict, dict]:
-    """The checkpoints given, by stream, and the extraction settings of each (printed)."""
-    from engine.inference import extraction_settings, load_stream
-
-    streams = {
-        name: load_stream(getattr(args, name), name, device)
-        for name in STREAM_OPTIONS
-        if getattr(args, name) is not None
-    }
-    first, *others = streams.values()
-    for other in others:
-        hint = "give checkpoints trained on the same dataset and split files"
-        check_same_classes(first.classes, other.classes, first.path, other.path, hint)
-    given = {k: getattr(args, k) for k in EXTRACTION_OPTIONS}
-    override = args.override_extraction
-    settings = {n: extraction_settings(s, given, override) for n, s in streams.items()}
-    for name, stream in streams.items():
-        config, source = settings[name]
-        print(
-            f"{name}: {stream.path} ({stream.arch}, epoch {stream.epoch}); "
-            f"{_describe(config)} ({source})"
-        )
-    return streams, settings
-
-
 def _ranked(columns: dict, classes: list[str], top: int) -> dict:
     return {
         name: [(classes[i], float(p[i])) for i in np.argsort(-p, kind="stable")[:top]]
@@ -245,7 +188,8 @@ def predict_one(path: Path, streams: dict, settings: dict, args, device) -> tupl
     result = {
         "video": str(path),
         "classes": classes,
-        "top1": classes[int(np.argmax(final))],
+        "top1": label(final, classes, args.threshold),
+        **({"threshold": args.threshold} if args.threshold is not None else {}),
         "top": _ranked(whole, classes, min(args.top, len(classes))),
         **{name: [float(x) for x in p] for name, p in whole.items()},
         "seconds": video.num_frames / (video.fps or 25.0),
@@ -264,11 +208,12 @@ def draw(args, result: dict, drawn: dict, streams: dict) -> None:
 
     classes, video = result["classes"], drawn["video"]
     if args.timeline is not None:
-        paths = write_timeline(args.timeline, video.times(), drawn["windows"], classes, args.top)
+        paths = write_timeline(args.timeline, video.times(), drawn["windows"], classes, args.top,
+                               args.threshold)  # fmt: skip
         print("wrote " + ", ".join(map(str, paths)))
     if args.gif is not None:
         start, gif = time.perf_counter(), drawn["gif"]
-        texts = gif_labels(gif, video.times(), drawn["windows"], classes)
+        texts = gif_labels(gif, video.times(), drawn["windows"], classes, args.threshold)
         write_gif(args.gif, [f for _, f in gif.frames], texts, gif.fps)
         size = args.gif.stat().st_size / 1e6
         print(
@@ -276,7 +221,7 @@ def draw(args, result: dict, drawn: dict, streams: dict) -> None:
             f"in {time.perf_counter() - start:.1f} s"
         )
     if args.cam is not None:
-        best = classes.index(result["top1"])
+        best = int(np.argmax(drawn["whole"][list(drawn["whole"])[-1]]))
         print(f"wrote {write_cam(args.cam, streams, drawn['cam'], best, classes)}")
 
 
@@ -285,6 +230,7 @@ def check_args(args, single: bool) -> None:
         raise UserError("give one or more of --spatial, --motion and --clip CHECKPOINT")
     if args.top < 1:
         raise UserError(f"--top must be at least 1, got {args.top}")
+    check_threshold(args.threshold)
     if args.window is not None and args.window <= 0 or args.stride <= 0:
         raise UserError("--window and --stride must be positive seconds (--window 0: none)")
     for option in ("gif", "cam", "timeline"):
@@ -310,12 +256,17 @@ def predict_single(path: Path, streams: dict, settings: dict, args, device, file
         f"{result['windows']} window(s); scored in {time.perf_counter() - start:.1f} s"
     )
     print(top_table(drawn["whole"], result["classes"], args.top))
+    if result["top1"] == UNKNOWN:
+        final = drawn["whole"][list(drawn["whole"])[-1]]
+        top = shown(final, result["classes"])
+        print(f"{UNKNOWN}: the top class ({top}) is below --threshold {args.threshold:g}")
     work = Work()
     work.add(video)
     print(work.summary())
     draw(args, result, drawn, streams)
     names = list(drawn["whole"])
-    files.add(csv_cells(result, names, min(args.top, len(result["classes"]))), result)
+    top, labelled = min(args.top, len(result["classes"])), args.threshold is not None
+    files.add(csv_cells(result, names, top, labelled), result)
     if args.json is not None:
         with on_full_disk("the result is printed above"):
             print(f"wrote {write_json(args.json, result)}")
@@ -340,11 +291,13 @@ def _run(args, videos: list[Path], single: bool) -> dict | list[dict]:
     from utils.result_files import ResultFiles
 
     device = resolve_device(args.device)
-    streams, settings = load_streams(args, device)
+    streams, settings = load_streams(args, device, STREAM_OPTIONS)
     names = [*streams, *(["fused"] if len(streams) >= 2 else [])]
     top = min(args.top, len(next(iter(streams.values())).classes))
     redo = {str(videos[0])} if single else set()  # a video named alone is scored again
-    files = ResultFiles(args.csv, None if single else args.json, csv_header(names, top), redo)
+    labelled = args.threshold is not None
+    header = csv_header(names, top, labelled)
+    files = ResultFiles(args.csv, None if single else args.json, header, redo)
     if single:
         return predict_single(videos[0], streams, settings, args, device, files)
     start = time.perf_counter()
@@ -352,7 +305,7 @@ def _run(args, videos: list[Path], single: bool) -> dict | list[dict]:
     def score(path: Path) -> tuple[dict, dict]:
         return predict_one(path, streams, settings, args, device)
 
-    results, failed, work = run_batch(videos, score, names, top, files)
+    results, failed, work = run_batch(videos, score, names, top, files, labelled)
     skipped = len(videos) - len(results)
     print(f"{len(results)} videos in {time.perf_counter() - start:.1f} s"
           + (f" ({skipped} already in the output, skipped)" if skipped else ""))  # fmt: skip

@@ -8,6 +8,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from utils.atomic import atomic_write
+from utils.unknown import shown
 
 GIF_FPS, GIF_FRAMES, GIF_SIDE = 8.0, 360, 160  # a 4-minute video: 1.5 frames a second
 
@@ -58,14 +59,14 @@ def write_gif(path: Path, frames: list[np.ndarray], texts: list[str], fps: float
     return path
 
 
-def gif_labels(gif: GifFrames, times, window_columns: dict, classes: list[str]) -> list[str]:
-    """Each GIF frame's text: its time and the top-1 of the window whose centre is nearest."""
+def gif_labels(gif: GifFrames, times, window_columns: dict, classes: list[str], threshold=None):
+    """Each GIF frame's text: its time and the top-1 of the window whose centre is nearest
+    ('unknown (Diving 34%)' below ``threshold``)."""
     last = window_columns["fused" if "fused" in window_columns else next(iter(window_columns))]
     centres = np.array([(a + b) / 2 for a, b in times])
     texts = []
     for index, _ in gif.frames:
         t = index / gif.video_fps
         probs = last[int(np.abs(centres - t).argmin())]
-        best = int(probs.argmax())
-        texts.append(f"{t:5.1f} s  {classes[best]} {100 * probs[best]:.0f}%")
+        texts.append(f"{t:5.1f} s  {shown(probs, classes, threshold)}")
     return texts

@@ -5,6 +5,11 @@ each column (the streams, then fused). ``OUT.png``: the probabilities of the cla
 some window, one panel per column, seconds on the axis. ``OUT_segments.csv``: runs of windows with
 the same top-1 label in the last column (fused where there is one); consecutive windows meet
 half-way between their centres, so segments cover the video without overlapping.
+
+With a ``threshold`` (utils.unknown), a window whose last-column top probability is below it is
+labelled ``unknown``: a ``label`` column after ``end`` in OUT.csv (the top-k kept), unknown
+segments (their mean_prob the mean of those windows' top probability), a dashed line at the
+threshold on the last panel.
 """
 
 import csv
@@ -16,6 +21,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from utils.atomic import atomic_write, write_text
+from utils.unknown import UNKNOWN, label
 
 PLOTTED = 6  # classes drawn at most: those leading the most windows
 
@@ -26,14 +32,16 @@ def _csv(rows: list[list]) -> str:
     return text.getvalue()
 
 
-def timeline_rows(times, columns: dict, classes: list[str], top: int) -> list[list]:
+def timeline_rows(times, columns: dict, classes: list[str], top: int, threshold=None) -> list:
     """Header and one row per window; ``columns``: name -> [windows, classes] probabilities."""
     top = min(top, len(classes))
-    header = ["start", "end"] + [f"{c}_{what}{k}" for c in columns for k in range(1, top + 1)
-                                 for what in ("class", "prob")]  # fmt: skip
+    labels = None if threshold is None else _labels(columns, classes, threshold)
+    header = ["start", "end", *(["label"] if labels else [])]
+    header += [f"{c}_{what}{k}" for c in columns for k in range(1, top + 1)
+               for what in ("class", "prob")]  # fmt: skip
     rows = [header]
     for w, (start, end) in enumerate(times):
-        cells = [f"{start:.2f}", f"{end:.2f}"]
+        cells = [f"{start:.2f}", f"{end:.2f}", *([labels[w]] if labels else [])]
         for probs in columns.values():
             for i in np.argsort(-probs[w], kind="stable")[:top]:
                 cells += [classes[i], f"{probs[w][i]:.4f}"]
@@ -41,27 +49,32 @@ def timeline_rows(times, columns: dict, classes: list[str], top: int) -> list[li
     return rows
 
 
-def segments(times, probs: np.ndarray, classes: list[str]) -> list[list]:
-    """Runs of windows with the same top-1 class: (start, end, class, mean probability)."""
+def _labels(columns: dict, classes: list[str], threshold: float) -> list[str]:
+    return [label(p, classes, threshold) for p in list(columns.values())[-1]]
+
+
+def segments(times, probs: np.ndarray, classes: list[str], threshold=None) -> list[list]:
+    """Runs of windows with the same label: (start, end, class or unknown, mean probability)."""
     centres = [(a + b) / 2 for a, b in times]
     cuts = [
         0.0,
         *((a + b) / 2 for a, b in zip(centres[:-1], centres[1:], strict=True)),
         times[-1][1],
     ]
+    names = [label(p, classes, threshold) for p in probs]
     best = probs.argmax(axis=1)
     rows, first = [["start", "end", "class", "mean_prob"]], 0
     for w in range(1, len(times) + 1):
-        if w == len(times) or best[w] != best[first]:
-            mean = probs[first:w, best[first]].mean()
-            rows.append(
-                [f"{cuts[first]:.2f}", f"{cuts[w]:.2f}", classes[best[first]], f"{mean:.4f}"]
-            )
+        if w == len(times) or names[w] != names[first]:
+            run = probs[first:w]
+            known = names[first] != UNKNOWN
+            mean = run[:, best[first]].mean() if known else run.max(axis=1).mean()
+            rows.append([f"{cuts[first]:.2f}", f"{cuts[w]:.2f}", names[first], f"{mean:.4f}"])
             first = w
     return rows
 
 
-def plot_timeline(path: Path, times, columns: dict, classes: list[str]) -> Path:
+def plot_timeline(path: Path, times, columns: dict, classes: list[str], threshold=None) -> Path:
     """Probabilities of the leading classes over time, one panel per column."""
     last = list(columns.values())[-1]
     leads = np.bincount(last.argmax(axis=1), minlength=len(classes))
@@ -76,6 +89,8 @@ def plot_timeline(path: Path, times, columns: dict, classes: list[str]) -> Path:
         ax.set_ylim(0, 1)
         ax.set_ylabel(f"{name}\nprobability")
         ax.grid(alpha=0.3)
+    if threshold is not None:
+        axes[-1].axhline(threshold, color="gray", linestyle="--", label=f"below: {UNKNOWN}")
     axes[0].legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize="small")
     axes[-1].set_xlabel("seconds (window centres)")
     axes[-1].set_xlim(0, times[-1][1])
@@ -86,11 +101,13 @@ def plot_timeline(path: Path, times, columns: dict, classes: list[str]) -> Path:
     return path
 
 
-def write_timeline(path: Path, times, columns: dict, classes: list[str], top: int) -> list[Path]:
+def write_timeline(
+    path: Path, times, columns: dict, classes: list[str], top: int, threshold=None
+) -> list[Path]:
     """``path`` (CSV), the plot beside it (.png) and ``<stem>_segments.csv``."""
     path = Path(path)
     plot = path.with_suffix(".png")
     parts = path.with_name(f"{path.stem}_segments.csv")
-    write_text(path, _csv(timeline_rows(times, columns, classes, top)))
-    write_text(parts, _csv(segments(times, list(columns.values())[-1], classes)))
-    return [path, plot_timeline(plot, times, columns, classes), parts]
+    write_text(path, _csv(timeline_rows(times, columns, classes, top, threshold)))
+    write_text(parts, _csv(segments(times, list(columns.values())[-1], classes, threshold)))
+    return [path, plot_timeline(plot, times, columns, classes, threshold), parts]

@@ -1,0 +1,99 @@
+"""tools/live.py with a video file as the source: the windows scored as frames arrive are
+predict's windows, a slow scorer drops frames instead of lagging, and Ctrl-C leaves a whole
+--out."""
+
+import csv
+import json
+import threading
+
+import av
+import pytest
+
+from engine.inference import StreamModel
+from tests.helpers import single_thread
+from tests.tiny_streams import noise_video, tiny_checkpoints
+from tools import live, predict
+from utils import faults
+from utils.errors import UserError
+
+one_thread = pytest.fixture(autouse=True, scope="module")(single_thread)
+WINDOWS = ["--window", "0.4", "--stride", "0.2"]  # 10 frames every 5 at 25 fps
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    base = tmp_path_factory.mktemp("live")
+    return {**tiny_checkpoints(base), "video": noise_video(base / "noise.avi", frames=30)}
+
+
+def _argv(tiny, *extra) -> list[str]:
+    streams = ["--spatial", tiny["spatial"], "--motion", tiny["motion"], "--device", "cpu"]
+    return [str(a) for a in [tiny["video"], *streams, *WINDOWS, *extra]]
+
+
+def _decoded(path) -> int:
+    with av.open(str(path)) as container:
+        return sum(1 for _ in container.decode(video=0))
+
+
+def test_live_windows_are_predicts_windows_and_out_has_every_frame(tiny, tmp_path, capsys):
+    out = tmp_path / "labelled.mp4"
+    summary = live.main([*_argv(tiny), "--out", str(out), "--top", "4"])
+    captured = capsys.readouterr()
+    records = [json.loads(line) for line in captured.out.splitlines()]
+    assert summary["windows"] == len(records) == 5 and summary["dropped"] == 0
+    times = [(r["start"], r["end"]) for r in records]
+    assert times == [(round(0.2 * k, 3), round(0.2 * k + 0.4, 3)) for k in range(5)]
+    predict.main([*_argv(tiny)[:-4], *WINDOWS, "--timeline", str(tmp_path / "t.csv")])
+    for record, row in zip(records, csv.DictReader((tmp_path / "t.csv").open()), strict=True):
+        for name in ("spatial", "motion", "fused"):
+            shown = {c: p for c, p in record["top"][name]}
+            expected = {
+                row[f"{name}_class{k}"]: float(row[f"{name}_prob{k}"]) for k in (1, 2, 3, 4)
+            }
+            assert shown == pytest.approx(expected, abs=1e-4)
+        assert record["label"] == row["fused_class1"] and record["latency"] >= 0
+    assert _decoded(out) == 30  # every frame, labelled
+    assert [p.name for p in tmp_path.iterdir() if p.suffix == ".tmp"] == []
+    assert "end: " in captured.err and "0 dropped (0.0%)" in captured.err
+
+
+def test_a_slow_scorer_drops_frames_instead_of_lagging(tiny, monkeypatch, capsys):
+    scores = StreamModel.scores
+
+    def slow(self, clips, device):
+        threading.Event().wait(0.15)
+        return scores(self, clips, device)
+
+    monkeypatch.setattr(StreamModel, "scores", slow)
+    argv = _argv(tiny, "--realtime", "--queue", "0.2", "--stats-every", "0.4")
+    summary = live.main(argv)
+    assert summary["frames"] == 30 and summary["dropped"] > 0
+    assert 1 <= summary["windows"] < 5  # the frames dropped make fewer windows
+    assert summary["latency_max"] < 1.5  # a few frames' wait and one window's scoring
+    err = capsys.readouterr().err
+    assert f"{summary['dropped']} dropped" in err.splitlines()[-1]
+
+
+def test_ctrl_c_ends_with_a_whole_out(tiny, tmp_path, monkeypatch, capsys):
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signal handlers are set in the main thread only")
+    monkeypatch.setenv(faults.ENV, "live.frame:int:12")  # SIGINT as the 12th frame is read
+    monkeypatch.setattr(faults, "_reached", {})
+    out = tmp_path / "stopped.avi"
+    summary = live.main([*_argv(tiny), "--out", str(out)])
+    captured = capsys.readouterr()
+    assert "stopping" in captured.err and summary["frames"] < 30
+    lines = captured.out.splitlines()
+    assert len(lines) == summary["windows"] and all(json.loads(line) for line in lines)
+    assert _decoded(out) == summary["frames_scored"] >= 1  # each frame that reached the scorer
+    assert [p.name for p in tmp_path.iterdir() if p.suffix == ".tmp"] == []
+
+
+def test_live_refuses_bad_input_in_one_line(tiny, tmp_path):
+    with pytest.raises(UserError, match="this OpenCV has no GUI .*pip install opencv-contrib"):
+        live.main(_argv(tiny, "--show"))
+    with pytest.raises(UserError, match="cannot open .*missing.avi"):
+        live.main([str(tmp_path / "missing.avi"), *_argv(tiny)[1:]])
+    with pytest.raises(UserError, match="--out x.gif: give a .mp4 .mkv .avi .mov file"):
+        live.main(_argv(tiny, "--out", "x.gif"))
