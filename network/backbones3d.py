@@ -1,4 +1,5 @@
-"""3D backbones over RGB clips [N, 3, T, H, W]: C3D and torchvision's video ResNets.
+"""3D backbones over clips [N, C, T, H, W] (RGB, or flow's x and y): C3D and torchvision's video
+ResNets.
 
 Like the 2D backbones they return pooled features and leave the classifier to the head, so the
 clip stream reuses the recognizer and its consensus heads (the average over clips is the video's
@@ -10,6 +11,7 @@ from torchvision.models import get_model
 
 from network.archs import CLIP_ARCHS
 from network.backbones import Backbone
+from network.first_conv import cross_modality_state, widen_input
 from network.weights import load_into, resolve
 from utils.errors import UserError
 
@@ -78,12 +80,11 @@ def build_backbone3d(
     """A 3D network without its classifier, and the size of its features.
 
     ``pretrained``: 'kinetics' (torchvision's Kinetics-400 weights; not for C3D), 'none' or the
-    path of a state-dict file for ``arch``. Clips are RGB: ``in_channels`` must be 3.
+    path of a state-dict file for ``arch``. Clips of other than 3 channels (flow: 2) get a first
+    convolution made by cross-modality averaging (network.first_conv).
     """
     if arch not in CLIP_ARCHS:
         raise UserError(f"unknown 3D --arch {arch!r}; choose one of {', '.join(CLIP_ARCHS)}")
-    if in_channels != 3:
-        raise UserError(f"{arch} takes RGB clips (3 channels), not {in_channels}")
     if str(pretrained).lower().startswith("imagenet"):
         raise UserError(f"{arch} is a 3D network: use --pretrained kinetics, none or a file")
     if pretrained == "kinetics" and arch == "c3d":
@@ -96,8 +97,10 @@ def build_backbone3d(
         net, classifier, features = C3D(), "fc8.", 4096
     else:
         net, classifier, features = get_model(arch), "fc.", 512
+    conv_name = widen_input(net, in_channels, nn.Conv3d)
     if weights.state is not None:
-        load_into(net, weights.state, arch, pretrained, skip=classifier)
+        state = cross_modality_state(weights.state, conv_name, in_channels)
+        load_into(net, state, arch, pretrained, skip=classifier)
     if arch == "c3d":
         del net.fc8
         return Backbone(_Features(net), features, weights.source, weights.member)

@@ -1,4 +1,4 @@
-"""Classify raw videos with trained stream checkpoints: top-k of spatial, motion, clip and fused.
+"""Classify raw videos with trained stream checkpoints: top-k of each stream and of their fusion.
 
     python tools/predict.py clip.avi --spatial record/spatial/checkpoint.pth.tar \\
         --motion record/motion/checkpoint.pth.tar [--clip record/clip/checkpoint.pth.tar] \\
@@ -40,7 +40,8 @@ from utils.gif import GifFrames, gif_labels, write_gif
 from utils.outputs import locked_outputs, on_full_disk
 from utils.tables import format_table
 
-STREAM_OPTIONS = ("spatial", "motion", "clip")  # stream spec names, in the table's order
+# stream spec names, in the table's order (the option of flow_clip is --flow-clip)
+STREAM_OPTIONS = ("spatial", "motion", "clip", "flow_clip")
 EXTRACTION_OPTIONS = ("short_side", "bound", "preset", "max_frames", "jpeg_quality")
 
 
@@ -112,6 +113,9 @@ def get_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--motion", type=Path, help="motion-stream checkpoint (checkpoint.pth.tar)")
     parser.add_argument(
         "--clip", type=Path, help="clip-stream (3D network) checkpoint: an optional third stream"
+    )
+    parser.add_argument(
+        "--flow-clip", type=Path, help="flow-clip-stream (3D network on flow) checkpoint"
     )
     parser.add_argument("--top", type=int, default=5, help="how many classes to list per stream")
     add_fusion_arguments(parser)
@@ -281,8 +285,10 @@ def draw(args, result: dict, drawn: dict, streams: dict) -> None:
 
 
 def check_args(args, single: bool) -> None:
-    if args.spatial is None and args.motion is None and args.clip is None:
-        raise UserError("give one or more of --spatial, --motion and --clip CHECKPOINT")
+    if all(getattr(args, name) is None for name in STREAM_OPTIONS):
+        raise UserError(
+            "give one or more of --spatial, --motion, --clip and --flow-clip CHECKPOINT"
+        )
     if args.top < 1:
         raise UserError(f"--top must be at least 1, got {args.top}")
     if args.window is not None and args.window <= 0 or args.stride <= 0:
