@@ -13,7 +13,8 @@ Shapes (uint8):
   training's K segments at different offsets, so the head meets the length and spacing it
   learnt; their scores are averaged like crops'.
 
-A clip stream's snippet is a clip, ``[3, T, S, S]`` in place of ``[C, S, S]`` (ClipSampleBuilder).
+A clip stream's snippet is a clip, ``[3, T, S, S]`` in place of ``[C, S, S]`` (ClipSampleBuilder);
+a flow-clip stream's, ``[2, T, S, S]`` (FlowClipSampleBuilder).
 """
 
 import numpy as np
@@ -177,10 +178,16 @@ class FlowSampleBuilder(SampleBuilder):
 
     def build(self, read, num_frames, train):
         idx = self.indices(num_frames, train)
-        flows = {i: read(i) for i in np.unique(idx).tolist()}
-        height, width = flows[int(idx[0, 0])][0].shape
+        flows, width, height = read_flows(read, idx)
         crops = self.crops(width, height, train)
         return flow_clip(flows, idx, crops, self.crop_size), len(crops)
+
+
+def read_flows(read, idx: np.ndarray) -> tuple[dict, int, int]:
+    """Each flow frame ``idx`` names, once, as (x, y) images; and their width and height."""
+    flows = {i: read(i) for i in np.unique(idx).tolist()}
+    height, width = flows[int(idx.flat[0])][0].shape
+    return flows, width, height
 
 
 class ClipSampleBuilder(SampleBuilder):
@@ -254,3 +261,25 @@ class ClipSampleBuilder(SampleBuilder):
                 for t, i in enumerate(frame_ids):
                     crop_resize_planes(frames[i], crop, size, out[c * n + k, :, t])
         return torch.from_numpy(out), len(crops)
+
+
+class FlowClipSampleBuilder(ClipSampleBuilder):
+    """The flow-clip stream (two-stream I3D's flow half): clips of ``clip_length`` consecutive
+    flow frames, every ``frame_stride``-th one, ``[2, T, S, S]`` with x-flow in channel 0 and
+    y-flow in channel 1.
+
+    The clip stream's positions, clip length, stride and crops ("short side 128, crop 112"); a
+    mirrored crop reverses x-flow, as in the motion stream (dataloader.transforms.flow_clip).
+    ``read(i)`` gives flow frame i as (x, y) gray images, read at full size (the crop is resized).
+    """
+
+    modality = "flow"
+    in_channels = 2
+
+    def build(self, read, num_frames, train):
+        idx = self.indices(num_frames, train)
+        flows, width, height = read_flows(read, idx)
+        crops = self.clip_crops(width, height, train)
+        stacks = flow_clip(flows, idx, crops, self.crop_size)  # [crops*N, T*2, S, S]: x, y, x, ...
+        clips = stacks.unflatten(1, (self.clip_length, 2)).transpose(1, 2)
+        return clips.contiguous(), len(crops)

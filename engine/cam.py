@@ -114,10 +114,11 @@ def grad_cam(model: nn.Module, sample: torch.Tensor, target: int) -> np.ndarray:
 
 def sample_images(sample: torch.Tensor) -> np.ndarray:
     """[N, S, S, 3] uint8 pictures of the first crop's snippets, for the maps to lie on: the RGB
-    frame, a clip's middle frame, or a flow stack's mean magnitude (gray, brightest = fastest)."""
+    frame, a clip's middle frame, or a flow stack's (a flow clip's middle frame's) mean magnitude
+    (gray, brightest = fastest)."""
     snippets = sample[0].cpu()
-    if snippets.dim() == 5:  # clips [N, 3, T, S, S]
-        return snippets[:, :, snippets.shape[2] // 2].permute(0, 2, 3, 1).numpy()
+    if snippets.dim() == 5:  # clips [N, C, T, S, S]: their middle frames
+        snippets = snippets[:, :, snippets.shape[2] // 2]
     if snippets.shape[1] == 3:
         return snippets.permute(0, 2, 3, 1).numpy()
     flow = snippets.float() - 128.0  # x, y interleaved (dataloader.samples.FlowSampleBuilder)
@@ -126,7 +127,12 @@ def sample_images(sample: torch.Tensor) -> np.ndarray:
     return gray[..., None].expand(-1, -1, -1, 3).numpy()
 
 
-PICTURES = {"spatial": "RGB", "motion": "flow magnitude", "clip": "middle frames"}
+PICTURES = {
+    "spatial": "RGB",
+    "motion": "flow magnitude",
+    "clip": "middle frames",
+    "flow_clip": "middle flow magnitude",
+}
 
 
 def stream_heatmaps(streams: dict, samples: dict, target: int) -> dict:

@@ -79,7 +79,7 @@ def load_stream(path, stream: str | None, device: torch.device) -> StreamModel:
     stream = ckpt["stream"] if stream is None else stream
     if ckpt["stream"] != stream:
         raise UserError(
-            f"{path} is a {ckpt['stream']}-stream checkpoint; pass it as --{ckpt['stream']}"
+            f"{path} is a {ckpt['stream']}-stream checkpoint; pass it as --{ckpt['stream'].replace('_', '-')}"
         )
     if stream not in STREAMS:
         raise UserError(f"{path} is of an unknown stream {stream!r}")

@@ -53,9 +53,11 @@ def check_streams(files: dict[str, ScoreFile], force: bool) -> None:
     files should come from comparable evaluations (a note when split, epoch or test differ)."""
     for name, score in files.items():
         if score.stream not in (name, "unknown") and not force:
+            own = score.stream
+            option = f"--{own}" if own in ("spatial", "motion") else f"--stream {own}=PATH"
             raise UserError(
-                f"{score.path} holds {score.stream}-stream scores, not {name}; give it as "
-                f"--{score.stream} (or pass --force to fuse it as {name} anyway)"
+                f"{score.path} holds {own}-stream scores, not {name}; give it as "
+                f"{option} (or pass --force to fuse it as {name} anyway)"
             )
     for warning in comparability_warnings(files):
         print(f"warning: {warning}")

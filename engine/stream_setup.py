@@ -9,6 +9,15 @@ from utils.classes import check_same_classes
 from utils.errors import UserError
 
 EXTRACTION_OPTIONS = ("short_side", "bound", "preset", "max_frames", "jpeg_quality")
+# Stream spec names, in the tables' order; each is a checkpoint option (flow_clip: --flow-clip).
+STREAM_OPTIONS = ("spatial", "motion", "clip", "flow_clip")
+
+
+def check_streams_given(args) -> None:
+    if all(getattr(args, name) is None for name in STREAM_OPTIONS):
+        raise UserError(
+            "give one or more of --spatial, --motion, --clip and --flow-clip CHECKPOINT"
+        )
 
 
 def add_extraction_arguments(parser) -> None:

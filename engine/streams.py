@@ -101,16 +101,26 @@ MOTION = StreamSpec(
 )
 
 
-def _clip_builder(options):
-    from dataloader.samples import ClipSampleBuilder
-
+def _clip_options(options) -> dict:
     own = options.stream
-    return ClipSampleBuilder(
+    return dict(
         clip_length=own["clip_length"],
         frame_stride=own["frame_stride"],
         short_side=own["clip_short_side"],
         **sample_options(options),
     )
+
+
+def _clip_builder(options):
+    from dataloader.samples import ClipSampleBuilder
+
+    return ClipSampleBuilder(**_clip_options(options))
+
+
+def _flow_clip_builder(options):
+    from dataloader.samples import FlowClipSampleBuilder
+
+    return FlowClipSampleBuilder(**_clip_options(options))
 
 
 CLIP_OPTIONS = (
@@ -196,4 +206,20 @@ CLIP = StreamSpec(
     resolve=clip_resolve,
     about=clip_about,
 )
-STREAMS = {spec.name: spec for spec in (SPATIAL, MOTION, CLIP)}
+# Two-stream I3D's flow half: the clip stream's networks, sampling and recipe on clips of flow
+# (x and y), with the motion stream's flow statistics and flip. The first convolution starts as
+# the cross-modality average of the RGB weights' (network.first_conv), as TSN's flow network's.
+FLOW_CLIP = StreamSpec(
+    name="flow_clip",
+    description="a 3D network (C3D, R3D, MC3, R(2+1)D) on short clips of TV-L1 optical flow",
+    sample_builder=_flow_clip_builder,
+    statistics=_flow_statistics,
+    defaults=dict(CLIP.defaults),
+    options=CLIP_OPTIONS,
+    aliases=dict(CLIP.aliases),
+    lr_mults=dict(CLIP.lr_mults),
+    archs=CLIP_ARCHS,
+    check=_clip_check,
+    videos=False,
+)
+STREAMS = {spec.name: spec for spec in (SPATIAL, MOTION, CLIP, FLOW_CLIP)}

@@ -10,11 +10,11 @@ which the recognizer's head replaces (with the dropout right before it: the head
 
 from dataclasses import dataclass
 
-import torch
 from torch import nn
 from torchvision.models import get_model
 
 from network.archs import check_image_arch
+from network.first_conv import cross_modality_state, replace_module, widen_input
 from network.weights import load_into, resolve
 
 
@@ -26,15 +26,6 @@ class Backbone:
     member: object = None  # the torchvision weights it was initialised from (Pretrained.member)
 
 
-def input_conv(net: nn.Module) -> tuple[str, nn.Conv2d]:
-    """The first convolution, the one that reads the image (every torchvision model registers
-    it before any other)."""
-    for name, module in net.named_modules():
-        if isinstance(module, nn.Conv2d):
-            return name, module
-    raise ValueError(f"{type(net).__name__} has no convolution")
-
-
 def classifier(net: nn.Module) -> tuple[str, nn.Linear]:
     """The last linear layer: the ImageNet classifier."""
     found = [(n, m) for n, m in net.named_modules() if isinstance(m, nn.Linear)]
@@ -43,23 +34,11 @@ def classifier(net: nn.Module) -> tuple[str, nn.Linear]:
     return found[-1]
 
 
-def _replace(net: nn.Module, name: str, module: nn.Module) -> None:
-    parent, _, child = name.rpartition(".")
-    setattr(net.get_submodule(parent) if parent else net, child, module)
-
-
-def cross_modality(weight: torch.Tensor, in_channels: int) -> torch.Tensor:
-    """Cross-modality averaging (TSN): the mean RGB kernel, copied to every input channel."""
-    if weight.shape[1] == in_channels:
-        return weight
-    return weight.mean(dim=1, keepdim=True).expand(-1, in_channels, -1, -1).contiguous()
-
-
 def _strip_classifier(net: nn.Module) -> tuple[str, int]:
     """Replace the classifier (and the dropout right before it) by identities; its name and the
     size of the features it read."""
     name, fc = classifier(net)
-    _replace(net, name, nn.Identity())
+    replace_module(net, name, nn.Identity())
     parent, _, index = name.rpartition(".")
     holder = net.get_submodule(parent) if parent else net
     if isinstance(holder, nn.Sequential) and index.isdigit():
@@ -68,25 +47,6 @@ def _strip_classifier(net: nn.Module) -> tuple[str, int]:
                 break
             holder[i] = nn.Identity()
     return name, fc.in_features
-
-
-def _widen_input(net: nn.Module, in_channels: int) -> str:
-    """Give the input convolution ``in_channels`` channels; its name."""
-    name, conv = input_conv(net)
-    if conv.in_channels != in_channels:
-        wide = nn.Conv2d(
-            in_channels,
-            conv.out_channels,
-            conv.kernel_size,
-            conv.stride,
-            conv.padding,
-            conv.dilation,
-            conv.groups,
-            bias=conv.bias is not None,
-            padding_mode=conv.padding_mode,
-        )
-        _replace(net, name, wide)
-    return name
 
 
 def build_backbone(
@@ -104,11 +64,8 @@ def build_backbone(
     weights = resolve(arch, pretrained, "imagenet")
     net = get_model(arch)
     head_name, features = _strip_classifier(net)
-    conv_name = _widen_input(net, in_channels)
+    conv_name = widen_input(net, in_channels, nn.Conv2d)
     if weights.state is not None:
-        state = dict(weights.state)
-        key = f"{conv_name}.weight"
-        if key in state:
-            state[key] = cross_modality(state[key], in_channels)
+        state = cross_modality_state(weights.state, conv_name, in_channels)
         load_into(net, state, arch, pretrained, skip=f"{head_name}.")
     return Backbone(net, features, weights.source, weights.member)

@@ -1,4 +1,5 @@
-"""3D backbones over RGB clips [N, 3, T, H, W]: C3D and any of torchvision's video models.
+"""3D backbones over clips [N, C, T, H, W] (RGB, or flow's x and y): C3D and any of
+torchvision's video models.
 
 Like the 2D backbones they return pooled features and leave the classifier to the head, so the
 clip stream reuses the recognizer and its consensus heads (the average over clips is the video's
@@ -10,6 +11,7 @@ from torchvision.models import get_model
 
 from network.archs import C3D_ARCH, check_clip_arch
 from network.backbones import Backbone
+from network.first_conv import cross_modality_state, widen_input
 from network.weights import load_into, resolve
 from utils.errors import UserError
 
@@ -100,11 +102,10 @@ def build_backbone3d(
     ``arch``: C3D or any of torchvision's video models (network.archs.clip_archs).
     ``pretrained``: 'kinetics' (torchvision's Kinetics-400 weights, V1 where there are several;
     not for C3D), a version by name (e.g. 'kinetics400_imagenet22k_v1'), 'none' or the path of a
-    state-dict file for ``arch``. Clips are RGB: ``in_channels`` must be 3.
+    state-dict file for ``arch``. Clips of other than 3 channels (flow: 2) get a first
+    convolution made by cross-modality averaging (network.first_conv).
     """
     check_clip_arch(arch)
-    if in_channels != 3:
-        raise UserError(f"{arch} takes RGB clips (3 channels), not {in_channels}")
     if str(pretrained).lower().startswith("imagenet"):
         raise UserError(f"{arch} is a 3D network: use --pretrained kinetics, none or a file")
     if str(pretrained).lower().startswith("kinetics") and arch == C3D_ARCH:
@@ -118,8 +119,10 @@ def build_backbone3d(
     else:
         net = get_model(arch, num_classes=KINETICS_CLASSES)
         classifier, features = find_classifier(net, KINETICS_CLASSES)
+    conv_name = widen_input(net, in_channels, nn.Conv3d)
     if weights.state is not None:
-        load_into(net, weights.state, arch, pretrained, skip=classifier + ".")
+        state = cross_modality_state(weights.state, conv_name, in_channels)
+        load_into(net, state, arch, pretrained, skip=classifier + ".")
     if arch == C3D_ARCH:
         del net.fc8
         return Backbone(_Features(net), features, weights.source, weights.member)

@@ -7,7 +7,7 @@ import torchvision
 from torch import nn
 
 from engine.optim import parameter_groups
-from network.backbones import input_conv
+from network.first_conv import input_conv
 from network.recognizer import build_recognizer
 from network.statistics import flow_statistics
 

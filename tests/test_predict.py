@@ -127,7 +127,9 @@ def test_predict_with_one_stream_writes_gif_and_json(trained, tmp_path, capsys):
 
 
 def test_predict_refuses_bad_input(trained, tmp_path):
-    with pytest.raises(UserError, match="one or more of --spatial, --motion and --clip"):
+    with pytest.raises(
+        UserError, match="one or more of --spatial, --motion, --clip and --flow-clip"
+    ):
         _predict(trained)
     with pytest.raises(UserError, match="video not found"):
         predict.main([str(tmp_path / "missing.avi"), "--spatial", str(trained["spatial"])])

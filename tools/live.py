@@ -33,8 +33,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from engine.cli import add_fusion_arguments
 from engine.stream_setup import (
+    STREAM_OPTIONS,
     add_extraction_arguments,
     add_threshold_argument,
+    check_streams_given,
     check_threshold,
     load_streams,
 )
@@ -42,7 +44,6 @@ from utils.cli import Parser
 from utils.errors import UserError, run_cli
 from utils.outputs import locked_outputs
 
-STREAM_OPTIONS = ("spatial", "motion", "clip")
 WINDOW, STRIDE = 2.0, 1.0  # seconds: a label a second, about real time on a laptop's CPU
 
 
@@ -50,7 +51,8 @@ def get_args(argv=None) -> argparse.Namespace:
     parser = Parser(description=__doc__.split("\n")[0])
     parser.add_argument("source", help="a camera index (0), a stream URL or a video file")
     for name in STREAM_OPTIONS:
-        parser.add_argument(f"--{name}", type=Path, help=f"{name}-stream checkpoint")
+        option = "--" + name.replace("_", "-")
+        parser.add_argument(option, type=Path, help=f"{name}-stream checkpoint")
     parser.add_argument("--realtime", action="store_true",
                         help="play a video file at its own frame rate, as a live source")  # fmt: skip
     parser.add_argument("--window", type=float, default=WINDOW, help="seconds a window scores")
@@ -93,8 +95,7 @@ def check_gui() -> None:
 def check_args(args) -> None:
     from utils.annotated import FORMATS
 
-    if all(getattr(args, name) is None for name in STREAM_OPTIONS):
-        raise UserError("give one or more of --spatial, --motion and --clip CHECKPOINT")
+    check_streams_given(args)
     if args.window <= 0 or args.stride <= 0 or args.queue <= 0 or args.top < 1:
         raise UserError("--window, --stride and --queue must be positive, --top at least 1")
     check_threshold(args.threshold)

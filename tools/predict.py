@@ -1,4 +1,4 @@
-"""Classify raw videos with trained stream checkpoints: top-k of spatial, motion, clip and fused.
+"""Classify raw videos with trained stream checkpoints: top-k of each stream and of their fusion.
 
     python tools/predict.py clip.avi --spatial record/spatial/checkpoint.pth.tar \\
         --motion record/motion/checkpoint.pth.tar [--clip record/clip/checkpoint.pth.tar] \\
@@ -32,8 +32,10 @@ import numpy as np
 
 from engine.cli import add_fusion_arguments
 from engine.stream_setup import (
+    STREAM_OPTIONS,
     add_extraction_arguments,
     add_threshold_argument,
+    check_streams_given,
     check_threshold,
     load_streams,
 )
@@ -44,9 +46,6 @@ from utils.gif import GifFrames, gif_labels, write_gif
 from utils.outputs import locked_outputs, on_full_disk
 from utils.tables import format_table
 from utils.unknown import UNKNOWN, label, shown
-
-STREAM_OPTIONS = ("spatial", "motion", "clip")  # stream spec names, in the table's order
-
 
 WINDOW, STRIDE = 10.0, 5.0  # seconds: most UCF101/HMDB51 clips are one window
 
@@ -89,6 +88,9 @@ def get_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--motion", type=Path, help="motion-stream checkpoint (checkpoint.pth.tar)")
     parser.add_argument(
         "--clip", type=Path, help="clip-stream (3D network) checkpoint: an optional third stream"
+    )
+    parser.add_argument(
+        "--flow-clip", type=Path, help="flow-clip-stream (3D network on flow) checkpoint"
     )
     parser.add_argument("--top", type=int, default=5, help="how many classes to list per stream")
     add_fusion_arguments(parser)
@@ -226,8 +228,7 @@ def draw(args, result: dict, drawn: dict, streams: dict) -> None:
 
 
 def check_args(args, single: bool) -> None:
-    if args.spatial is None and args.motion is None and args.clip is None:
-        raise UserError("give one or more of --spatial, --motion and --clip CHECKPOINT")
+    check_streams_given(args)
     if args.top < 1:
         raise UserError(f"--top must be at least 1, got {args.top}")
     check_threshold(args.threshold)
