@@ -211,15 +211,17 @@ CLIP = StreamSpec(
 # the cross-modality average of the RGB weights' (network.first_conv), as TSN's flow network's.
 FLOW_CLIP = StreamSpec(
     name="flow_clip",
-    description="a 3D network (C3D, R3D, MC3, R(2+1)D) on short clips of TV-L1 optical flow",
+    description="a 3D network (C3D or a torchvision video model) on short clips of TV-L1 flow",
     sample_builder=_flow_clip_builder,
     statistics=_flow_statistics,
     defaults=dict(CLIP.defaults),
     options=CLIP_OPTIONS,
     aliases=dict(CLIP.aliases),
     lr_mults=dict(CLIP.lr_mults),
-    archs=CLIP_ARCHS,
-    check=_clip_check,
+    archs="video",
+    check=clip_check,
+    resolve=clip_resolve,
+    about=clip_about,
     videos=False,
 )
 STREAMS = {spec.name: spec for spec in (SPATIAL, MOTION, CLIP, FLOW_CLIP)}
