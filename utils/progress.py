@@ -6,12 +6,27 @@ step. Every phase that shows a bar prints its own summary line when it ends (the
 for a plain line every minute: one long video in predict shows nothing else for minutes.
 """
 
+import os
 import sys
+import threading
 import time
 
 from tqdm import tqdm
 
 LOG_EVERY = 60.0  # seconds between a long task's lines in a log
+
+
+def _own_lock() -> None:
+    tqdm.set_lock(threading.RLock())
+
+
+# tqdm's defaults share one lock with forked children (a multiprocessing RLock) and run a monitor
+# thread that takes it every few seconds: a child killed while its monitor held it (an extraction
+# worker, a fault test's child) left it taken for good, and the parent hung at its next bar. Bars
+# are drawn by one process: a lock of its own, none left taken in a forked child, no monitor.
+_own_lock()
+os.register_at_fork(after_in_child=_own_lock)
+tqdm.monitor_interval = 0
 
 
 def progress(iterable=None, *, desc=None, total=None, unit="it", show=True, leave=False,
