@@ -2,7 +2,7 @@
 
     python bench/live_bench.py [--seconds 30] [--arch mobilenet_v2] [--short-side 128]
                                [--crop-size 112] [--preset fast] [--window 2] [--stride 1]
-                               [--threads 1] [--keep DIR]
+                               [--threads N] [--keep DIR]
 
 Joins UCF101 clips from ../shared/data/ucf101 (sorted by name, one per class in turn) into one
 320x240 video of about ``--seconds`` at 25 frames a second, writes untrained spatial and motion
@@ -10,8 +10,9 @@ checkpoints of ``--arch`` (frames at ``--short-side``, crops of ``--crop-size``,
 ``--preset``: untrained weights cost what trained ones do) and plays the video to tools/live.py
 with --realtime and live's default window, stride and queue. Prints the latency percentiles (from
 the capture of a window's last frame to its label), windows per second, the fraction of frames
-dropped, and the machine's load (a shared machine's figure is slower than a quiet one's). One
-torch and OpenCV thread by default: on two busy cores, two threads are many times slower.
+dropped, and the machine's load (a shared machine's figure is slower than a quiet one's). Threads:
+live's default, one torch and OpenCV thread per core; on cores busy with other work, --threads 1
+(several threads then wait for each other, many times slower).
 """
 
 import argparse
@@ -43,7 +44,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--window", type=float, help="live's --window (default: live's)")
     parser.add_argument("--stride", type=float, help="live's --stride (default: live's)")
     parser.add_argument(
-        "--threads", type=int, default=1, help="torch and OpenCV threads (0: their defaults)"
+        "--threads", type=int, help="live's --threads (default: live's, the cores it may use)"
     )
     parser.add_argument("--keep", type=Path, help="write the video and checkpoints here")
     return parser.parse_args(argv)
@@ -69,12 +70,6 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     if not UCF.is_dir():
         sys.exit(f"no UCF101 clips at {UCF} (see ../shared/data/README.md)")
-    if args.threads:
-        import cv2
-        import torch
-
-        torch.set_num_threads(args.threads)
-        cv2.setNumThreads(args.threads)
     from tools import live
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -88,7 +83,7 @@ def main(argv=None) -> dict:
         }
         argv = [str(video), "--realtime", "--device", "cpu", "--stats-every", "1e9"]
         argv += [x for s, p in paths.items() for x in (f"--{s}", str(p))]
-        for option in ("window", "stride"):
+        for option in ("window", "stride", "threads"):
             if getattr(args, option) is not None:
                 argv += [f"--{option}", str(getattr(args, option))]
         with contextlib.redirect_stdout(io.StringIO()):  # the windows' JSON lines
@@ -100,7 +95,7 @@ def main(argv=None) -> dict:
         f"{len(names)} UCF101 clips joined ({summary['frames']} frames, 320x240, {FPS} fps); "
         f"{args.arch} spatial + motion at short side {args.short_side}, crop {args.crop_size}, "
         f"TV-L1 {args.preset}; windows of {window:g} s every {stride:g} s; "
-        f"{args.threads or 'default'} threads; {os.cpu_count()} cores, load {load}"
+        f"{args.threads or len(os.sched_getaffinity(0))} threads; {os.cpu_count()} cores, load {load}"
     )
     print(
         f"latency (last frame's capture to label) median {summary['latency_p50']:.2f} s, "
