@@ -137,8 +137,13 @@ class Pack:
         start = _LOCAL.size + sum(_LOCAL.unpack_from(data)[-2:])
         if start + size > len(data):
             data = data[:start] + os.pread(self.fd, start + size - len(data), offset + len(data))
+        if start + size > len(data):
+            raise PackError(f"member {name} is cut short ({len(data) - start} of {size} bytes)")
         if method == zipfile.ZIP_DEFLATED:
-            return np.frombuffer(zlib.decompress(data[start : start + size], -15), np.uint8)
+            try:
+                return np.frombuffer(zlib.decompress(data[start : start + size], -15), np.uint8)
+            except zlib.error as err:
+                raise PackError(f"member {name} does not inflate ({err})") from None
         if method != zipfile.ZIP_STORED:
             raise PackError(f"member {name} is compressed with zip method {method}")
         return np.frombuffer(data, np.uint8, count=size, offset=start)
@@ -168,9 +173,14 @@ class _OpenPacks:
             self.packs.clear()
             self.pid = os.getpid()
         pack = self.packs.pop(path, None)
-        if pack is not None and pack.identity != _identity(path):
-            pack.close()
-            pack = None
+        if pack is not None:
+            try:
+                replaced = pack.identity != _identity(path)
+            except OSError:
+                replaced = True  # gone or moved: opening it again says so
+            if replaced:
+                pack.close()
+                pack = None
         pack = pack or Pack(path)
         self.packs[path] = pack
         if len(self.packs) > _MAX_OPEN:

@@ -7,6 +7,7 @@ counted, so the labels stay close to the present however slow scoring is. A file
 ``realtime`` is read as fast as it is scored, every frame kept.
 """
 
+import os
 import platform
 import queue
 import threading
@@ -59,7 +60,8 @@ class Capture:
         stream = self.container.streams.video[0]
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
         self.fps = float(rate) if rate else 25.0
-        self.is_file = not source.isdigit() and "://" not in source
+        # A regular file; a camera index, a URL or a device (/dev/video0) is live.
+        self.is_file = os.path.isfile(source)
         self.paced = self.is_file and realtime  # a file played at its own rate
         self.drops = not self.is_file or realtime
         self.queue = queue.Queue(maxsize=max(2, round(queue_seconds * self.fps)))
@@ -102,7 +104,7 @@ class Capture:
                 fault_point("live.frame")
                 if not self._put(Frame(index, at - first, time.monotonic(), rgb)):
                     self.dropped += not self.stop.is_set()
-        except av.FFmpegError as err:
+        except Exception as err:  # a crash is said, never taken for the source's end
             self.error = f"{self.source}: reading stopped after {self.read} frames: {err}"
         finally:
             self.container.close()

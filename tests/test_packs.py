@@ -3,7 +3,9 @@ from the same frames in folders, bit for bit, for every builder; packs unzip int
 the data scan finds bad packed frames; the converter resumes after a kill, refuses a second
 writer and checks every packed file against its source."""
 
+import json
 import os
+import shutil
 import sys
 import time
 import zipfile
@@ -15,8 +17,9 @@ import torch
 
 from dataloader import frame_index
 from dataloader.checks import find_problems
-from dataloader.datasets import DataError, FrameDataset
+from dataloader.datasets import DataError, FrameDataset, pack_bytes
 from dataloader.layout import Layout
+from dataloader.packs import read_member
 from dataloader.samples import ClipSampleBuilder, FlowSampleBuilder, RgbSampleBuilder
 from dataloader.splits import load_split
 from tests.helpers import write_coded_video
@@ -215,3 +218,37 @@ def test_a_packed_file_that_differs_from_its_source_is_refused(frame_root, tmp_p
     with pytest.raises(UserError, match="frame000005.jpg packed into .* differs from its source"):
         pack_frames.main([str(frame_root), "--out", str(out)])
     assert not list(out.rglob("*.zip")) and not list(out.rglob("*.tmp"))
+
+
+def test_a_rerun_packs_a_re_extracted_frame_again_and_says_the_root_holds_packs(
+    frame_root, tmp_path
+):
+    """Same names, new bytes (a video extracted again): the rerun replaces its pack; the
+    converted root's index.json says it holds packs."""
+    source = tmp_path / "src"
+    shutil.copytree(frame_root, source)
+    out = tmp_path / "out"
+    assert pack_frames.main([str(source), "--out", str(out)]) == 0
+    video = sorted((source / "jpegs_256").iterdir())[0]
+    frame = video / "frame000002.jpg"
+    new = (video / "frame000001.jpg").read_bytes()
+    frame.write_bytes(new)
+    os.utime(frame, ns=(time.time_ns() + 10**9,) * 2)  # written after the pack
+    assert pack_frames.main([str(source), "--out", str(out)]) == 0
+    pack = out / "jpegs_256" / f"{video.name}.zip"
+    assert read_member(str(pack), f"{video.name}/frame000002.jpg").tobytes() == new
+    if (source / "index.json").is_file():
+        assert json.loads((out / "index.json").read_text())["storage"] == "packs"
+
+
+def test_a_corrupt_deflated_member_is_a_bad_frame_not_a_crash(tmp_path):
+    """A zip made by another tool, its compressed data damaged: a DataError naming the pack,
+    which --skip-bad-videos and the scan handle."""
+    pack = tmp_path / "v_X.zip"
+    with zipfile.ZipFile(pack, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("v_X/frame000001.jpg", bytes(range(256)) * 40)
+    data = bytearray(pack.read_bytes())
+    data[50:58] = b"\xff" * 8  # inside the compressed data, after the 48-byte local header
+    pack.write_bytes(bytes(data))
+    with pytest.raises(DataError, match="unreadable pack .*v_X.zip"):
+        pack_bytes(str(pack), "v_X/frame000001.jpg")

@@ -20,6 +20,7 @@ Fault points (utils/faults.py): ``pack.member`` before each frame is added, ``pa
 each pack is in place.
 """
 
+import json
 import os
 import sys
 from dataclasses import fields
@@ -31,7 +32,7 @@ from dataloader.layout import PACK_SUFFIXES, Layout, frame_numbers, pattern_rege
 from dataloader.packs import PackError, folder_members, member_names, pack_folders
 from dataloader.splits import SPLIT_FOLDERS
 from extraction.settings import INDEX_NAME
-from utils.atomic import atomic_write, remove_stale_tmp
+from utils.atomic import atomic_write, remove_stale_tmp, write_json
 from utils.errors import UserError, run_cli
 from utils.faults import fault_point
 from utils.locks import folder_lock
@@ -68,14 +69,19 @@ def video_folders(folder: Path, pattern: str) -> list[str]:
 
 
 def _packed(pack: Path, parts) -> bool:
-    """Whether ``pack`` holds the frames ``parts`` name already (by member names)."""
+    """Whether ``pack`` holds the frames ``parts`` name already: the same member names, and no
+    frame file changed after the pack was written (a re-extracted video is packed again)."""
     if not pack.is_file():
         return False
     try:
         names = member_names(str(pack))
+        written = pack.stat().st_mtime_ns
     except (OSError, PackError):
         return False
-    return names == [name for found in folder_members(parts) for name, _ in found]
+    files = [pair for found in folder_members(parts) for pair in found]
+    if names != [name for name, _ in files]:
+        return False
+    return all(os.stat(path).st_mtime_ns <= written for _, path in files)
 
 
 def pack_modality(src: Path, out: Path, layout: Layout, modality: str) -> tuple[int, int, list]:
@@ -111,14 +117,21 @@ def pack_modality(src: Path, out: Path, layout: Layout, modality: str) -> tuple[
 
 
 def copy_records(src: Path, out: Path) -> None:
-    """SRC's index.json and split folders, where DST lacks them or holds others."""
-    files = [src / INDEX_NAME]
+    """SRC's index.json (saying the root holds packs) and split folders, where DST lacks them or
+    holds others."""
+    index = src / INDEX_NAME
+    if index.is_file():
+        record = {**json.loads(index.read_text()), "storage": "packs"}
+        target = out / INDEX_NAME
+        if not (target.is_file() and json.loads(target.read_text()) == record):
+            write_json(target, record)
+    files = []
     for name in sorted(set(SPLIT_FOLDERS.values())):
         if (src / name).is_dir():
             files += sorted(p for p in (src / name).iterdir() if p.is_file())
     for path in files:
         target = out / path.relative_to(src)
-        if path.is_file() and not (target.is_file() and target.read_bytes() == path.read_bytes()):
+        if not (target.is_file() and target.read_bytes() == path.read_bytes()):
             with atomic_write(target) as file:
                 file.write(path.read_bytes())
 
