@@ -90,6 +90,16 @@ def test_ctrl_c_ends_with_a_whole_out(tiny, tmp_path, monkeypatch, capsys):
     assert [p.name for p in tmp_path.iterdir() if p.suffix == ".tmp"] == []
 
 
+def test_a_capture_that_crashes_is_said_not_taken_for_the_sources_end(
+    tiny, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.setenv(faults.ENV, "live.frame:enospc:5")  # an OSError as the 5th frame is read
+    monkeypatch.setattr(faults, "_reached", {})
+    summary = live.main([*_argv(tiny), "--out", str(tmp_path / "cut.avi")])
+    assert summary["frames"] == 5  # counted as read, then the error
+    assert "reading stopped after 5 frames" in capsys.readouterr().err
+
+
 def test_live_refuses_bad_input_in_one_line(tiny, tmp_path):
     with pytest.raises(UserError, match="this OpenCV has no GUI .*pip install opencv-contrib"):
         live.main(_argv(tiny, "--show"))
