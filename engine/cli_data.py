@@ -95,8 +95,12 @@ def sampling_arguments(p, spec: StreamSpec, d: Options) -> None:
         "different offsets, and average their scores; 0: one sequence of --test-snippets "
         f"(default: {RECURRENT_TEST_SEQUENCES} with --consensus lstm or gru, else 0)",
     )
+    follows = " for the default --arch; another arch's follows its weights" if spec.resolve else ""
     group.add_argument(
-        "--crop-size", type=int, default=d.crop_size, help="network input size in pixels"
+        "--crop-size",
+        type=int,
+        default=d.crop_size,
+        help=f"network input size in pixels (default: %(default)s{follows})",
     )
     group.add_argument(
         "--ten-crop", action=BOOL, default=d.ten_crop, help="test on 10 crops of every frame"
