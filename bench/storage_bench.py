@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -40,7 +41,7 @@ from dataloader.samples import (  # noqa: E402
 )
 from dataloader.splits import Video  # noqa: E402
 from dataloader.video_dataset import VideoDataset, find_video_files  # noqa: E402
-from dataloader.video_frames import OpenVideos, VideoReader, index_video  # noqa: E402
+from dataloader.video_frames import VideoReader, index_video  # noqa: E402
 from utils.cli import Parser  # noqa: E402
 from utils.errors import UserError, run_cli  # noqa: E402
 from utils.video_names import video_key  # noqa: E402
@@ -68,19 +69,6 @@ class _ThreadedReader(VideoReader):
         super()._restart()
         if self.threading[0] is not None:
             self.stream.thread_type = self.threading[0]
-
-
-class _ThreadedVideos(OpenVideos):
-    """OpenVideos that opens _ThreadedReader's."""
-
-    def __init__(self, threading):
-        super().__init__()
-        self.threading = threading
-
-    def reader(self, path, index):
-        if path not in self.readers:
-            self.readers[path] = _ThreadedReader(path, index, self.threading)
-        return super().reader(path, index)
 
 
 def _run_tool(*argv: str) -> None:
@@ -146,7 +134,7 @@ def measure(datasets: dict, seconds: float, repeats: int) -> dict:
 def _video_dataset(videos_dir, videos, builder, short_side, threading=None) -> VideoDataset:
     data = VideoDataset(videos_dir, videos, True, builder, short_side=short_side, cache=False)
     if threading is not None:
-        data.open_videos = _ThreadedVideos(threading)
+        data.video_reader = partial(_ThreadedReader, threading=threading)
     return data
 
 

@@ -19,13 +19,13 @@ import os
 import struct
 import zipfile
 import zlib
-from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from contextlib import suppress
 
 import numpy as np
 
 from dataloader.layout import frame_numbers, pattern_regex
+from dataloader.open_files import OpenFiles
 from utils.atomic import atomic_write
 from utils.errors import UserError
 from utils.faults import fault_point
@@ -158,55 +158,33 @@ def _identity(path: str) -> tuple[int, int]:
     return stat.st_ino, stat.st_mtime_ns
 
 
-class _OpenPacks:
-    """This process's open packs, most recently used last; a forked child closes the copies
-    it inherited and opens its own."""
-
-    def __init__(self):
-        self.pid = os.getpid()
-        self.packs: OrderedDict[str, Pack] = OrderedDict()
-
-    def get(self, path: str) -> Pack:
-        if self.pid != os.getpid():
-            for pack in self.packs.values():
-                pack.close()
-            self.packs.clear()
-            self.pid = os.getpid()
-        pack = self.packs.pop(path, None)
-        if pack is not None:
-            try:
-                replaced = pack.identity != _identity(path)
-            except OSError:
-                replaced = True  # gone or moved: opening it again says so
-            if replaced:
-                pack.close()
-                pack = None
-        pack = pack or Pack(path)
-        self.packs[path] = pack
-        if len(self.packs) > _MAX_OPEN:
-            self.packs.popitem(last=False)[1].close()
-        return pack
+def _current(pack: "Pack") -> bool:
+    """Whether the open ``pack`` is still the file at its path (not replaced, moved or gone)."""
+    try:
+        return pack.identity == _identity(pack.path)
+    except OSError:
+        return False  # opening it again says what is wrong
 
 
-_OPEN = _OpenPacks()
+_OPEN = OpenFiles(_MAX_OPEN, close_inherited=True)
 
 
 def read_member(path: str, name: str) -> np.ndarray:
     """Member ``name`` of the pack at ``path`` (kept open for the next read); KeyError when the
     pack lacks it, PackError or OSError when the pack cannot be read."""
-    return _OPEN.get(path).read(name)
+    return _OPEN.get(path, Pack, _current).read(name)
 
 
 def member_names(path: str) -> list[str]:
     """Every member's name in the pack at ``path``; PackError or OSError when it is unreadable."""
-    return _OPEN.get(path).names()
+    return _OPEN.get(path, Pack, _current).names()
 
 
 def pack_counts(path: str, templates: list[str]) -> list[int]:
     """How many frames the pack at ``path`` holds under each member template: from its comment,
     else (a zip another tool made) by matching its member names; zeros when it is unreadable."""
     try:
-        pack = _OPEN.get(path)
+        pack = _OPEN.get(path, Pack, _current)
         recorded = pack.frames()
         if all(t in recorded for t in templates):
             return [recorded[t] for t in templates]

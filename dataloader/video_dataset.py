@@ -9,17 +9,20 @@ must be extracted first.
 
 import os
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from dataloader.datasets import DataError, FrameDataset
 from dataloader.defaults import VIDEO_SHORT_SIDE
 from dataloader.frame_index import FrameCounter
+from dataloader.open_files import OpenFiles
 from dataloader.samples import SampleBuilder
 from dataloader.splits import Video
 from dataloader.video_frames import (
+    OPEN_VIDEOS,
     BadVideo,
-    OpenVideos,
     VideoIndex,
+    VideoReader,
     decoded_count,
     index_video,
     to_image,
@@ -130,6 +133,8 @@ class VideoDataset(FrameDataset):
     """FrameDataset's items read from video files: frame i of a video is decoded on demand and
     resized to ``short_side`` (0: as stored), BGR as cv2.imread gives an extracted frame."""
 
+    video_reader = VideoReader  # what opens a video (bench/storage_bench.py tries decoder threads)
+
     def __init__(
         self,
         videos_dir: str | Path,
@@ -147,7 +152,7 @@ class VideoDataset(FrameDataset):
                 "first (tools/extract_frames_flow.py) and use --data-root"
             )
         self.short_side = short_side
-        self.open_videos = OpenVideos()
+        self.open_videos = OpenFiles(OPEN_VIDEOS)
         super().__init__(videos_dir, videos, train, builder, cache=cache, strict=strict)
 
     def find_items(self, cache: bool, missing: list[str] | None) -> list[IndexedVideoFile]:
@@ -158,7 +163,10 @@ class VideoDataset(FrameDataset):
 
         def read(i: int, half: bool = False):
             try:
-                frame = self.open_videos.reader(item.path, item.index).frame(i)
+                video = self.open_videos.get(
+                    item.path, partial(self.video_reader, index=item.index)
+                )
+                frame = video.frame(i)
                 return to_image(frame, self.short_side, half)
             except BadVideo as err:
                 raise _bad(err) from None

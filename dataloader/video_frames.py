@@ -13,9 +13,8 @@ container lands elsewhere than asked, or a stream without keyframes, decodes fro
 A decode that ends before frame k, or fails, is a ``BadVideo``.
 """
 
-import os
 from bisect import bisect_right
-from collections import OrderedDict, deque
+from collections import deque
 from dataclasses import dataclass
 
 import av
@@ -189,31 +188,6 @@ def to_image(frame: av.VideoFrame, short_side: int | None, half: bool = False) -
     extraction resizes (dataloader.frame_size); at half that size if asked."""
     image = resize_short_side(frame.to_ndarray(format="bgr24"), short_side)
     return half_size(image) if half else image
-
-
-class OpenVideos:
-    """The readers of the last OPEN_VIDEOS videos a process read, opened when first asked for.
-
-    Kept per process id: a forked DataLoader worker starts with none of its parent's (FFmpeg's
-    decoders are not shared across fork), and a pickled copy carries none.
-    """
-
-    def __init__(self, size: int = OPEN_VIDEOS):
-        self.size = size
-        self.pid = os.getpid()
-        self.readers: OrderedDict[str, VideoReader] = OrderedDict()
-
-    def reader(self, path: str, index: VideoIndex) -> VideoReader:
-        if self.pid != os.getpid():  # the parent's readers stay the parent's
-            self.pid, self.readers = os.getpid(), OrderedDict()
-        reader = self.readers.pop(path, None) or VideoReader(path, index)
-        self.readers[path] = reader
-        while len(self.readers) > self.size:
-            self.readers.popitem(last=False)[1].close()
-        return reader
-
-    def __getstate__(self) -> dict:
-        return {"size": self.size, "pid": None, "readers": OrderedDict()}
 
 
 def decoded_count(path) -> int:

@@ -98,7 +98,7 @@ def test_a_video_that_ends_early_is_a_bad_video(tmp_path):
     mdat = data.index(b"mdat")
     data[mdat + 200 :] = bytes(len(data) - mdat - 200)  # frames past the first ones are zeros
     cut.write_bytes(bytes(data))
-    dataset.open_videos.readers.clear()
+    dataset.open_videos.files.clear()
     assert dataset[0][0].shape[:2] == (1, 12)
     with pytest.raises(DataError, match=r"bad video: .*cut.mp4.*--skip-bad-videos"):
         dataset[1]
