@@ -15,7 +15,6 @@ for 16 x 224 x 224 clips, a coarser and less direct account than a CNN's.
 
 import numpy as np
 import torch
-from captum.attr import LayerAttribution, LayerGradCam
 from torch import nn
 
 
@@ -91,6 +90,8 @@ def grad_cam(model: nn.Module, sample: torch.Tensor, target: int) -> np.ndarray:
     ``sample``: ``[crops, N, C, S, S]`` (clips ``[crops, N, 3, T, S, S]``) uint8, as the
     stream's test-time sample builder makes it. A clip's map is its mean over time.
     """
+    from captum.attr import LayerAttribution, LayerGradCam  # 1.3 s to import: here, not at start-up
+
     device = next(model.parameters()).device
     video = sample[:1].to(device)  # [1, N, ...]: the centre crop's sequence
     size = tuple(video.shape[-2:])

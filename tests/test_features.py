@@ -4,7 +4,6 @@
 import numpy as np
 import pytest
 import torch
-from sklearn.linear_model import LogisticRegression
 from torch import nn
 
 from dataloader.datasets import FrameDataset
@@ -119,6 +118,8 @@ def test_a_linear_classifier_on_spatial_features_tells_the_colours_apart(demo, t
         sets[name] = saved["features"], [CLASSES[label][1] for label in saved["labels"]]
     features, colours = sets["train"]
     scale = features.std(axis=0) + 1e-6
+    from sklearn.linear_model import LogisticRegression  # 1.5 s to import: not at collection
+
     classifier = LogisticRegression(max_iter=5000).fit(features / scale, colours)
     test_features, test_colours = sets["test"]
     assert classifier.score(test_features / scale, test_colours) >= 0.75  # 12 videos, chance 0.5
