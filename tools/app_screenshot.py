@@ -8,6 +8,7 @@ chromium-driver): the browser and its driver installed by the system, nothing do
 """
 
 import argparse
+import io
 import shutil
 import sys
 import time
@@ -87,17 +88,18 @@ def _texts(driver, selector: str) -> list[str]:
 
 
 def screenshot(driver, out: Path) -> Path:
-    """The page as a PNG, written whole: its messages closed, its images loaded first."""
-    from selenium.webdriver.common.by import By
+    """The page as a 256-colour PNG (its flat colours lose nothing visible; the file is a third
+    the size), written whole: its messages removed and its images loaded first."""
+    from PIL import Image
 
-    for button in driver.find_elements(By.CSS_SELECTOR, "button.toast-close"):
-        button.click()
+    driver.execute_script("document.querySelectorAll('.toast-wrap').forEach(e => e.remove())")
     deadline = time.monotonic() + 10.0
     script = "return [...document.images].every(i => i.complete)"
     while not driver.execute_script(script) and time.monotonic() < deadline:
         time.sleep(0.1)
+    image = Image.open(io.BytesIO(driver.get_screenshot_as_png())).convert("RGB")
     with atomic_write(out) as file:
-        file.write(driver.get_screenshot_as_png())
+        image.quantize(256).save(file, format="PNG", optimize=True)
     return out
 
 
