@@ -30,24 +30,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
 
-from engine.cli import add_fusion_arguments
-from engine.stream_setup import (
-    STREAM_OPTIONS,
-    add_extraction_arguments,
-    add_threshold_argument,
-    check_streams_given,
-    check_threshold,
-    load_streams,
-)
+from engine.predict_video import add_video_arguments, check_video_arguments, predict_one, write_cam
+from engine.stream_setup import STREAM_OPTIONS, load_streams
 from utils.atomic import write_json
 from utils.cli import Parser
 from utils.errors import UserError, run_cli
-from utils.gif import GifFrames, gif_labels, write_gif
+from utils.gif import gif_labels, write_gif
 from utils.outputs import locked_outputs, on_full_disk
 from utils.tables import format_table
-from utils.unknown import UNKNOWN, label, shown
-
-WINDOW, STRIDE = 10.0, 5.0  # seconds: most UCF101/HMDB51 clips are one window
+from utils.unknown import UNKNOWN, shown
 
 
 def top_table(columns: dict[str, np.ndarray], classes: list[str], top: int) -> str:
@@ -62,15 +53,6 @@ def top_table(columns: dict[str, np.ndarray], classes: list[str], top: int) -> s
     return format_table(["  #", *columns], rows)
 
 
-def write_cam(path: Path, streams: dict, samples: dict, best: int, classes: list) -> Path:
-    """Grad-CAM of class ``best`` for each stream's test sample, side by side (engine.cam)."""
-    from engine.cam import stream_heatmaps
-    from utils.heatmaps import write_heatmaps
-
-    rows = stream_heatmaps(streams, samples, best)
-    return write_heatmaps(path, rows, f"Grad-CAM for {classes[best]}")
-
-
 def get_args(argv=None) -> argparse.Namespace:
     parser = Parser(
         description=__doc__.split("\n")[0],
@@ -82,28 +64,7 @@ def get_args(argv=None) -> argparse.Namespace:
         metavar="VIDEO",
         help="video files (any format PyAV reads) or folders of them; models are loaded once",
     )
-    parser.add_argument(
-        "--spatial", type=Path, help="spatial-stream checkpoint (checkpoint.pth.tar)"
-    )
-    parser.add_argument("--motion", type=Path, help="motion-stream checkpoint (checkpoint.pth.tar)")
-    parser.add_argument(
-        "--clip", type=Path, help="clip-stream (3D network) checkpoint: an optional third stream"
-    )
-    parser.add_argument(
-        "--flow-clip", type=Path, help="flow-clip-stream (3D network on flow) checkpoint"
-    )
-    parser.add_argument("--top", type=int, default=5, help="how many classes to list per stream")
-    add_fusion_arguments(parser)
-    add_threshold_argument(parser)
-    parser.add_argument(
-        "--window",
-        type=float,
-        default=WINDOW,
-        help="score the video in windows of this many seconds (0: one window, the whole video)",
-    )
-    parser.add_argument(
-        "--stride", type=float, default=STRIDE, help="seconds from one window's start to the next"
-    )
+    add_video_arguments(parser)
     parser.add_argument(
         "--timeline",
         type=Path,
@@ -135,73 +96,7 @@ def get_args(argv=None) -> argparse.Namespace:
         help="also write one row per video as it is scored: top-k classes and probabilities, or "
         "its error; a rerun skips the videos already in it",
     )
-    parser.add_argument(
-        "--allow-truncated",
-        action="store_true",
-        help="score a video that decodes to fewer frames than its container declares (cut short "
-        "or damaged) on the frames it has, with a warning; refused otherwise",
-    )
-    add_extraction_arguments(parser)
-    parser.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
     return parser.parse_args(argv)
-
-
-def _ranked(columns: dict, classes: list[str], top: int) -> dict:
-    return {
-        name: [(classes[i], float(p[i])) for i in np.argsort(-p, kind="stable")[:top]]
-        for name, p in columns.items()
-    }
-
-
-def predict_one(path: Path, streams: dict, settings: dict, args, device) -> tuple[dict, dict]:
-    """One video's result (the JSON record) and what the drawings need."""
-    from engine.inference import columns
-    from engine.streaming import Truncated, score_video
-    from extraction.decode import DecodeError, count_frames, video_fps
-
-    def fuse(scores: dict) -> dict:
-        return columns(streams, scores, args.weights, args.softmax)
-
-    gif, cam = None, {"prob": -1.0, "samples": None}
-    if args.gif is not None:
-        try:
-            gif = GifFrames(video_fps(path), count_frames(path))
-        except DecodeError as err:
-            raise UserError(f"cannot decode {path} ({err}); give a readable video file") from None
-
-    def on_window(w: int, scores: dict, samples: dict) -> None:
-        if args.cam is not None:
-            probs = list(fuse(scores).values())[-1]
-            if w == 0 or probs.max() > cam["prob"]:  # the most confident window
-                cam.update(prob=float(probs.max()), samples=samples)
-
-    try:
-        video = score_video(path, streams, settings, device, args.window, args.stride, on_window,
-                            gif, allow_truncated=args.allow_truncated, show_progress=True)  # fmt: skip
-    except Truncated as err:
-        raise Truncated(f"{err}; or pass --allow-truncated to score the frames it has") from None
-    per_window = [
-        fuse({n: s[w] for n, s in video.scores.items()}) for w in range(len(video.windows))
-    ]
-    window_columns = {name: np.stack([c[name] for c in per_window]) for name in per_window[0]}
-    whole = fuse({name: s.mean(axis=0) for name, s in video.scores.items()})
-    classes = next(iter(streams.values())).classes
-    final = whole["fused" if "fused" in whole else next(iter(whole))]
-    result = {
-        "video": str(path),
-        "classes": classes,
-        "top1": label(final, classes, args.threshold),
-        **({"threshold": args.threshold} if args.threshold is not None else {}),
-        "top": _ranked(whole, classes, min(args.top, len(classes))),
-        **{name: [float(x) for x in p] for name, p in whole.items()},
-        "seconds": video.num_frames / (video.fps or 25.0),
-        "windows": len(video.windows),
-        "work_seconds": {name: round(t, 3) for name, t in video.seconds.items()},
-        "work_cpu_seconds": {name: round(t, 3) for name, t in video.cpu_seconds.items()},
-        **({"warning": video.warning} if video.warning else {}),
-    }
-    drawn = dict(video=video, whole=whole, windows=window_columns, gif=gif, cam=cam["samples"])
-    return result, drawn
 
 
 def draw(args, result: dict, drawn: dict, streams: dict) -> None:
@@ -228,12 +123,7 @@ def draw(args, result: dict, drawn: dict, streams: dict) -> None:
 
 
 def check_args(args, single: bool) -> None:
-    check_streams_given(args)
-    if args.top < 1:
-        raise UserError(f"--top must be at least 1, got {args.top}")
-    check_threshold(args.threshold)
-    if args.window is not None and args.window <= 0 or args.stride <= 0:
-        raise UserError("--window and --stride must be positive seconds (--window 0: none)")
+    check_video_arguments(args)
     for option in ("gif", "cam", "timeline"):
         if getattr(args, option) is not None and not single:
             raise UserError(f"--{option} draws one video; give one video file, or leave it out")
@@ -248,7 +138,8 @@ def predict_single(path: Path, streams: dict, settings: dict, args, device, file
     start = time.perf_counter()
     from engine.predict_batch import Work, csv_cells
 
-    result, drawn = predict_one(path, streams, settings, args, device)
+    result, drawn = predict_one(path, streams, settings, args, device, args.gif is not None,
+                                args.cam is not None)  # fmt: skip
     video = drawn["video"]
     if video.warning:
         print(f"warning: {video.warning}", file=sys.stderr)
@@ -278,7 +169,6 @@ def main(argv=None) -> dict | list[dict]:
     args = get_args(argv)  # before torch is imported: --help and typos answer at once
     from engine.inference import collect_videos
 
-    args.window = args.window or None
     videos = collect_videos(args.videos)
     single = len(videos) == 1 and args.videos[0].is_file()
     check_args(args, single)
@@ -304,7 +194,7 @@ def _run(args, videos: list[Path], single: bool) -> dict | list[dict]:
     start = time.perf_counter()
 
     def score(path: Path) -> tuple[dict, dict]:
-        return predict_one(path, streams, settings, args, device)
+        return predict_one(path, streams, settings, args, device)  # nothing drawn in a batch
 
     results, failed, work = run_batch(videos, score, names, top, files, labelled)
     skipped = len(videos) - len(results)

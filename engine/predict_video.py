@@ -1,0 +1,139 @@
+"""One video scored as tools/predict.py scores it, for every command that does (predict, the
+web page tools/app.py): the options they share, the record of a video and what its drawings need.
+
+A video is scored in windows (--window seconds every --stride seconds, engine/streaming.py); its
+result is each stream's scores averaged over its windows, then fused (engine.inference.columns).
+With --threshold the label is ``unknown`` below it (utils.unknown).
+"""
+
+from pathlib import Path
+
+import numpy as np
+
+from engine.cli import add_fusion_arguments
+from engine.stream_setup import (
+    add_extraction_arguments,
+    add_threshold_argument,
+    check_streams_given,
+    check_threshold,
+)
+from utils.errors import UserError
+from utils.gif import GifFrames
+from utils.unknown import label
+
+WINDOW, STRIDE = 10.0, 5.0  # seconds: most UCF101/HMDB51 clips are one window
+
+
+def add_video_arguments(parser) -> None:
+    """The checkpoints, --top, fusion, --threshold, windows, extraction and --device options."""
+    parser.add_argument(
+        "--spatial", type=Path, help="spatial-stream checkpoint (checkpoint.pth.tar)"
+    )
+    parser.add_argument("--motion", type=Path, help="motion-stream checkpoint (checkpoint.pth.tar)")
+    parser.add_argument(
+        "--clip", type=Path, help="clip-stream (3D network) checkpoint: an optional third stream"
+    )
+    parser.add_argument(
+        "--flow-clip", type=Path, help="flow-clip-stream (3D network on flow) checkpoint"
+    )
+    parser.add_argument("--top", type=int, default=5, help="how many classes to list per stream")
+    add_fusion_arguments(parser)
+    add_threshold_argument(parser)
+    parser.add_argument(
+        "--window",
+        type=float,
+        default=WINDOW,
+        help="score the video in windows of this many seconds (0: one window, the whole video)",
+    )
+    parser.add_argument(
+        "--stride", type=float, default=STRIDE, help="seconds from one window's start to the next"
+    )
+    parser.add_argument(
+        "--allow-truncated",
+        action="store_true",
+        help="score a video that decodes to fewer frames than its container declares (cut short "
+        "or damaged) on the frames it has, with a warning; refused otherwise",
+    )
+    add_extraction_arguments(parser)
+    parser.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
+
+
+def check_video_arguments(args) -> None:
+    """Refuse what add_video_arguments' options cannot mean; --window 0 becomes None (one)."""
+    check_streams_given(args)
+    if args.top < 1:
+        raise UserError(f"--top must be at least 1, got {args.top}")
+    check_threshold(args.threshold)
+    if args.window is not None and args.window < 0 or args.stride <= 0:
+        raise UserError("--window and --stride must be positive seconds (--window 0: none)")
+    args.window = args.window or None
+
+
+def ranked(columns: dict, classes: list[str], top: int) -> dict:
+    """Each column's ``top`` (class, probability), best first."""
+    return {
+        name: [(classes[i], float(p[i])) for i in np.argsort(-p, kind="stable")[:top]]
+        for name, p in columns.items()
+    }
+
+
+def predict_one(path: Path, streams: dict, settings: dict, args, device, gif: bool = False,
+                cam: bool = False) -> tuple[dict, dict]:  # fmt: skip
+    """One video's result (predict's JSON record) and what the drawings need: the frames of a
+    ``gif``, and with ``cam`` the test samples of the most confident window."""
+    from engine.inference import columns
+    from engine.streaming import Truncated, score_video
+    from extraction.decode import DecodeError, count_frames, video_fps
+
+    def fuse(scores: dict) -> dict:
+        return columns(streams, scores, args.weights, args.softmax)
+
+    frames, best = None, {"prob": -1.0, "samples": None}
+    if gif:
+        try:
+            frames = GifFrames(video_fps(path), count_frames(path))
+        except DecodeError as err:
+            raise UserError(f"cannot decode {path} ({err}); give a readable video file") from None
+
+    def on_window(w: int, scores: dict, samples: dict) -> None:
+        if cam:
+            probs = list(fuse(scores).values())[-1]
+            if w == 0 or probs.max() > best["prob"]:  # the most confident window
+                best.update(prob=float(probs.max()), samples=samples)
+
+    try:
+        video = score_video(path, streams, settings, device, args.window, args.stride, on_window,
+                            frames, allow_truncated=args.allow_truncated, show_progress=True)  # fmt: skip
+    except Truncated as err:
+        raise Truncated(f"{err}; or pass --allow-truncated to score the frames it has") from None
+    per_window = [
+        fuse({n: s[w] for n, s in video.scores.items()}) for w in range(len(video.windows))
+    ]
+    window_columns = {name: np.stack([c[name] for c in per_window]) for name in per_window[0]}
+    whole = fuse({name: s.mean(axis=0) for name, s in video.scores.items()})
+    classes = next(iter(streams.values())).classes
+    final = whole["fused" if "fused" in whole else next(iter(whole))]
+    result = {
+        "video": str(path),
+        "classes": classes,
+        "top1": label(final, classes, args.threshold),
+        **({"threshold": args.threshold} if args.threshold is not None else {}),
+        "top": ranked(whole, classes, min(args.top, len(classes))),
+        **{name: [float(x) for x in p] for name, p in whole.items()},
+        "seconds": video.num_frames / (video.fps or 25.0),
+        "windows": len(video.windows),
+        "work_seconds": {name: round(t, 3) for name, t in video.seconds.items()},
+        "work_cpu_seconds": {name: round(t, 3) for name, t in video.cpu_seconds.items()},
+        **({"warning": video.warning} if video.warning else {}),
+    }
+    drawn = dict(video=video, whole=whole, windows=window_columns, gif=frames, cam=best["samples"])
+    return result, drawn
+
+
+def write_cam(path: Path, streams: dict, samples: dict, best: int, classes: list) -> Path:
+    """Grad-CAM of class ``best`` for each stream's test sample, side by side (engine.cam)."""
+    from engine.cam import stream_heatmaps
+    from utils.heatmaps import write_heatmaps
+
+    rows = stream_heatmaps(streams, samples, best)
+    return write_heatmaps(path, rows, f"Grad-CAM for {classes[best]}")
