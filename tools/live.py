@@ -43,6 +43,7 @@ from engine.stream_setup import (
 )
 from utils.cli import Parser
 from utils.errors import UserError, run_cli
+from utils.faults import fault_point
 from utils.outputs import locked_outputs
 
 WINDOW, STRIDE = 2.0, 1.0  # seconds: a label a second, about real time on a laptop's CPU
@@ -230,6 +231,7 @@ def _loop(args, capture, scorer, streams: dict, stats, video) -> None:
             lines = shown_lines(record)
             if video is not None:
                 video.label((done.start + done.end + args.stride) / 2, lines)
+            fault_point("live.window")
         if args.show and _show(frame.rgb, lines):
             capture.stop.set()
         if time.monotonic() - shown_at >= args.stats_every:
