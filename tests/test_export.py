@@ -89,6 +89,7 @@ def test_exported_models_match_pytorch(tmp_path, case, capsys):
     assert saved["classes"] == CLASSES and saved["stream"] == CASES[case][0]
     assert saved["input"]["shape"] == ["batch", "snippets", *snippet]
     assert saved["input"]["dtype"] == "uint8" and saved["input"]["snippets"] == 3
+    assert saved["input"]["layout"]  # what the channels hold, for every stream
     assert saved["output"]["kind"] == "logits"
     np.testing.assert_allclose(saved["statistics"]["mean"], model.mean.numpy(), rtol=1e-6)
     assert saved["extraction"]["short_side"] == 48 and saved["extraction"]["preset"] == "fast"
