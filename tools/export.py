@@ -14,7 +14,8 @@ ONNX goes through torch.onnx's TorchScript-based exporter (``dynamo=False``), op
 offline with no package beyond onnx, and exports a ResNet in about a second where the
 torch.export-based one (which also needs onnxscript) takes ten or more. Both are checked
 here: each file is run (onnxruntime, torch.jit.load) at another batch size and snippet count
-than it was traced with, and must match PyTorch to 1e-4, else nothing is kept.
+than it was traced with, and must match PyTorch to 1e-4, else nothing is kept. An exporter that
+cannot export a model (an operator it lacks) stops with one line naming it, the arch and its error.
 """
 
 import argparse
