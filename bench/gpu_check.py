@@ -11,19 +11,20 @@ OpenCV TV-L1 flow, two clips for the extraction tool, and 19 RGB frames of one t
 The GPU run imports neither PyAV nor cv2.optflow; a check that cannot run says why in its row.
 
 Rows (bench/gpu_train.py, bench/gpu_rows.py): training of each stream (spatial and motion
-ResNet-101, clip R(2+1)D-18 and Swin3D-T at 16 x 224 x 224; the dry run ShuffleNet v2 x0.5 and MC3-18 at tiny sizes), built as a
-run builds it and trained through the engine's own step (engine.loops.train_one_epoch: 2 batches
-accumulated, clipping, GradScaler, parameter groups), at fp32/bf16/fp16 with and without
---compile (samples per second, loss, logits of the first step against fp32's on the same batch,
-peak GPU memory); the host syncs of one optimizer step (on a GPU under
-torch.cuda.set_sync_debug_mode; budget 1, fp16's GradScaler adds 1); the epoch turnover of the
-training loader, workers restarted and kept up; one test video of 19 frames x 10 crops through
-evaluation; TV-L1 pairs/s at batch 1, 8, 32, 64 and its correlation with OpenCV's flow; the
-extraction tool end to end; torchrun (NCCL on GPUs, gloo in the dry run, whose two ranks are
-forked from this process) training with accumulation (DDP's no_sync) and testing, its scores
-against the same checkpoint evaluated in one plain process. Checks run in that order of need
-within ``--budget`` seconds (the compiled training rows last); what the budget leaves out is
-listed as skipped. Every CUDA path was written without a GPU: unmeasured until one is lent.
+ResNet-101, clip R(2+1)D-18 and Swin3D-T at 16 x 224 x 224, flow-clip R(2+1)D-18 on 2-channel flow
+clips; the dry run ShuffleNet v2 x0.5 and MC3-18 at tiny sizes), built as a run builds it and
+trained through the engine's own step (engine.loops.train_one_epoch: 2 batches accumulated,
+clipping, GradScaler, parameter groups), at fp32/bf16/fp16 with and without --compile (samples per
+second, loss, logits of the first step against fp32's on the same batch, peak GPU memory); the host
+syncs of one optimizer step (on a GPU under torch.cuda.set_sync_debug_mode; budget 1, fp16's
+GradScaler adds 1); the epoch turnover of the training loader, workers restarted and kept up; one
+test video of 19 frames x 10 crops through evaluation; TV-L1 pairs/s at batch 1, 8, 32, 64 and its
+correlation with OpenCV's flow; the extraction tool end to end; torchrun (NCCL on GPUs, gloo in the
+dry run, whose two ranks are forked from this process) training with accumulation (DDP's no_sync)
+and testing, its scores against the same checkpoint evaluated in one plain process. Checks run in
+that order of need within ``--budget`` seconds (the compiled training rows last); what the budget
+leaves out is listed as skipped. Every CUDA path was written without a GPU: unmeasured until one is
+lent.
 """
 
 import json

@@ -65,14 +65,16 @@ TRANSFORMER = (CLIP_TRANSFORMER, (1, 3, 16, 224, 224), 2)
 
 def _streams(dry: bool, compiled: bool):
     """(spec, arch, sample shape [K, C, ...], --batch-size) of each stream."""
-    from engine.streams import CLIP, MOTION, SPATIAL
+    from engine.streams import CLIP, FLOW_CLIP, MOTION, SPATIAL
 
     if dry:  # dynamo traces ResNet-18 in 2 s, ShuffleNet's channel shuffles in 7
         small = "resnet18" if compiled else SMALL
         return [(SPATIAL, small, (2, 3, 16, 16), 2), (MOTION, small, (2, 4, 16, 16), 2),
-                (CLIP, "mc3_18", (1, 3, 2, 16, 16), 2), (CLIP, *TRANSFORMER)]  # fmt: skip
+                (CLIP, "mc3_18", (1, 3, 2, 16, 16), 2), (FLOW_CLIP, "mc3_18", (1, 2, 2, 16, 16), 2),
+                (CLIP, *TRANSFORMER)]  # fmt: skip
     return [(SPATIAL, "resnet101", (3, 3, 224, 224), 32), (MOTION, "resnet101", (3, 20, 224, 224), 32),
-            (CLIP, "r2plus1d_18", (1, 3, 16, 112, 112), 8), (CLIP, *TRANSFORMER)]  # fmt: skip
+            (CLIP, "r2plus1d_18", (1, 3, 16, 112, 112), 8),
+            (FLOW_CLIP, "r2plus1d_18", (1, 2, 16, 112, 112), 8), (CLIP, *TRANSFORMER)]  # fmt: skip
 
 
 def _skipped(device, dry: bool, compiled: bool, name: str, amp: str, arch: str) -> str | None:
@@ -169,7 +171,7 @@ def _train(spec, model, options, shape, device, dry: bool, reference, compare: b
         note += f", logits vs fp32 rel. err. {err:.2g} (<= {TOLERANCE[amp]})"
     if device.type == "cuda":
         note += f", peak {torch.cuda.max_memory_allocated(device) / 2**30:.1f} GiB"
-    unit = "clips/s" if spec.name == "clip" else "images/s"
+    unit = "clips/s" if spec.name in ("clip", "flow_clip") else "images/s"
     rows = [result_row("train", "", ok, f"{len(x) * shape[0] / seconds:.1f} {unit}", note)]
     if syncs is not None:
         expected = 1 + (amp == "fp16")  # GradScaler.step reads its inf check

@@ -35,6 +35,18 @@ CASES = {
         dict(clip_length=2, clip_short_side=20, crop_size=16),
         (3, 2, 16, 16),
     ),
+    "clip_swin3d": (  # a transformer family: shifted windows, padding, relative positions
+        "clip",
+        dict(arch="swin3d_t", in_channels=3, consensus="avg"),
+        dict(clip_length=2, clip_short_side=20, crop_size=16),
+        (3, 2, 16, 16),
+    ),
+    "flow_clip_mc3": (
+        "flow_clip",
+        dict(arch="mc3_18", in_channels=2, consensus="avg"),
+        dict(clip_length=2, clip_short_side=20, crop_size=16),
+        (2, 2, 16, 16),
+    ),
 }  # fmt: skip
 
 
@@ -77,6 +89,7 @@ def test_exported_models_match_pytorch(tmp_path, case, capsys):
     assert saved["classes"] == CLASSES and saved["stream"] == CASES[case][0]
     assert saved["input"]["shape"] == ["batch", "snippets", *snippet]
     assert saved["input"]["dtype"] == "uint8" and saved["input"]["snippets"] == 3
+    assert saved["input"]["layout"]  # what the channels hold, for every stream
     assert saved["output"]["kind"] == "logits"
     np.testing.assert_allclose(saved["statistics"]["mean"], model.mean.numpy(), rtol=1e-6)
     assert saved["extraction"]["short_side"] == 48 and saved["extraction"]["preset"] == "fast"
@@ -89,6 +102,18 @@ def test_export_refuses_bad_requests(tmp_path):
         export.main([str(path)])
     with pytest.raises(UserError, match="checkpoint not found"):
         export.main([str(tmp_path / "none.pth.tar"), "--onnx", str(tmp_path / "x.onnx")])
+
+
+def test_what_an_exporter_cannot_do_is_one_line_and_no_file(tmp_path, monkeypatch):
+    path, _ = _checkpoint(tmp_path, "spatial_avg")
+
+    def unsupported(*args, **kwargs):
+        raise torch.onnx.errors.UnsupportedOperatorError("aten::roll", 20, "")
+
+    monkeypatch.setattr(torch.onnx, "export", unsupported)
+    with pytest.raises(UserError, match=r"the ONNX exporter cannot export resnet18 \(Unsupported"):
+        export.main([str(path), "--onnx", str(tmp_path / "x.onnx")])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["spatial_avg.pth.tar"]
 
 
 def test_the_docs_example_runs_an_exported_model_on_a_video(tmp_path, monkeypatch, capsys):

@@ -10,7 +10,7 @@ from dataloader.datasets import FrameDataset
 from dataloader.splits import load_split
 from engine.config import options_from_dict
 from engine.loops import train_one_epoch
-from engine.streams import SPATIAL
+from engine.streams import FLOW_CLIP, SPATIAL
 from network.recognizer import build_recognizer
 from tests.helpers import save_stream_checkpoint, single_thread
 from tools import extract_features, extract_frames_flow
@@ -83,6 +83,27 @@ def test_video_files_give_the_features_of_their_extracted_frames(demo, tmp_path)
         extract_features.main(["--videos", str(data.videos_dir), "--out", str(tmp_path / "x")])
     with pytest.raises(UserError, match="--data-root ROOT .* or --videos"):
         extract_features.main(["--checkpoint", str(ckpt), "--out", str(tmp_path / "x")])
+
+
+def test_features_of_a_flow_clip_checkpoint(demo, tmp_path):
+    """A 3D flow stream's checkpoint (MC3-18 on [2, T, H, W] flow clips): one pooled 512-vector
+    per test clip, from the flow on disk."""
+    base, data, frames = demo
+    torch.manual_seed(0)
+    config = dict(arch="mc3_18", num_classes=4, in_channels=2, dropout=0.5, partial_bn=False,
+                  consensus="avg")  # fmt: skip
+    model = build_recognizer(**config, statistics=FLOW_CLIP.statistics)
+    ckpt = save_stream_checkpoint(
+        tmp_path / "flow_clip.pth.tar", "flow_clip", model, data.classes, crop_size=32,
+        test_snippets=3, clip_length=4, clip_short_side=40, data_root=str(frames),
+    )  # fmt: skip
+    saved = _run(demo, "--checkpoint", ckpt, "--per-snippet", "--out", tmp_path / "f.npz")
+    tests = [c.name for c in data.clips if not c.train]
+    assert sorted(saved["videos"]) == sorted(tests) and str(saved["stream"]) == "flow_clip"
+    assert saved["snippet_features"].shape == (len(tests), 3, 512)  # SMALL's 3 clips
+    assert saved["features"].shape == (len(tests), 512) and np.isfinite(saved["features"]).all()
+    np.testing.assert_allclose(saved["features"], saved["snippet_features"].mean(axis=1), rtol=1e-6)
+    assert np.ptp(saved["features"], axis=0).max() > 0  # the videos differ
 
 
 def test_a_linear_classifier_on_spatial_features_tells_the_colours_apart(demo, tmp_path):

@@ -56,7 +56,8 @@ def test_gpu_check_dry_run_passes_without_pyav(tmp_path, without_pyav, capsys):
     # Each stream trains 2 accumulated batches per step through engine.loops.train_one_epoch,
     # which reads the device once per optimizer step.
     trained = [r["setting"] for r in rows if r["check"] == "train" and r["ok"]]
-    assert [s.split()[0] for s in trained] == ["spatial", "spatial", "motion", "clip", "spatial"]
+    streams = ["spatial", "spatial", "motion", "clip", "flow_clip", "spatial"]
+    assert [s.split()[0] for s in trained] == streams
     assert all(" x 2 " in s for s in trained), trained
     syncs = [r for r in rows if r["check"] == "syncs"]
     assert [r["setting"] for r in syncs] == trained[:-1]  # not the compiled one

@@ -14,10 +14,12 @@ ONNX goes through torch.onnx's TorchScript-based exporter (``dynamo=False``), op
 offline with no package beyond onnx, and exports a ResNet in about a second where the
 torch.export-based one (which also needs onnxscript) takes ten or more. Both are checked
 here: each file is run (onnxruntime, torch.jit.load) at another batch size and snippet count
-than it was traced with, and must match PyTorch to 1e-4, else nothing is kept.
+than it was traced with, and must match PyTorch to 1e-4, else nothing is kept. An exporter that
+cannot export a model (an operator it lacks) stops with one line naming it, the arch and its error.
 """
 
 import argparse
+import contextlib
 import sys
 import warnings
 from pathlib import Path
@@ -64,11 +66,11 @@ def deployed(stream):
 
 
 def snippet_shape(stream) -> tuple[int, ...]:
-    """One snippet's [C, H, W] (clips: [3, T, H, W]) as the stream's test samples have it."""
+    """One snippet's [C, H, W] (clips: [C, T, H, W]) as the stream's test samples have it."""
     builder = stream.sample_builder()
     size = builder.crop_size
-    if stream.name == "clip":
-        return (3, builder.clip_length, size, size)
+    if hasattr(builder, "clip_length"):  # the clip and flow-clip streams
+        return (builder.in_channels, builder.clip_length, size, size)
     return (builder.in_channels, size, size)
 
 
@@ -95,14 +97,28 @@ def _check(name: str, run, model, snippet) -> float:
     return difference
 
 
-def export_onnx(model, snippet, path: Path) -> float:
+@contextlib.contextmanager
+def exporter(name: str, arch: str):
+    """What an exporter cannot do (an operator it lacks, a trace it cannot make) as one line:
+    the temporary file goes with it (utils.atomic), the other format may still work."""
+    try:
+        yield
+    except (RuntimeError, TypeError, ValueError, NotImplementedError) as err:
+        detail = " ".join(str(err).split())[:200]
+        raise UserError(
+            f"the {name} exporter cannot export {arch} ({type(err).__name__}: {detail}); "
+            f"nothing written for {name}: export the other format alone, or please report it"
+        ) from None
+
+
+def export_onnx(model, snippet, path: Path, arch: str) -> float:
     """Write ``model`` as ONNX with dynamic batch and snippets; its checked difference."""
     import onnxruntime
     import torch
 
     from utils.atomic import atomic_write
 
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), exporter("ONNX", arch):
         # Tracer and deprecation notes; whether the trace generalises is checked below.
         warnings.simplefilter("ignore")
         with atomic_write(path) as file:
@@ -124,13 +140,13 @@ def export_onnx(model, snippet, path: Path) -> float:
         raise
 
 
-def export_torchscript(model, snippet, path: Path) -> float:
+def export_torchscript(model, snippet, path: Path, arch: str) -> float:
     """Write ``model`` traced as TorchScript; its checked difference."""
     import torch
 
     from utils.atomic import atomic_write
 
-    with warnings.catch_warnings(), torch.inference_mode(False):
+    with warnings.catch_warnings(), torch.inference_mode(False), exporter("TorchScript", arch):
         warnings.simplefilter("ignore")  # as for ONNX: checked below
         traced = torch.jit.trace(
             model, (_example((*TRACE_SHAPE, *snippet), seed=0),), check_trace=False
@@ -170,6 +186,8 @@ def metadata(stream, snippet, files: dict) -> dict:
         "motion": "stacks of flow frames: channel 2j is the x-flow and 2j+1 the y-flow of the "
         "stack's j-th frame, uint8 = 128 + flow * 127.5 / bound (128: no motion)",
         "clip": "RGB clips [3, T, H, W]: channels R, G, B, then frames in time order",
+        "flow_clip": "flow clips [2, T, H, W]: channel 0 the x-flow and 1 the y-flow, then frames "
+        "in time order, uint8 = 128 + flow * 127.5 / bound (128: no motion)",
     }
     model = stream.model
     return {
@@ -227,11 +245,11 @@ def main(argv=None) -> dict:
     snippet = snippet_shape(stream)
     files = {}
     if args.onnx is not None:
-        difference = export_onnx(model, snippet, args.onnx)
+        difference = export_onnx(model, snippet, args.onnx, stream.arch)
         files["onnx"] = args.onnx.name
         print(f"wrote {args.onnx} (opset {OPSET}; onnxruntime matches PyTorch to {difference:.1e})")
     if args.torchscript is not None:
-        difference = export_torchscript(model, snippet, args.torchscript)
+        difference = export_torchscript(model, snippet, args.torchscript, stream.arch)
         files["torchscript"] = args.torchscript.name
         print(f"wrote {args.torchscript} (TorchScript matches PyTorch to {difference:.1e})")
     info = metadata(stream, snippet, files)
