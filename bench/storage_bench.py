@@ -254,12 +254,12 @@ def extraction_stages(videos: list[Path], frames: int, short_side: int) -> dict:
 
 def report(speeds, threads, sizes, stages, names) -> dict:
     """Print the tables; the figures as one dict (for --json)."""
-    print(f"{'stream':8} {'source':8} {'samples/CPU-s':>14} {'x folders':>10}")
+    print(f"{'stream':8} {'source':10} {'samples/CPU-s':>14} {'x folders':>10}")
     goals = {}
     for stream, by_source in speeds.items():
         base = by_source["folders"][0]
         for source, (cpu, _) in by_source.items():
-            print(f"{stream:8} {source:8} {cpu:14.1f} {cpu / base:10.2f}")
+            print(f"{stream:8} {source:10} {cpu:14.1f} {cpu / base:10.2f}")
         goals[f"{stream}: packs >= folders"] = by_source["packs"][0] >= base
         if "videos" in by_source:
             goals[f"{stream}: videos >= 0.25x folders"] = by_source["videos"][0] >= 0.25 * base
