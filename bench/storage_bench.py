@@ -2,7 +2,7 @@
 on disk, and the extraction time that reading RGB from the videos saves.
 
     python bench/storage_bench.py [--videos ../shared/data/ucf101/UCF-101] [--work DIR]
-                                  [--max-frames N] [--json OUT] [--dry-run]
+                                  [--max-frames N] [--json OUT] [--torchcodec] [--dry-run]
 
 The clips are extracted once (tools/extract_frames_flow.py, --preset fast) into WORK/folders and
 packed (tools/pack_frames.py) into WORK/packs; a rerun over the same --work reuses both. Every
@@ -11,7 +11,9 @@ a warm-up, then --repeats rounds of --seconds, the sources in turn, the median s
 are the training samples of each stream's defaults (spatial: 3 segments, crop 224; motion: 3
 stacks of 10 flow pairs; clip: one 16-frame clip at short side 128, crop 112) at random videos.
 Video files are read as --videos reads them (dataloader/video_dataset.py); the decoder thread
-settings of PyAV are measured on the spatial and clip streams (CPU and wall clock). Extraction
+settings of PyAV are measured on the spatial and clip streams (CPU and wall clock); with
+--torchcodec, video files decoded by torchcodec too (its frames are not the toolkit's: a speed
+figure only). Extraction
 is timed stage by stage on the first frames of a few clips: decoding (needed by every source),
 RGB JPEGs (what the video source saves) and flow (TV-L1 and its JPEGs, needed by every source).
 """
@@ -34,6 +36,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from dataloader.datasets import FrameDataset, worker_init  # noqa: E402
+from dataloader.frame_size import half_size, resize_short_side  # noqa: E402
 from dataloader.samples import (  # noqa: E402
     ClipSampleBuilder,
     FlowSampleBuilder,
@@ -69,6 +72,27 @@ class _ThreadedReader(VideoReader):
         super()._restart()
         if self.threading[0] is not None:
             self.stream.thread_type = self.threading[0]
+
+
+class _TorchcodecReader:
+    """A VideoReader's ``image`` from torchcodec (one FFmpeg thread, no scan at opening). Not
+    the toolkit's frames: on UCF101's AVIs with B-frames its frame k is the k-1-th of
+    sequential decoding, and its RGB conversion rounds differently."""
+
+    def __init__(self, path, index):
+        from torchcodec.decoders import VideoDecoder
+
+        self.decoder = VideoDecoder(
+            path, seek_mode="approximate", num_ffmpeg_threads=1, dimension_order="NHWC"
+        )
+
+    def image(self, k: int, short_side: int | None, half: bool = False) -> np.ndarray:
+        rgb = self.decoder.get_frame_at(k).data.numpy()
+        image = resize_short_side(np.ascontiguousarray(rgb[..., ::-1]), short_side)
+        return half_size(image) if half else image
+
+    def close(self) -> None:
+        self.decoder = None
 
 
 def _run_tool(*argv: str) -> None:
@@ -131,10 +155,10 @@ def measure(datasets: dict, seconds: float, repeats: int) -> dict:
     return {n: tuple(statistics.median(r[k] for r in v) for k in (0, 1)) for n, v in got.items()}
 
 
-def _video_dataset(videos_dir, videos, builder, short_side, threading=None) -> VideoDataset:
+def _video_dataset(videos_dir, videos, builder, short_side, reader=None) -> VideoDataset:
+    """Video files read by ``reader`` (default the toolkit's VideoReader)."""
     data = VideoDataset(videos_dir, videos, True, builder, short_side=short_side, cache=False)
-    if threading is not None:
-        data.video_reader = partial(_ThreadedReader, threading=threading)
+    data.video_reader = reader or data.video_reader
     return data
 
 
@@ -150,11 +174,19 @@ def loader_speeds(args, videos_dir, folders, packs, names) -> tuple[dict, dict]:
         }
         if builder.modality == "rgb":
             sources["videos"] = _video_dataset(videos_dir, videos, builder, args.short_side)
+            if args.torchcodec:
+                sources["torchcodec"] = _video_dataset(
+                    videos_dir, videos, builder, args.short_side, _TorchcodecReader
+                )
         speeds[stream] = measure(sources, args.seconds, args.repeats)
         if builder.modality == "rgb":
             variants = {
                 f"{kind or 'default'} x{count}": _video_dataset(
-                    videos_dir, videos, builder, args.short_side, (kind, count)
+                    videos_dir,
+                    videos,
+                    builder,
+                    args.short_side,
+                    partial(_ThreadedReader, threading=(kind, count)),
                 )
                 for kind, count in THREADINGS
             }
@@ -222,12 +254,12 @@ def extraction_stages(videos: list[Path], frames: int, short_side: int) -> dict:
 
 def report(speeds, threads, sizes, stages, names) -> dict:
     """Print the tables; the figures as one dict (for --json)."""
-    print(f"{'stream':8} {'source':8} {'samples/CPU-s':>14} {'x folders':>10}")
+    print(f"{'stream':8} {'source':10} {'samples/CPU-s':>14} {'x folders':>10}")
     goals = {}
     for stream, by_source in speeds.items():
         base = by_source["folders"][0]
         for source, (cpu, _) in by_source.items():
-            print(f"{stream:8} {source:8} {cpu:14.1f} {cpu / base:10.2f}")
+            print(f"{stream:8} {source:10} {cpu:14.1f} {cpu / base:10.2f}")
         goals[f"{stream}: packs >= folders"] = by_source["packs"][0] >= base
         if "videos" in by_source:
             goals[f"{stream}: videos >= 0.25x folders"] = by_source["videos"][0] >= 0.25 * base
@@ -278,6 +310,9 @@ def parse_args(argv):
     p.add_argument("--repeats", type=int, default=5, help="rounds per measurement (median)")
     p.add_argument("--stage-frames", type=int, default=40, help="frames per clip timed in stages")
     p.add_argument("--json", type=Path, help="also write the figures here")
+    p.add_argument(
+        "--torchcodec", action="store_true", help="also video files decoded by torchcodec"
+    )
     p.add_argument("--dry-run", action="store_true", help="tiny generated videos, short rounds")
     args = p.parse_args(argv)
     if args.dry_run:

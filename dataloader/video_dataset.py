@@ -25,7 +25,6 @@ from dataloader.video_frames import (
     VideoReader,
     decoded_count,
     index_video,
-    to_image,
 )
 from utils.errors import UserError
 from utils.video_names import VIDEO_EXTENSIONS, video_key
@@ -166,8 +165,7 @@ class VideoDataset(FrameDataset):
                 video = self.open_videos.get(
                     item.path, partial(self.video_reader, index=item.index)
                 )
-                frame = video.frame(i)
-                return to_image(frame, self.short_side, half)
+                return video.image(i, self.short_side, half)
             except BadVideo as err:
                 raise _bad(err) from None
 

@@ -11,6 +11,13 @@ forward; the next read goes on decoding when no keyframe lies between (one pass 
 close together, as a sample's sorted positions and a clip's consecutive frames are). A seek the
 container lands elsewhere than asked, or a stream without keyframes, decodes from the start.
 A decode that ends before frame k, or fails, is a ``BadVideo``.
+
+In MPEG-4 Part 2 (UCF101's and HMDB51's XviD/DivX) no frame refers to a B-frame, so the
+B-frames before frame k are not decoded (FFmpeg's ``skip_frame``, about half of the frames a
+read decodes where a clip has B-frames): each frame that comes out is placed by its pts, known
+per packet from demuxing, and the rules of ``VideoReader._skip_to``; a frame they cannot place
+sends the reader back to counting every frame. Frames are converted to BGR by one swscale
+context per reader, on one thread.
 """
 
 from bisect import bisect_right
@@ -19,6 +26,8 @@ from dataclasses import dataclass
 
 import av
 import numpy as np
+from av.video.frame import PictureType
+from av.video.reformatter import VideoReformatter
 
 from dataloader.frame_size import half_size, resize_short_side
 
@@ -26,6 +35,9 @@ from dataloader.frame_size import half_size, resize_short_side
 DECODER_THREADS = 1
 # Readers a process keeps open: those of the few videos it read last (an LRU).
 OPEN_VIDEOS = 4
+# Codecs whose B-frames no frame refers to and whose frames are shown in MPEG-4 Part 2's order:
+# reading frame k skips the B-frames before it (VideoReader._skip_to). UCF101's and HMDB51's.
+SKIPPING_CODECS = {"mpeg4"}
 
 
 class BadVideo(Exception):
@@ -102,6 +114,10 @@ def index_video(path) -> VideoIndex:
     return VideoIndex(len(packets), _clean_keyframes(packets))
 
 
+class _Lost(Exception):
+    """Decoding with B-frames skipped gave frames the numbering rules cannot place."""
+
+
 class VideoReader:
     """One open video file: ``frame(k)`` decodes frame k (module docstring)."""
 
@@ -109,8 +125,10 @@ class VideoReader:
         self.path, self.index, self.threads = path, index, threads
         self.ranks = [rank for _, rank in index.keyframes]
         self.starts = dict(index.keyframes)  # pts -> frame number
+        self.reformatter = VideoReformatter()  # one swscale context, kept between frames
         self.container = None
         self._restart()
+        self.skips = self.codec in SKIPPING_CODECS
 
     def _restart(self) -> None:
         """Open the file afresh, positioned at its first frame."""
@@ -118,9 +136,17 @@ class VideoReader:
         self.container = open_video(self.path)
         self.stream = self.container.streams.video[0]
         self.stream.thread_count = self.threads
+        self.codec = self.stream.codec_context.name
         self.packets = self.container.demux(self.stream)
+        self._position(0)
+
+    def _position(self, number: int) -> None:
+        """The next frame-bearing packet, and the next frame decoding gives, are ``number``."""
         self.pending: deque = deque()
-        self.next = 0  # the number of the next frame decoding gives
+        self.next = number  # the number of the next frame decoding gives
+        self.sent = number  # the decode-order number of the next frame-bearing packet
+        self.packet_numbers: dict = {}  # pts -> decode-order number, of the packets sent
+        self.skip_until = -1  # B-frames of packets numbered up to this are not decoded
 
     def close(self) -> None:
         if self.container is not None:
@@ -131,22 +157,30 @@ class VideoReader:
         """Position at keyframe ``key`` of the index, or at another clean one before it where
         the container lands there; from the start where it lands elsewhere."""
         target, rank = self.index.keyframes[key]
-        codec = self.stream.codec_context.name
         try:
             self.container.seek(target, stream=self.stream, backward=True, any_frame=False)
             self.packets = self.container.demux(self.stream)
-            first = next((p for p in self.packets if _bears_frame(p, codec)), None)
+            first = next((p for p in self.packets if _bears_frame(p, self.codec)), None)
         except av.FFmpegError:
             first = None
         landed = self.starts.get(_pts(first)) if first is not None else None
         if landed is None or landed > rank:
             self._restart()
             return
-        self.pending.clear()
-        self.next = landed
+        self._position(landed)
         self._decode(first)
 
     def _decode(self, packet) -> None:
+        """Send one packet; a frame-bearing one is numbered, and its B-frame (if it is one)
+        skipped where the packet's number is at most ``skip_until``."""
+        if _bears_frame(packet, self.codec):
+            pts = packet.pts  # what the frame it gives carries
+            if pts is None or pts in self.packet_numbers:  # frames cannot be placed by pts:
+                self.skips = False  # they are counted, none skipped
+            self.packet_numbers[pts] = None if pts in self.packet_numbers else self.sent
+            skip = self.skips and self.sent <= self.skip_until
+            self.stream.codec_context.skip_frame = "NONREF" if skip else "DEFAULT"
+            self.sent += 1
         try:
             self.pending.extend(self.stream.decode(packet))
         except av.FFmpegError as err:
@@ -171,6 +205,16 @@ class VideoReader:
                 self._seek(key)
             else:
                 self._restart()
+        while self.pending and self.next < k:
+            self.pending.popleft()
+            self.next += 1
+        if self.skips and self.next < k and not self.pending:
+            try:
+                return self._skip_to(k)
+            except _Lost:  # decode it again, every frame counted
+                self.skips = False
+                self._restart()
+                return self.frame(k)
         while True:
             frame = self._next_frame()
             if frame is None:
@@ -182,11 +226,61 @@ class VideoReader:
             if self.next > k:
                 return frame
 
+    def _number(self, frame: av.VideoFrame) -> int:
+        """The decode-order number of the packet that gave ``frame``."""
+        number = self.packet_numbers.get(frame.pts)
+        if number is None:
+            raise _Lost
+        return number
 
-def to_image(frame: av.VideoFrame, short_side: int | None, half: bool = False) -> np.ndarray:
+    def _skip_to(self, k: int) -> av.VideoFrame:
+        """Frame k, with the B-frames shown before it not decoded (MPEG-4 Part 2 order).
+
+        A B-frame from packet j is frame j - 1; a reference frame (never skipped) is frame
+        n - 1, n the packet of the next reference frame (the frame count after the last one);
+        frames come out in order. Skipping the B-frames of packets before k leaves every frame
+        from k - 1 on, so frame k is a B-frame of packet k + 1, or the last reference frame of
+        a packet up to k when what follows it is a reference frame of packet k + 1 or a
+        B-frame of packet k + 2. Anything else is _Lost: the frame is decoded again, counted.
+        """
+        self.skip_until = k - 1  # packed B-frames: packet k may decode frame k's B-frame
+        held = None  # the last reference frame of a packet up to k
+        while True:
+            frame = self._next_frame()
+            if frame is None:  # the last reference frame is the last frame
+                if held is None or k != self.index.num_frames - 1:
+                    raise _Lost
+                self.next = k + 1
+                return held
+            number = self._number(frame)
+            b_frame = frame.pict_type == PictureType.B
+            if not b_frame and number <= k:
+                held = frame
+                continue
+            if b_frame and number <= k:  # shown before frame k, after ``held``
+                held = None
+                continue
+            self.next = k + 1
+            if b_frame and number == k + 1:
+                return frame
+            if held is None or number != k + (2 if b_frame else 1):
+                raise _Lost
+            self.pending.appendleft(frame)  # frame k + 1
+            return held
+
+    def image(self, k: int, short_side: int | None, half: bool = False) -> np.ndarray:
+        """Frame k as ``to_image`` gives it, converted by this reader's swscale context."""
+        return to_image(self.frame(k), short_side, half, self.reformatter)
+
+
+def to_image(
+    frame: av.VideoFrame, short_side: int | None, half: bool = False, reformatter=None
+) -> np.ndarray:
     """A decoded frame as cv2.imread gives an extracted one: BGR uint8 [H, W, 3], resized as
-    extraction resizes (dataloader.frame_size); at half that size if asked."""
-    image = resize_short_side(frame.to_ndarray(format="bgr24"), short_side)
+    extraction resizes (dataloader.frame_size); at half that size if asked. One swscale thread
+    (swscale's own pool costs more to start than the conversion); ``reformatter`` is kept."""
+    bgr = (reformatter or VideoReformatter()).reformat(frame, format="bgr24", threads=1)
+    image = resize_short_side(bgr.to_ndarray(), short_side)
     return half_size(image) if half else image
 
 

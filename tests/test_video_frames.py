@@ -1,10 +1,14 @@
 """Frame k read from a video file is the k-th frame sequential decoding gives (the numbering
 extraction uses), in any order of reads, on the real clips and on videos with B-frames and long
-GOPs; a video that ends early or does not decode is a DataError that --skip-bad-videos skips."""
+GOPs, with the B-frames before a frame skipped (MPEG-4 Part 2: UCF101's and HMDB51's codec);
+a video that ends early or does not decode is a DataError that --skip-bad-videos skips."""
+
+from bisect import bisect_right
 
 import av
 import numpy as np
 import pytest
+from av.video.frame import PictureType
 
 from dataloader.datasets import DataError
 from dataloader.frame_size import resize_short_side
@@ -20,9 +24,15 @@ one_thread = pytest.fixture(autouse=True, scope="module")(single_thread)
 X264_B_FRAMES = {"x264-params": "bframes=3:b-adapt=0:scenecut=0"}  # B-frames in every GOP
 
 
-def sequential(path) -> list[np.ndarray]:
+def sequential(path, types: list | None = None) -> list[np.ndarray]:
+    """Every frame of ``path`` decoded in turn, RGB; their picture types added to ``types``."""
+    frames = []
     with av.open(str(path)) as container:
-        return [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+        for frame in container.decode(video=0):
+            frames.append(frame.to_ndarray(format="rgb24"))
+            if types is not None:
+                types.append(frame.pict_type)
+    return frames
 
 
 def check_frames(path, rng, every: bool = True) -> int:
@@ -85,6 +95,7 @@ def test_frames_are_resized_as_extraction_resizes_and_bgr(tmp_path):
     expected = resize_short_side(sequential(path)[4], 24)[..., ::-1]
     assert np.array_equal(image, expected)
     assert to_image(reader.frame(5), 24, half=True).shape == (12, 21, 3)
+    assert np.array_equal(reader.image(4, 24), image)  # the reader's own swscale context
 
 
 def test_a_video_that_ends_early_is_a_bad_video(tmp_path):
@@ -105,3 +116,62 @@ def test_a_video_that_ends_early_is_a_bad_video(tmp_path):
     scan = VideoDataset(folder, videos, False, dataset.builder, strict=False, cache=False)
     assert scan.problems(scan.items[0]) == []
     assert "cut.mp4" in scan.problems(scan.items[1])[0]
+
+
+def counting_decodes(reader: VideoReader) -> list[int]:
+    """A one-item list that counts the frames ``reader`` decodes from now on."""
+    count, decoded = [0], reader._next_frame
+
+    def next_frame():
+        frame = decoded()
+        count[0] += frame is not None
+        return frame
+
+    reader._next_frame = next_frame
+    return count
+
+
+def check_skipping(path, rng, also=()) -> None:
+    """Keyframes, P- and B-frames read alone (one skipped run from the keyframe before; and the
+    frames ``also``) and in sorted runs, each the k-th frame of sequential decoding, with
+    B-frames left undecoded."""
+    types: list = []
+    expected = sequential(path, types)
+    index = index_video(path)
+    by_type = {t: [k for k, x in enumerate(types) if x == t] for t in set(types)}
+    assert {PictureType.I, PictureType.P, PictureType.B} <= set(by_type), path
+    for kind, frames in [*by_type.items(), ("also", list(also))]:
+        for k in rng.choice(frames, min(3, len(frames)), replace=False).tolist() + frames[-1:]:
+            reader = VideoReader(str(path), index)
+            decodes = counting_decodes(reader)
+            assert np.array_equal(reader.frame(k).to_ndarray(format="rgb24"), expected[k]), k
+            starts = [0] + [rank for _, rank in index.keyframes]
+            start = starts[bisect_right(starts, k) - 1]
+            skipped = sum(x == PictureType.B for x in types[start : max(start, k - 1)])
+            assert decodes[0] <= k + 2 - start - skipped, (path, kind, k)
+            assert reader.skips, f"{path}: frame {k} was decoded again, counted"
+    reader = VideoReader(str(path), index)
+    for k in np.sort(rng.choice(len(expected), 12, replace=False)).tolist():
+        assert np.array_equal(reader.frame(k).to_ndarray(format="rgb24"), expected[k]), k
+    assert reader.skips
+
+
+def test_b_frames_before_a_frame_are_skipped_and_it_stays_frame_k(tmp_path, shared_data):
+    """UCF101's XviD clips pack a P- and a B-frame in one AVI chunk (in this clip, B-frames 24 and
+    127 are decoded when the packet before the one whose pts they carry is sent); FFmpeg's
+    mpeg4 encoder (in an AVI, open GOPs) does not."""
+    made = write_test_video(tmp_path / "b.avi", moving_frames(40), "mpeg4", 16, 3)
+    boxing = shared_data / "ucf101" / "UCF-101" / "BoxingSpeedBag"
+    rng = np.random.default_rng(2)
+    check_skipping(made, rng)
+    check_skipping(boxing / "v_BoxingSpeedBag_g04_c04.avi", rng, also=(24, 127))
+
+
+def test_frames_the_skipping_rules_cannot_place_are_decoded_again(tmp_path, monkeypatch):
+    path = write_test_video(tmp_path / "b.avi", moving_frames(30), "mpeg4", 30, 3)
+    expected = sequential(path)
+    monkeypatch.setattr(VideoReader, "_number", lambda self, frame: -5)
+    reader = VideoReader(str(path), index_video(path))
+    for k in (7, 20, 29):
+        assert np.array_equal(reader.frame(k).to_ndarray(format="rgb24"), expected[k])
+    assert not reader.skips
