@@ -67,6 +67,7 @@ def test_nothing_below_the_command_line_imports_argparse_or_it():
         ROOT / "utils" / "cli.py",
         ROOT / "engine" / "cli.py",
         ROOT / "engine" / "cli_data.py",
+        ROOT / "engine" / "cli_predict.py",
     }
     modules = [p for layer in layers for p in sorted(layer.glob("*.py")) if p not in allowed]
     assert len(modules) > 30

@@ -28,7 +28,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # read when gradio is imported: no telemetry
 
-from engine.predict_video import add_video_arguments, check_video_arguments, predict_one, write_cam
+from engine.cli_predict import add_video_arguments, check_video_arguments
+from engine.predict_video import predict_one, write_cam
 from engine.stream_setup import STREAM_OPTIONS, load_streams
 from utils.cli import Parser
 from utils.errors import UserError, one_line, run_cli

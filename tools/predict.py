@@ -30,7 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
 
-from engine.predict_video import add_video_arguments, check_video_arguments, predict_one, write_cam
+from engine.cli_predict import add_video_arguments, check_video_arguments
+from engine.predict_video import predict_one, write_cam
 from engine.stream_setup import STREAM_OPTIONS, load_streams
 from utils.atomic import write_json
 from utils.cli import Parser
