@@ -172,11 +172,11 @@ def build_page(classifier: Classifier, examples: list[Path]):
 def start(argv=None, block: bool = True):
     """Load the checkpoints, build the page and serve it; returns the page (its ``local_url``)
     once serving when not ``block``, else serves until Ctrl-C."""
+    args = get_args(argv)  # before torch is imported: --help and typos answer at once
+    check_video_arguments(args)
     from engine.device import resolve_device
     from engine.inference import collect_videos
 
-    args = get_args(argv)
-    check_video_arguments(args)
     examples = collect_videos(args.examples) if args.examples else []
     device = resolve_device(args.device)
     streams, settings = load_streams(args, device, STREAM_OPTIONS)
