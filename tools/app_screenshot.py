@@ -64,15 +64,25 @@ def upload(driver, url: str, video: Path, timeout: float = 60.0) -> str:
     driver.get(url)
     wait = WebDriverWait(driver, timeout, poll_frequency=0.1)
     try:
+        # The page is built by its scripts: upload once they have laid it out (the headline's
+        # element is there, empty) and the document has loaded, not as soon as an input exists.
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, VERDICT) and _loaded(d))
         field = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "input[type=file]"))
         field.send_keys(str(Path(video).resolve()))
         wait.until(lambda d: _texts(d, VERDICT) or errors(d))
     except TimeoutException:
-        raise UserError(f"{url}: no result for {video} in {timeout:g} s") from None
+        shown = " | ".join(driver.find_element(By.TAG_NAME, "body").text.split("\n")[:12])
+        raise UserError(
+            f"{url}: no result for {video} in {timeout:g} s; the page shows: {shown}"
+        ) from None
     verdict = _texts(driver, VERDICT)
     if not verdict:
         raise UserError(errors(driver)[0])
     return verdict[0]
+
+
+def _loaded(driver) -> bool:
+    return driver.execute_script("return document.readyState") == "complete"
 
 
 def errors(driver) -> list[str]:
