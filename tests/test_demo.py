@@ -106,34 +106,63 @@ def test_generator_cli_refuses_a_frame_too_small_for_the_motion(tmp_path):
     assert "Traceback" not in result.stderr
 
 
-def test_demo_fusion_beats_both_streams(tmp_path):
-    """The README's demo command end to end: each stream about 50 %, fusion far above both."""
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    """The README's demo command end to end, with the 3D flow stream added (--flow-clip)."""
+    out = tmp_path_factory.mktemp("demo")
     result = subprocess.run(
-        [sys.executable, "tools/demo.py", "--out", str(tmp_path)],
+        [sys.executable, "tools/demo.py", "--out", str(out), "--flow-clip"],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    accuracy = json.loads((tmp_path / "fusion.json").read_text())
+    return out, result
+
+
+def test_demo_fusion_beats_both_streams(demo):
+    """Each stream about 50 %, fusion far above both."""
+    out, result = demo
+    accuracy = json.loads((out / "fusion.json").read_text())
     spatial, motion, fused = (accuracy[k]["top1"] for k in ("spatial", "motion", "fused"))
     assert accuracy["fused"]["videos"] == 24
     assert fused >= max(spatial, motion) + 30, (spatial, motion, fused)
     assert fused >= 90
     for stream in ("spatial", "motion"):
-        assert (tmp_path / "record" / stream / "checkpoint.pth.tar").is_file()
+        assert (out / "record" / stream / "checkpoint.pth.tar").is_file()
     # The predicted clip gets the class its evaluation scores fuse to.
-    prediction = json.loads((tmp_path / "prediction.json").read_text())
+    prediction = json.loads((out / "prediction.json").read_text())
     rows = []
     for stream in ("spatial", "motion"):
-        scores = np.load(tmp_path / "record" / stream / "video_scores.npz")
+        scores = np.load(out / "record" / stream / "video_scores.npz")
         rows.append(scores["scores"][list(scores["videos"]).index("v_RedBallDown_g01_c01")])
     assert prediction["top1"] == prediction["classes"][int(np.argmax(rows[0] + rows[1]))]
-    assert (tmp_path / "prediction.gif").stat().st_size > 0
+    assert (out / "prediction.gif").stat().st_size > 0
     assert "fused" in result.stdout and "in all" in result.stdout
     log = result.stdout + result.stderr  # as `demo.py > log 2>&1` writes it: no redrawn bars
-    assert "\r" not in log and len(log.splitlines()) <= 4 * 30, log[-3000:]  # 2 x 15 epochs
+    assert "\r" not in log and len(log.splitlines()) <= 4 * 38, log[-3000:]  # 15 + 15 + 8 epochs
+
+
+def _direction_accuracy(score_file: Path) -> float:
+    """How often the top class moves the way the video's class does (Up or Down), in %."""
+    with np.load(score_file) as f:
+        classes = [str(c) for c in f["classes"]]
+        up = np.array([c.endswith("Up") for c in classes])
+        return 100.0 * float(np.mean(up[f["scores"].argmax(1)] == up[f["labels"]]))
+
+
+def test_demo_3d_flow_stream_tells_the_direction_and_fuses_with_the_spatial_one(demo):
+    """The flow clip sees what the motion stream sees: the direction (not the colour)."""
+    out, _ = demo
+    record = out / "record"
+    assert _direction_accuracy(record / "motion" / "video_scores.npz") >= 90
+    assert _direction_accuracy(record / "flow_clip" / "video_scores.npz") >= 90
+    summary = json.loads((out / "demo.json").read_text())["accuracy"]
+    spatial, flow_clip = summary["spatial"]["top1"], summary["flow_clip"]["top1"]
+    fused = summary["spatial+flow_clip"]["top1"]
+    assert summary["spatial+flow_clip"]["videos"] == 24
+    assert fused >= max(spatial, flow_clip) + 25, (spatial, flow_clip, fused)
 
 
 def test_demo_starts_from_a_clean_out_folder(tmp_path):

@@ -16,6 +16,11 @@ Runs, one after the other, the commands a user runs on UCF101 (each is printed f
 
 also trains a spatial stream whose head is an LSTM (GRU) over the frames in time order: the
 order of RGB frames shows the direction, so that one stream alone tells all four classes apart.
+
+    python tools/demo.py --flow-clip
+
+also trains the 3D flow stream (flow_clip_cnn.py: MC3-18 from scratch on clips of 4 flow frames)
+and fuses it with the spatial stream: it tells the direction as the motion stream does.
 """
 
 import argparse
@@ -44,11 +49,27 @@ OUTPUTS = (
     "prediction.gif",
     "prediction.json",
     "demo.json",
+    "fusion_flow_clip.json",
 )
 # The temporal spatial stream: 4 ordered segments, a small RNN, a higher rate than the others.
 TEMPORAL = dict(num_segments=4, rnn_hidden=128, lr=0.02)
 # More training scenes with a temporal head: direction from RGB order generalises from 10 less well.
 TEMPORAL_TRAIN_PER_CLASS = 20
+# The 3D flow stream: an MC3-18 on clips of 4 flow frames, scaled to 32 pixels, a step per 4
+# videos; with these, seeds 0-4 (2026-12-07) told the direction of all 24 test videos and fused
+# with the spatial stream 100, 87.5, 100, 87.5, 83.3 %. At --lr 0.03 training spikes and the
+# classifier learns a colour preference the spatial stream cannot outvote (fused 75 % seed 3).
+FLOW_CLIP = dict(
+    arch="mc3_18",
+    clip_length=4,
+    crop_size=32,
+    clip_short_side=32,
+    test_clips=2,
+    batch_size=4,
+    lr=0.01,
+    dropout=0,
+    epochs=8,
+)
 # Epochs of each stream: 15 gave spatial 41.7-54.2 %, motion 50.0-54.2 %, fused 100, 91.7, 100,
 # 95.8, 100, 79.2 % for seeds 0-5 (2026-12-07; seed 5 at 20 epochs 83.3 %, at 30 100 %), in half
 # the time of 30; the temporal head's figures (docs/temporal.md) were measured at 30.
@@ -81,6 +102,11 @@ def get_args(argv=None) -> argparse.Namespace:
         "--consensus",
         choices=("lstm", "gru"),
         help="also train a spatial stream with this recurrent head over ordered frames",
+    )
+    parser.add_argument(
+        "--flow-clip",
+        action="store_true",
+        help="also train the 3D flow stream (flow_clip_cnn.py) and fuse it with the spatial one",
     )
     parser.add_argument("--device", default="cpu", help="torch device of training and prediction")
     args = parser.parse_args(argv)
@@ -226,6 +252,13 @@ def train_streams(args, data: Path, frames: Path, record: Path, timings: dict) -
             + flags(consensus=args.consensus, record_dir=record / temporal, **TEMPORAL),
             timings,
         )
+    if args.flow_clip:
+        run_step(
+            "train and evaluate the 3D flow stream",
+            "flow_clip_cnn.py",
+            training + flags(record_dir=record / "flow_clip", **FLOW_CLIP),
+            timings,
+        )
     return temporal
 
 
@@ -238,8 +271,11 @@ def print_summary(args, summary: dict, temporal: str, clip: Path, gif: Path, out
         print(f"{seconds:7.1f} s  {title}")
     print(f"{total:7.1f} s  in all")
     print(f"\nvideo top-1 accuracy on the {accuracy['fused']['videos']} test videos:")
-    for name in ("spatial", "motion", "fused") + ((temporal,) if args.consensus else ()):
-        print(f"  {name:<12} {accuracy[name]['top1']:6.1f} %")
+    names = ("spatial", "motion", "fused") + ((temporal,) if args.consensus else ())
+    names += ("flow_clip", "spatial+flow_clip") if args.flow_clip else ()
+    width = max(12, *map(len, names))
+    for name in names:
+        print(f"  {name:<{width}} {accuracy[name]['top1']:6.1f} %")
     print(
         "The spatial stream sees the colour, the motion stream the direction: each alone is right\n"
         "about half the time, their fusion nearly always."
@@ -248,6 +284,11 @@ def print_summary(args, summary: dict, temporal: str, clip: Path, gif: Path, out
         print(
             f"{temporal}: one spatial stream whose {args.consensus} reads the frames in order, so "
             "it sees the\ndirection too and tells all four classes apart alone."
+        )
+    if args.flow_clip:
+        print(
+            "flow_clip: a 3D network on clips of flow sees the direction as the motion stream "
+            "does;\nfused with the spatial stream it tells all four classes apart."
         )
     print(
         f"\n{clip.name} (a RedBallDown clip): predicted {predicted['top1']} "
@@ -282,6 +323,17 @@ def main(argv=None) -> dict:
         ),
         timings,
     )
+    if args.flow_clip:
+        run_step(
+            "fuse the spatial and the 3D flow stream",
+            "fusion.py",
+            flags(
+                spatial=record / "spatial" / "video_scores.npz",
+                stream="flow_clip=" + str(record / "flow_clip" / "video_scores.npz"),
+                json=out / "fusion_flow_clip.json",
+            ),
+            timings,
+        )
     clip = data / "videos" / "RedBallDown" / "v_RedBallDown_g01_c01.avi"
     gif, prediction_json = out / "prediction.gif", out / "prediction.json"
     run_step(
@@ -303,6 +355,10 @@ def main(argv=None) -> dict:
     accuracy = json.loads(fusion_json.read_text())
     if args.consensus:
         accuracy[temporal] = {"top1": top1(record / temporal / "video_scores.npz")}
+    if args.flow_clip:
+        with_flow_clip = json.loads((out / "fusion_flow_clip.json").read_text())
+        accuracy["flow_clip"] = with_flow_clip["flow_clip"]
+        accuracy["spatial+flow_clip"] = with_flow_clip["fused"]
     predicted = json.loads(prediction_json.read_text())
     summary = {"accuracy": accuracy, "prediction": predicted, "seconds": timings, "total": total}
     write_json(out / "demo.json", summary)
