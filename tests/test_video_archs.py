@@ -77,6 +77,20 @@ def test_swin3d_chunks_amp_and_grad_cam_on_its_token_maps():
     assert maps.shape == (3, 32, 32) and (maps >= 0).all() and maps.max() > 0
 
 
+def test_swin3d_compiles_as_the_engine_compiles_it():
+    """--compile calls ``backbone.compile()``: torch.compile's tracer (the eager backend here;
+    inductor would take minutes on a CPU) gives Swin3D-T's logits and gradients unchanged."""
+    model = _model("swin3d_t").train()
+    compiled = _model("swin3d_t").train()
+    compiled.backbone.compile(backend="eager")
+    clips = _clips(2, 1, 2, 16)
+    for net in (model, compiled):  # the same stochastic depth and dropout draws in both
+        torch.manual_seed(1)
+        net(clips).logsumexp(1).sum().backward()
+    for (name, a), b in zip(model.named_parameters(), compiled.parameters(), strict=True):
+        torch.testing.assert_close(b.grad, a.grad, atol=1e-5, rtol=1e-4, msg=name)
+
+
 def test_weights_from_torchvisions_constructor_and_the_kinetics_enum(tmp_path, monkeypatch):
     torch.manual_seed(3)
     state = get_model("swin3d_t").state_dict()  # as torchvision's own constructor saves it
