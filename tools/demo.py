@@ -64,12 +64,12 @@ FLOW_CLIP = dict(
     clip_length=4,
     crop_size=32,
     clip_short_side=32,
-    test_clips=2,
+    test_snippets=2,
     batch_size=4,
     lr=0.01,
     dropout=0,
-    epochs=8,
 )
+FLOW_CLIP_EPOCHS = 8
 # Epochs of each stream: 15 gave spatial 41.7-54.2 %, motion 50.0-54.2 %, fused 100, 91.7, 100,
 # 95.8, 100, 79.2 % for seeds 0-5 (2026-12-07; seed 5 at 20 epochs 83.3 %, at 30 100 %), in half
 # the time of 30; the temporal head's figures (docs/temporal.md) were measured at 30.
@@ -91,9 +91,10 @@ def get_args(argv=None) -> argparse.Namespace:
     parser.add_argument(
         "--epochs",
         type=int,
-        help=f"training epochs of each stream (default: {EPOCHS}; {TEMPORAL_EPOCHS} with --consensus)",
+        help=f"training epochs of each stream (default: {EPOCHS}; {TEMPORAL_EPOCHS} with --consensus; "
+        f"the 3D flow stream's {FLOW_CLIP_EPOCHS})",
     )
-    parser.add_argument("--crop-size", type=int, default=48, help="network input size in pixels")
+    parser.add_argument("--crop-size", type=int, default=48, help="input size of the 2D streams")
     parser.add_argument("--arch", default="resnet18", help="ResNet of both streams")
     parser.add_argument(
         "--workers", type=int, default=min(4, os.cpu_count() or 1), help="extraction processes"
@@ -112,6 +113,7 @@ def get_args(argv=None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.train_per_class is None:
         args.train_per_class = TEMPORAL_TRAIN_PER_CLASS if args.consensus else 10
+    args.flow_clip_epochs = args.epochs or FLOW_CLIP_EPOCHS
     if args.epochs is None:
         args.epochs = TEMPORAL_EPOCHS if args.consensus else EPOCHS
     return args
@@ -217,7 +219,7 @@ def train_streams(args, data: Path, frames: Path, record: Path, timings: dict) -
     the temporal run's record name."""
     # From scratch and on a tiny dataset: no partial BN (that is for pretrained weights), little
     # dropout, a cosine schedule, one snippet per video per step, few test frames.
-    training = flags(
+    training = dict(
         data_root=frames,
         splits_dir=data / "splits",
         arch=args.arch,
@@ -240,7 +242,7 @@ def train_streams(args, data: Path, frames: Path, record: Path, timings: dict) -
         run_step(
             f"train and evaluate the {stream} stream",
             f"{stream}_cnn.py",
-            training + flags(record_dir=record / stream),
+            flags(**training, record_dir=record / stream),
             timings,
         )
     temporal = f"spatial_{args.consensus}"
@@ -248,15 +250,18 @@ def train_streams(args, data: Path, frames: Path, record: Path, timings: dict) -
         run_step(
             f"train and evaluate the spatial stream with an {args.consensus} head",
             "spatial_cnn.py",
-            training  # the later flags win
-            + flags(consensus=args.consensus, record_dir=record / temporal, **TEMPORAL),
+            flags(**(training | TEMPORAL), consensus=args.consensus, record_dir=record / temporal),
             timings,
         )
     if args.flow_clip:
         run_step(
             "train and evaluate the 3D flow stream",
             "flow_clip_cnn.py",
-            training + flags(record_dir=record / "flow_clip", **FLOW_CLIP),
+            flags(
+                **training
+                | FLOW_CLIP
+                | dict(epochs=args.flow_clip_epochs, record_dir=record / "flow_clip")
+            ),
             timings,
         )
     return temporal
@@ -305,9 +310,10 @@ def main(argv=None) -> dict:
     width, height = 96, 72  # frames are extracted at this size (--short-side = height)
     timings: dict[str, float] = {}
     start = time.perf_counter()
+    extra = ", half a minute more with --flow-clip" if args.flow_clip else ""
     print(
         f"Two-stream demo in {out}: 4 synthetic action classes, both streams trained from scratch "
-        f"on the {args.device} (about 1.5 minutes on 2 cores)."
+        f"on the {args.device} (about 1.5 minutes on 2 cores{extra})."
     )
 
     make_data(args, data, frames, (width, height), timings)
