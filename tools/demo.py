@@ -38,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from utils.atomic import write_json
 from utils.cli import Parser
 from utils.errors import UserError, run_cli
+from utils.locks import LOCK_NAME, folder_lock
 
 REPO = Path(__file__).resolve().parents[1]
 # What the demo writes in --out; a rerun removes these and nothing else.
@@ -169,9 +170,7 @@ def prepare_out(out: Path) -> None:
     """
     if not out.exists():
         return
-    if not out.is_dir():
-        raise UserError(f"--out {out} is a file; give a folder for the demo's outputs")
-    others = sorted(p.name for p in out.iterdir() if p.name not in OUTPUTS)
+    others = sorted(p.name for p in out.iterdir() if p.name not in (*OUTPUTS, LOCK_NAME))
     if others:
         raise UserError(
             f"--out {out} holds files the demo did not write ({', '.join(others[:3])}); "
@@ -303,9 +302,19 @@ def print_summary(args, summary: dict, temporal: str, clip: Path, gif: Path, out
 
 
 def main(argv=None) -> dict:
+    """The demo in --out, which one demo at a time may write (a second is refused at once)."""
     args = get_args(argv)
     out = args.out.resolve()
-    prepare_out(out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file; give a folder for the demo's outputs")
+    fix = "wait for it to end, or give another --out"
+    with folder_lock(out, f"the demo folder {out}", fix):
+        prepare_out(out)
+        return run_demo(args, out)
+
+
+def run_demo(args, out: Path) -> dict:
+    """Every step in turn, into the emptied --out."""
     data, frames, record = out / "data", out / "frames", out / "record"
     width, height = 96, 72  # frames are extracted at this size (--short-side = height)
     timings: dict[str, float] = {}
