@@ -12,7 +12,6 @@ this process's and its children's (user + system); the figure is the marginal co
 counted. Wall-clock pairs/s is printed too; on a busy machine only the CPU figures mean much.
 """
 
-import os
 import resource
 import sys
 import tempfile
@@ -26,6 +25,7 @@ from extraction.decode import write_video
 from extraction.pool import Plan, run, worker_threads
 from extraction.settings import FLOW_METHODS, PRESETS, ExtractionSettings
 from utils.cli import Parser
+from utils.cores import usable_cores
 from utils.errors import UserError, run_cli
 
 
@@ -60,9 +60,7 @@ def parse_args(argv):
     parser.add_argument("--clips", type=int, default=4, help="K: clips of the smaller run")
     parser.add_argument("--frames", type=int, default=9, help="frames per clip")
     parser.add_argument("--size", default="340x256", help="frame size WxH")
-    parser.add_argument(
-        "--workers", type=int, default=len(os.sched_getaffinity(0)), help="N (default: cores)"
-    )
+    parser.add_argument("--workers", type=int, default=usable_cores(), help="N (default: cores)")
     args = parser.parse_args(argv)
     try:
         args.width, args.height = (int(x) for x in args.size.lower().split("x"))
@@ -76,7 +74,7 @@ def parse_args(argv):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    cores = len(os.sched_getaffinity(0))
+    cores = usable_cores()
     settings = ExtractionSettings(
         short_side=0, preset=args.preset, method=args.method, jpeg_quality=90
     )

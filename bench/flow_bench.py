@@ -23,7 +23,6 @@ end-point error against it is printed too), and real clips (by default the first
 of three UCF101 classes in ../shared/data, when present), each alone and pooled.
 """
 
-import os
 import sys
 import tempfile
 import time
@@ -40,6 +39,7 @@ from extraction.settings import PRESETS
 from extraction.tvl1 import make_tvl1, to_gray
 from extraction.tvl1_torch import TorchTVL1
 from utils.cli import Parser  # noqa: E402
+from utils.cores import usable_cores
 from utils.errors import UserError, run_cli
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -132,7 +132,7 @@ def speed_table(prev, nxt, batch_sizes, min_pairs) -> list[str]:
     Each run solves whole batches of the given pairs, repeated to fill them (at least
     ``min_pairs`` pairs); a first call per setting warms up allocations and kernels.
     """
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = usable_cores()
     flow = make_tvl1("quality")
     flow(prev[0], nxt[0])
     wall, cpu = time.perf_counter(), time.process_time()

@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np
 
 from bench.predict_bench import write_checkpoint
+from utils.cores import usable_cores
 
 REPO = Path(__file__).resolve().parents[1]
 UCF = REPO.parent / "shared" / "data" / "ucf101" / "UCF-101"
@@ -95,7 +96,7 @@ def main(argv=None) -> dict:
         f"{len(names)} UCF101 clips joined ({summary['frames']} frames, 320x240, {FPS} fps); "
         f"{args.arch} spatial + motion at short side {args.short_side}, crop {args.crop_size}, "
         f"TV-L1 {args.preset}; windows of {window:g} s every {stride:g} s; "
-        f"{args.threads or len(os.sched_getaffinity(0))} threads; {os.cpu_count()} cores, load {load}"
+        f"{args.threads or usable_cores()} threads; {os.cpu_count()} cores, load {load}"
     )
     print(
         f"latency (last frame's capture to label) median {summary['latency_p50']:.2f} s, "

@@ -19,7 +19,6 @@ RGB JPEGs (what the video source saves) and flow (TV-L1 and its JPEGs, needed by
 """
 
 import json
-import os
 import random
 import statistics
 import subprocess
@@ -46,6 +45,7 @@ from dataloader.splits import Video  # noqa: E402
 from dataloader.video_dataset import VideoDataset, find_video_files  # noqa: E402
 from dataloader.video_frames import VideoReader, index_video  # noqa: E402
 from utils.cli import Parser  # noqa: E402
+from utils.cores import usable_cores
 from utils.errors import UserError, run_cli  # noqa: E402
 from utils.video_names import video_key  # noqa: E402
 
@@ -294,7 +294,7 @@ def report(speeds, threads, sizes, stages, names) -> dict:
         "extraction_saved_by_videos": saved,
         "goals": goals,
         "videos": len(names),
-        "machine": {"cores": len(os.sched_getaffinity(0))},
+        "machine": {"cores": usable_cores()},
     }
 
 

@@ -26,6 +26,7 @@ from dataloader.defaults import (
 from dataloader.layout import Layout
 from engine.streams import StreamSpec
 from network.archs import HEAD_DEFAULTS, RECURRENT, check_image_arch
+from utils.cores import usable_cores
 from utils.errors import UserError
 
 # Training segments of a head that learns from their order (lstm, gru) when none are given.
@@ -131,8 +132,7 @@ class DistOptions:
 def default_workers() -> int:
     """Data-loading processes per training process: the cores this process may use, shared by
     the processes torchrun starts on the machine (LOCAL_WORLD_SIZE)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, (cores or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    return max(1, usable_cores() // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
 
 
 @dataclass

@@ -35,6 +35,7 @@ from extraction.workers import (
     worker_main,
     written_file,
 )
+from utils.cores import usable_cores
 from utils.errors import UserError
 from utils.faults import fault_point
 
@@ -47,7 +48,7 @@ def worker_threads(workers: int, method: str = "opencv", cores: int | None = Non
     on a busy machine (bench/extraction_cpu_bench.py)."""
     if method == "torch":
         return 1
-    cores = cores or len(os.sched_getaffinity(0))
+    cores = cores or usable_cores()
     return max(1, cores // workers)
 
 

@@ -56,3 +56,17 @@ def test_accuracy_on_a_few_classes_of_many_warns_nothing():
         warnings.simplefilter("error")
         report = accuracy_report(scores, np.array([0, 3, 2, 7]))
     assert report["top1"] == 75.0 and report["mean_class"] == pytest.approx(100 * 3 / 4)
+
+
+def test_default_workers_and_threads_count_cores_where_there_is_no_affinity(monkeypatch):
+    """macOS and Windows have no os.sched_getaffinity: the defaults count every core there."""
+    import os
+
+    from engine.config import default_workers
+    from utils.cores import usable_cores
+
+    assert usable_cores() == len(os.sched_getaffinity(0))
+    monkeypatch.delattr(os, "sched_getaffinity")
+    monkeypatch.setattr(os, "cpu_count", lambda: 6)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    assert usable_cores() == 6 and default_workers() == 3

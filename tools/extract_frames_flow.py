@@ -45,7 +45,6 @@ finished so far, one shard at a time, so the last to end lists them all. ``--out
 """
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -65,6 +64,7 @@ from extraction.root import (
 from extraction.run import Job, extract, find_named_videos, write_or_say_full
 from extraction.settings import FLOW_METHODS, INDEX_NAME, PRESETS, ExtractionSettings
 from utils.cli import Parser
+from utils.cores import usable_cores
 from utils.errors import UserError, run_cli
 
 DEFAULTS = ExtractionSettings()
@@ -189,7 +189,7 @@ def parse_args(argv):
     parser.add_argument(
         "--workers",
         type=int,
-        default=len(os.sched_getaffinity(0)),
+        default=usable_cores(),
         help="CPU worker processes that decode videos and write JPEGs (and solve the flow on "
         "the CPU), one video each at a time, with CPU count / workers OpenCV threads and one "
         "torch thread each; 1 on the CPU runs in this process (default: CPU count)",

@@ -42,6 +42,7 @@ from engine.stream_setup import (
     load_streams,
 )
 from utils.cli import Parser
+from utils.cores import usable_cores
 from utils.errors import UserError, run_cli
 from utils.faults import fault_point
 from utils.outputs import locked_outputs
@@ -73,7 +74,7 @@ def get_args(argv=None) -> argparse.Namespace:
     parser.add_argument(
         "--threads",
         type=int,
-        default=len(os.sched_getaffinity(0)),
+        default=usable_cores(),
         help="torch and OpenCV threads, set at start (default: the cores this process may use; "
         "1 on a machine busy with other work, where several threads wait for each other)",
     )
@@ -82,7 +83,6 @@ def get_args(argv=None) -> argparse.Namespace:
 
 def check_gui() -> None:
     """--show needs OpenCV built with a GUI and a display to open it on."""
-    import os
 
     import cv2
 
