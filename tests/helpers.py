@@ -1,5 +1,6 @@
 """Small real datasets for tests: JPEG frames and flow in the preprocessed layout, with split files."""
 
+import socket
 from pathlib import Path
 
 import cv2
@@ -172,3 +173,10 @@ def corrupt_image_data(path, seed: int, size: int | None = None, markers: bool =
     at = int(rng.integers(start, len(data) - 2 - size))
     data[at : at + size] = rng.integers(0, 256 if markers else 255, size, np.uint8).tobytes()
     path.write_bytes(bytes(data))
+
+
+def free_port() -> int:
+    """A TCP port on localhost that nothing listens on now (for a server or torch.distributed)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

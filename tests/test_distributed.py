@@ -11,7 +11,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import sys
 import time
 
@@ -27,7 +26,7 @@ from engine.config import make_options
 from engine.data import load_run_split
 from engine.streams import SPATIAL
 from tests import frozen_bn_main
-from tests.helpers import single_thread, write_frame_dataset
+from tests.helpers import free_port, single_thread, write_frame_dataset
 from utils.errors import run_cli
 
 FAST = [
@@ -38,12 +37,6 @@ FAST = [
 LIMIT = 120  # seconds any group of processes may take
 
 one_thread = pytest.fixture(autouse=True, scope="module")(single_thread)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _env(rank: int, world: int, port: int) -> dict:
@@ -69,7 +62,7 @@ def _process(env: dict, argv: list, stderr_path) -> None:
 
 
 def _start(argv, tmp_path, world=2, ranks=None, port=None):
-    port = port or _free_port()
+    port = port or free_port()
     ctx = mp.get_context("fork")
     procs = []
     for rank in range(world) if ranks is None else ranks:
@@ -193,8 +186,8 @@ def test_a_process_that_cannot_join_stops_with_one_line(data, tmp_path):
     """Rank 1 finds nobody at the address; rank 0 alone waits for a second process that never
     comes (as with a wrong --nproc-per-node): both stop after --dist-timeout, naming why."""
     argv = _args(data, tmp_path / "r", "--dist-timeout", "1")
-    lonely = _start(argv, tmp_path, world=2, ranks=[0], port=_free_port())
-    nobody = _start(argv, tmp_path, world=2, ranks=[1], port=_free_port())
+    lonely = _start(argv, tmp_path, world=2, ranks=[0], port=free_port())
+    nobody = _start(argv, tmp_path, world=2, ranks=[1], port=free_port())
     assert _wait(lonely + nobody, limit=60) == [2, 2]
     for rank in (0, 1):
         last = (tmp_path / f"stderr{rank}.txt").read_text().strip().splitlines()[-1]

@@ -3,7 +3,6 @@ windows and timeline with a transformer, and a training step under DistributedDa
 
 import copy
 import csv
-import socket
 
 import numpy as np
 import pytest
@@ -20,7 +19,7 @@ from engine.streams import CLIP, FLOW_CLIP
 from extraction.decode import decode_video
 from extraction.settings import ExtractionSettings
 from network.recognizer import build_recognizer
-from tests.helpers import sample_in_memory, save_stream_checkpoint, single_thread
+from tests.helpers import free_port, sample_in_memory, save_stream_checkpoint, single_thread
 from tools import predict
 from tools.synthetic_actions import generate
 
@@ -73,12 +72,6 @@ def _shown(row: dict, name: str) -> float:
     return float(row[f"clip_prob{k}"])
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _two_steps(model, channels: int) -> dict:
     """Two SGD steps (batches of 2 clips of 2 x 16 x 16) through the engine's training loop."""
     generator = torch.Generator().manual_seed(1)
@@ -103,7 +96,7 @@ def test_a_video_model_trains_under_ddp_as_it_does_alone(spec, arch, tmp_path, m
     plain model's weights, and every parameter gets its gradient each step (DDP of two or more
     processes stops at a parameter without one; one process does not check it)."""
     env = dict(WORLD_SIZE="1", RANK="0", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1")
-    for key, value in dict(env, MASTER_PORT=str(_free_port())).items():
+    for key, value in dict(env, MASTER_PORT=str(free_port())).items():
         monkeypatch.setenv(key, value)
     options = make_options(spec, data_root=str(tmp_path), arch=arch, device="cpu", dist_timeout=30)
     channels = spec.sample_builder(options).in_channels
