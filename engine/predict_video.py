@@ -16,6 +16,16 @@ from utils.gif import GifFrames
 from utils.unknown import label
 
 
+def column_names(streams: dict) -> list[str]:
+    """A result's score columns: each stream's, then "fused" where there are two or more."""
+    return [*streams, *(["fused"] if len(streams) >= 2 else [])]
+
+
+def final_column(columns: dict) -> np.ndarray:
+    """The column a label is read from: the fused one, or the only stream's."""
+    return columns["fused"] if "fused" in columns else next(iter(columns.values()))
+
+
 def ranked(columns: dict, classes: list[str], top: int) -> dict:
     """Each column's ``top`` (class, probability), best first."""
     return {
@@ -44,7 +54,7 @@ def predict_one(path: Path, streams: dict, settings: dict, args, device, gif: bo
 
     def on_window(w: int, scores: dict, samples: dict) -> None:
         if cam:
-            probs = list(fuse(scores).values())[-1]
+            probs = final_column(fuse(scores))
             if w == 0 or probs.max() > best["prob"]:  # the most confident window
                 best.update(prob=float(probs.max()), samples=samples)
 
@@ -59,7 +69,7 @@ def predict_one(path: Path, streams: dict, settings: dict, args, device, gif: bo
     window_columns = {name: np.stack([c[name] for c in per_window]) for name in per_window[0]}
     whole = fuse({name: s.mean(axis=0) for name, s in video.scores.items()})
     classes = next(iter(streams.values())).classes
-    final = whole["fused" if "fused" in whole else next(iter(whole))]
+    final = final_column(whole)
     result = {
         "video": str(path),
         "classes": classes,

@@ -3,13 +3,13 @@ through gradio_client, it shows predict's result for the same video and checkpoi
 one-line message for a video predict refuses, and ``unknown`` below --threshold."""
 
 import csv
-import socket
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import torch
 
-from tests.helpers import single_thread
+from tests.helpers import free_port, single_thread
 from tests.tiny_streams import CLASSES, noise_video, tiny_checkpoints
 from tools import app, app_screenshot, predict
 from utils.errors import UserError
@@ -18,12 +18,6 @@ one_thread = pytest.fixture(autouse=True, scope="module")(single_thread)
 FAVOURED = "Walk"  # the class both tiny streams are biased towards
 THRESHOLD = 0.9  # above the biased streams' top probability: the label is unknown
 OPTIONS = ["--threshold", str(THRESHOLD), "--window", "0.4", "--stride", "0.2"]  # 5 windows
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def favour(path, name: str) -> None:
@@ -148,3 +142,15 @@ def test_a_bad_start_is_one_line_before_serving(served, tmp_path):
     port = served.url.rstrip("/").rsplit(":", 1)[1]
     with pytest.raises(UserError, match=f"cannot serve on 127.0.0.1:{port} .* another --port"):
         app.start([*served.streams, "--port", port], block=False)
+
+
+def test_a_results_files_go_when_the_next_result_comes():
+    """Gradio has copied a result's files into its cache by then: a long-running page does not
+    fill the disk with every upload's CSV and pictures."""
+    streams = {"spatial": SimpleNamespace(classes=CLASSES)}
+    classifier = app.Classifier(SimpleNamespace(top=3), streams, {}, "cpu")
+    first = classifier.new_folder()
+    (first / "predictions.csv").write_text("video\n")
+    second = classifier.new_folder()
+    assert not first.exists() and list(Path(classifier.folder.name).iterdir()) == [second]
+    classifier.folder.cleanup()

@@ -15,11 +15,13 @@ with predict's one-line message. Programs call the same with gradio_client (api_
 "/predict"), which also returns predict's --json record.
 
 Nothing is sent anywhere: Gradio's analytics are off and no share link is made. The files a
-result offers are written to a temporary folder removed when the server stops.
+result offers are written to a temporary folder (the last result's only), removed when the
+server stops.
 """
 
 import argparse
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -29,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # read when gradio is imported: no telemetry
 
 from engine.cli_predict import add_video_arguments, check_video_arguments
-from engine.predict_video import predict_one, write_cam
+from engine.predict_video import column_names, final_column, predict_one, write_cam
 from engine.stream_setup import STREAM_OPTIONS, load_streams
 from utils.cli import Parser
 from utils.errors import UserError, one_line, run_cli
@@ -69,9 +71,10 @@ class Classifier:
     def __init__(self, args, streams: dict, settings: dict, device):
         self.args, self.streams, self.settings, self.device = args, streams, settings, device
         self.classes = next(iter(streams.values())).classes
-        self.names = [*streams, *(["fused"] if len(streams) >= 2 else [])]
+        self.names = column_names(streams)
         self.top = min(args.top, len(self.classes))
         self.folder = tempfile.TemporaryDirectory(prefix="two-stream-app-")
+        self.last: Path | None = None  # the folder of the last result's files
 
     def classify(self, video: str | None) -> tuple:
         """(headline, fused top-k, each stream's top-k, timeline, Grad-CAM, files, JSON record);
@@ -84,16 +87,16 @@ class Classifier:
         try:
             result, drawn = predict_one(path, self.streams, self.settings, self.args, self.device,
                                         cam=True)  # fmt: skip
-            folder = Path(tempfile.mkdtemp(dir=self.folder.name))
+            folder = self.new_folder()
             files, timeline, cam = self.write(folder, path.name, result, drawn)
-        except UserError as err:
+        except (UserError, OSError) as err:  # a bad video, or a full disk: one line
             message = one_line(err).replace(str(path), path.name)  # not the server's upload path
             print(f"error: {message}", file=sys.stderr)
             raise gr.Error(message, print_exception=False) from None
         result["video"] = path.name
         if result.get("warning"):
             gr.Warning(result["warning"].replace(str(path), path.name))
-        final = drawn["whole"][self.names[-1]]
+        final = final_column(drawn["whole"])
         headline = (
             f"**{self.names[-1]}: {shown(final, self.classes, self.args.threshold)}**\n\n"
             f"{path.name}: {drawn['video'].num_frames} frames, {result['seconds']:.1f} s, "
@@ -101,6 +104,14 @@ class Classifier:
         )
         fused = {c: p for c, p in result["top"][self.names[-1]]}
         return headline, fused, self.table(result), timeline, cam, files, result
+
+    def new_folder(self) -> Path:
+        """A folder for this result's files; the last result's goes (Gradio has copied them
+        into its cache), so a long-running page does not fill the disk."""
+        if self.last is not None:
+            shutil.rmtree(self.last, ignore_errors=True)
+        self.last = Path(tempfile.mkdtemp(dir=self.folder.name))
+        return self.last
 
     def table(self, result: dict):
         """Rank, then a 'Class 12.3%' cell per stream (and fused), as predict prints them."""
@@ -129,7 +140,7 @@ class Classifier:
                                      self.args.threshold)  # fmt: skip
             timeline = str(written[1])
             files += [written[0], written[2]]
-        best = int(drawn["whole"][self.names[-1]].argmax())
+        best = int(final_column(drawn["whole"]).argmax())
         cam = write_cam(folder / "gradcam.png", self.streams, drawn["cam"], best, self.classes)
         return [str(f) for f in files], timeline, str(cam)
 
@@ -194,7 +205,7 @@ def serve(page, host: str, port: int, examples: list[Path]):
     try:
         page.launch(server_name=host, server_port=port or None, prevent_thread_lock=True,
                     quiet=True, share=False, ssr_mode=False, show_error=True,
-                    allowed_paths=[str(p.parent) for p in examples])  # fmt: skip
+                    allowed_paths=[str(p) for p in examples])  # the files alone  # fmt: skip
     except OSError as err:
         raise UserError(f"cannot serve on {host}:{port} ({err}); give another --port") from None
     return page

@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np
 
 from engine.cli_predict import add_video_arguments, check_video_arguments
-from engine.predict_video import predict_one, write_cam
+from engine.predict_video import column_names, final_column, predict_one, write_cam
 from engine.stream_setup import STREAM_OPTIONS, load_streams
 from utils.atomic import write_json
 from utils.cli import Parser
@@ -119,7 +119,7 @@ def draw(args, result: dict, drawn: dict, streams: dict) -> None:
             f"in {time.perf_counter() - start:.1f} s"
         )
     if args.cam is not None:
-        best = int(np.argmax(drawn["whole"][list(drawn["whole"])[-1]]))
+        best = int(np.argmax(final_column(drawn["whole"])))
         print(f"wrote {write_cam(args.cam, streams, drawn['cam'], best, classes)}")
 
 
@@ -150,8 +150,7 @@ def predict_single(path: Path, streams: dict, settings: dict, args, device, file
     )
     print(top_table(drawn["whole"], result["classes"], args.top))
     if result["top1"] == UNKNOWN:
-        final = drawn["whole"][list(drawn["whole"])[-1]]
-        top = shown(final, result["classes"])
+        top = shown(final_column(drawn["whole"]), result["classes"])
         print(f"{UNKNOWN}: the top class ({top}) is below --threshold {args.threshold:g}")
     work = Work()
     work.add(video)
@@ -184,7 +183,7 @@ def _run(args, videos: list[Path], single: bool) -> dict | list[dict]:
 
     device = resolve_device(args.device)
     streams, settings = load_streams(args, device, STREAM_OPTIONS)
-    names = [*streams, *(["fused"] if len(streams) >= 2 else [])]
+    names = column_names(streams)
     top = min(args.top, len(next(iter(streams.values())).classes))
     redo = {str(videos[0])} if single else set()  # a video named alone is scored again
     labelled = args.threshold is not None
