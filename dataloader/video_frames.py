@@ -137,6 +137,7 @@ class VideoReader:
         self.stream = self.container.streams.video[0]
         self.stream.thread_count = self.threads
         self.codec = self.stream.codec_context.name
+        self.skipping = False  # the decoder's skip_frame is NONREF
         self.packets = self.container.demux(self.stream)
         self._position(0)
 
@@ -171,16 +172,9 @@ class VideoReader:
         self._decode(first)
 
     def _decode(self, packet) -> None:
-        """Send one packet; a frame-bearing one is numbered, and its B-frame (if it is one)
-        skipped where the packet's number is at most ``skip_until``."""
-        if _bears_frame(packet, self.codec):
-            pts = packet.pts  # what the frame it gives carries
-            if pts is None or pts in self.packet_numbers:  # frames cannot be placed by pts:
-                self.skips = False  # they are counted, none skipped
-            self.packet_numbers[pts] = None if pts in self.packet_numbers else self.sent
-            skip = self.skips and self.sent <= self.skip_until
-            self.stream.codec_context.skip_frame = "NONREF" if skip else "DEFAULT"
-            self.sent += 1
+        """Send one packet (numbered first where B-frames may be skipped)."""
+        if self.skips and _bears_frame(packet, self.codec):
+            self._number(packet)
         try:
             self.pending.extend(self.stream.decode(packet))
         except av.FFmpegError as err:
@@ -226,7 +220,24 @@ class VideoReader:
             if self.next > k:
                 return frame
 
-    def _number(self, frame: av.VideoFrame) -> int:
+    def _number(self, packet) -> None:
+        """Number a frame-bearing packet, and skip its B-frame (if it is one) where the number
+        is at most ``skip_until``. A packet without pts, or with one seen before, gives a frame
+        that cannot be placed: skipping ends there (the frames are counted)."""
+        pts = packet.pts  # what the frame it gives carries
+        if pts is None or pts in self.packet_numbers:
+            self.skips = False
+            if pts is not None:
+                self.packet_numbers[pts] = None  # neither frame of that pts is placed
+        else:
+            self.packet_numbers[pts] = self.sent
+        skip = self.skips and self.sent <= self.skip_until
+        if skip != self.skipping:  # set on a change only: most packets keep the setting
+            self.stream.codec_context.skip_frame = "NONREF" if skip else "DEFAULT"
+            self.skipping = skip
+        self.sent += 1
+
+    def _placed(self, frame: av.VideoFrame) -> int:
         """The decode-order number of the packet that gave ``frame``."""
         number = self.packet_numbers.get(frame.pts)
         if number is None:
@@ -252,7 +263,7 @@ class VideoReader:
                     raise _Lost
                 self.next = k + 1
                 return held
-            number = self._number(frame)
+            number = self._placed(frame)
             b_frame = frame.pict_type == PictureType.B
             if not b_frame and number <= k:
                 held = frame
