@@ -252,3 +252,11 @@ def test_a_corrupt_deflated_member_is_a_bad_frame_not_a_crash(tmp_path):
     pack.write_bytes(bytes(data))
     with pytest.raises(DataError, match="unreadable pack .*v_X.zip"):
         pack_bytes(str(pack), "v_X/frame000001.jpg")
+
+
+def test_a_damaged_index_json_is_one_line_naming_it(frame_root, tmp_path):
+    source = tmp_path / "src"
+    shutil.copytree(frame_root, source)
+    (source / "index.json").write_text('{"settings": {')  # cut short
+    with pytest.raises(UserError, match=r"src/index.json is not the JSON record .*--index-only"):
+        pack_frames.main([str(source), "--out", str(tmp_path / "out")])

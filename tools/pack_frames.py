@@ -116,14 +116,34 @@ def pack_modality(src: Path, out: Path, layout: Layout, modality: str) -> tuple[
     return packed, before, skipped
 
 
+def _read_record(index: Path) -> dict:
+    try:
+        record = json.loads(index.read_text())
+    except ValueError as err:
+        record = err
+    if not isinstance(record, dict):
+        raise UserError(
+            f"{index} is not the JSON record extraction writes ({record}); rewrite it with "
+            "tools/extract_frames_flow.py --index-only (the same --out, --videos)"
+        )
+    return record
+
+
+def _same_record(path: Path, record: dict) -> bool:
+    try:
+        return json.loads(path.read_text()) == record
+    except ValueError:  # damaged: written again
+        return False
+
+
 def copy_records(src: Path, out: Path) -> None:
     """SRC's index.json (saying the root holds packs) and split folders, where DST lacks them or
     holds others."""
     index = src / INDEX_NAME
     if index.is_file():
-        record = {**json.loads(index.read_text()), "storage": "packs"}
+        record = {**_read_record(index), "storage": "packs"}
         target = out / INDEX_NAME
-        if not (target.is_file() and json.loads(target.read_text()) == record):
+        if not (target.is_file() and _same_record(target, record)):
             write_json(target, record)
     files = []
     for name in sorted(set(SPLIT_FOLDERS.values())):
