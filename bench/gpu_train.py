@@ -171,7 +171,7 @@ def _train(spec, model, options, shape, device, dry: bool, reference, compare: b
         note += f", logits vs fp32 rel. err. {err:.2g} (<= {TOLERANCE[amp]})"
     if device.type == "cuda":
         note += f", peak {torch.cuda.max_memory_allocated(device) / 2**30:.1f} GiB"
-    unit = "clips/s" if spec.name in ("clip", "flow_clip") else "images/s"
+    unit = "clips/s" if spec.archs == "video" else "images/s"
     rows = [result_row("train", "", ok, f"{len(x) * shape[0] / seconds:.1f} {unit}", note)]
     if syncs is not None:
         expected = 1 + (amp == "fp16")  # GradScaler.step reads its inf check

@@ -114,6 +114,18 @@ def test_what_an_exporter_cannot_do_is_one_line_and_no_file(tmp_path, monkeypatc
     with pytest.raises(UserError, match=r"the ONNX exporter cannot export resnet18 \(Unsupported"):
         export.main([str(path), "--onnx", str(tmp_path / "x.onnx")])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["spatial_avg.pth.tar"]
+    monkeypatch.undo()
+
+    def untraceable(*args, **kwargs):
+        raise RuntimeError("a trace it cannot make")
+
+    monkeypatch.setattr(torch.jit, "trace", untraceable)  # ONNX first, then this fails
+    argv = [str(path), "--onnx", str(tmp_path / "x.onnx"), "--torchscript", str(tmp_path / "x.pt")]
+    with pytest.raises(UserError, match=r"the TorchScript exporter cannot export resnet18"):
+        export.main(argv)
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["spatial_avg.pth.tar", "x.json", "x.onnx"]  # the ONNX model kept whole
+    assert json.loads((tmp_path / "x.json").read_text())["files"] == {"onnx": "x.onnx"}
 
 
 def test_the_docs_example_runs_an_exported_model_on_a_video(tmp_path, monkeypatch, capsys):

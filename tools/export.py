@@ -67,9 +67,11 @@ def deployed(stream):
 
 def snippet_shape(stream) -> tuple[int, ...]:
     """One snippet's [C, H, W] (clips: [C, T, H, W]) as the stream's test samples have it."""
+    from dataloader.samples import ClipSampleBuilder
+
     builder = stream.sample_builder()
     size = builder.crop_size
-    if hasattr(builder, "clip_length"):  # the clip and flow-clip streams
+    if isinstance(builder, ClipSampleBuilder):  # the clip and flow-clip streams
         return (builder.in_channels, builder.clip_length, size, size)
     return (builder.in_channels, size, size)
 
@@ -227,9 +229,10 @@ def metadata(stream, snippet, files: dict) -> dict:
 
 def test_crop_fraction(builder) -> float:
     """How much of the short side a test crop covers: clips' crop / short side, else 224/256."""
+    from dataloader.samples import ClipSampleBuilder
     from dataloader.transforms import TEST_CROP_FRACTION
 
-    if hasattr(builder, "clip_length"):
+    if isinstance(builder, ClipSampleBuilder):
         return builder.crop_size / builder.short_side
     return TEST_CROP_FRACTION
 
@@ -243,19 +246,22 @@ def main(argv=None) -> dict:
     stream = load_stream(args.checkpoint, None, torch.device("cpu"))
     model = deployed(stream)
     snippet = snippet_shape(stream)
-    files = {}
-    if args.onnx is not None:
-        difference = export_onnx(model, snippet, args.onnx, stream.arch)
-        files["onnx"] = args.onnx.name
-        print(f"wrote {args.onnx} (opset {OPSET}; onnxruntime matches PyTorch to {difference:.1e})")
-    if args.torchscript is not None:
-        difference = export_torchscript(model, snippet, args.torchscript, stream.arch)
-        files["torchscript"] = args.torchscript.name
-        print(f"wrote {args.torchscript} (TorchScript matches PyTorch to {difference:.1e})")
-    info = metadata(stream, snippet, files)
-    for path in {p.with_suffix(".json") for p in (args.onnx, args.torchscript) if p}:
-        write_json(path, info)
-        print(f"wrote {path}")
+    written = {}  # format -> path, each with its checked difference
+    try:
+        if args.onnx is not None:
+            difference = export_onnx(model, snippet, args.onnx, stream.arch)
+            written["onnx"] = args.onnx
+            print(f"wrote {args.onnx} (opset {OPSET}; onnxruntime matches PyTorch to "
+                  f"{difference:.1e})")  # fmt: skip
+        if args.torchscript is not None:
+            difference = export_torchscript(model, snippet, args.torchscript, stream.arch)
+            written["torchscript"] = args.torchscript
+            print(f"wrote {args.torchscript} (TorchScript matches PyTorch to {difference:.1e})")
+    finally:  # a format that failed leaves the other one whole, with its metadata
+        info = metadata(stream, snippet, {k: p.name for k, p in written.items()})
+        for path in {p.with_suffix(".json") for p in written.values()}:
+            write_json(path, info)
+            print(f"wrote {path}")
     return info
 
 
