@@ -31,7 +31,8 @@ class OpenFiles:
         if file is not None and current is not None and not current(file):
             file.close()
             file = None
-        file = file or open_file(path)
+        if file is None:
+            file = open_file(path)
         self.files[path] = file
         while len(self.files) > self.size:
             self.files.popitem(last=False)[1].close()

@@ -20,7 +20,7 @@ from utils.atomic import atomic_write
 from utils.cli import Parser
 from utils.errors import UserError, run_cli
 
-CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+BROWSER = ("chromium", "chromedriver")  # found on PATH, as .ci/run looks for them
 VERDICT = "#verdict"  # the page's headline (tools/app.py), empty until a video is scored
 ERROR = ".toast-message-text.error"  # Gradio's error messages, one element each
 PREVIEW = "Video not playable"  # the browser cannot preview the upload (.avi): it is scored still
@@ -32,14 +32,14 @@ def missing() -> str | None:
         import selenium  # noqa: F401
     except ImportError:
         return "selenium is not installed: pip install selenium"
-    for path in (CHROMIUM, CHROMEDRIVER):
-        if shutil.which(path) is None:
-            return f"{path} is missing: apt-get install chromium chromium-driver"
+    for name in BROWSER:
+        if shutil.which(name) is None:
+            return f"no {name} on PATH: apt-get install chromium chromium-driver"
     return None
 
 
 def open_browser(width: int = 1280, height: int = 1400):
-    """Headless Chromium at ``width`` x ``height``, through Debian's chromedriver."""
+    """Headless Chromium at ``width`` x ``height``, through its chromedriver (Debian's)."""
     why = missing()
     if why:
         raise UserError(f"cannot drive a browser: {why}")
@@ -47,11 +47,12 @@ def open_browser(width: int = 1280, height: int = 1400):
     from selenium.webdriver.chrome.service import Service
 
     options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
+    chromium, chromedriver = map(shutil.which, BROWSER)
+    options.binary_location = chromium
     for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
                  f"--window-size={width},{height}", "--hide-scrollbars"):  # fmt: skip
         options.add_argument(flag)
-    return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    return webdriver.Chrome(service=Service(chromedriver), options=options)
 
 
 def upload(driver, url: str, video: Path, timeout: float = 60.0) -> str:
