@@ -1,9 +1,11 @@
 """The command line that tools/predict.py and the web page tools/app.py share: the checkpoints,
 --top, fusion, --threshold, windows, extraction and --device options, and their checks."""
 
+from dataclasses import fields
 from pathlib import Path
 
 from engine.cli import add_fusion_arguments
+from engine.predict_video import STRIDE, TOP, WINDOW, VideoOptions
 from engine.stream_setup import (
     add_extraction_arguments,
     add_threshold_argument,
@@ -11,8 +13,6 @@ from engine.stream_setup import (
     check_threshold,
 )
 from utils.errors import UserError
-
-WINDOW, STRIDE = 10.0, 5.0  # seconds: most UCF101/HMDB51 clips are one window
 
 
 def add_video_arguments(parser) -> None:
@@ -27,7 +27,7 @@ def add_video_arguments(parser) -> None:
     parser.add_argument(
         "--flow-clip", type=Path, help="flow-clip-stream (3D network on flow) checkpoint"
     )
-    parser.add_argument("--top", type=int, default=5, help="how many classes to list per stream")
+    parser.add_argument("--top", type=int, default=TOP, help="how many classes to list per stream")
     add_fusion_arguments(parser)
     add_threshold_argument(parser)
     parser.add_argument(
@@ -58,3 +58,10 @@ def check_video_arguments(args) -> None:
     if args.window is not None and args.window < 0 or args.stride <= 0:
         raise UserError("--window and --stride must be positive seconds (--window 0: none)")
     args.window = args.window or None
+
+
+def video_options(args) -> VideoOptions:
+    """The typed options predict_one takes, from the checked command line."""
+    given = {f.name: getattr(args, f.name) for f in fields(VideoOptions)}
+    weights = given["weights"]
+    return VideoOptions(**{**given, "weights": tuple(weights) if weights else None})

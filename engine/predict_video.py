@@ -7,6 +7,7 @@ result is each stream's scores averaged over its windows, then fused (engine.inf
 With --threshold the label is ``unknown`` below it (utils.unknown).
 """
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,24 @@ import numpy as np
 from utils.errors import UserError
 from utils.gif import GifFrames
 from utils.unknown import label
+
+WINDOW, STRIDE = 10.0, 5.0  # seconds: most UCF101/HMDB51 clips are one window
+TOP = 5  # classes listed per column
+
+
+@dataclass(frozen=True)
+class VideoOptions:
+    """How a video is scored and told: windows of ``window`` seconds (None: the whole video
+    in one) every ``stride``, fused with ``weights`` and ``softmax`` (engine.inference.columns),
+    ``top`` classes listed per column, ``unknown`` below ``threshold`` (None: never)."""
+
+    window: float | None = WINDOW
+    stride: float = STRIDE
+    weights: tuple[float, ...] | None = None
+    softmax: bool | None = None
+    threshold: float | None = None
+    top: int = TOP
+    allow_truncated: bool = False
 
 
 def column_names(streams: dict) -> list[str]:
@@ -34,8 +53,8 @@ def ranked(columns: dict, classes: list[str], top: int) -> dict:
     }
 
 
-def predict_one(path: Path, streams: dict, settings: dict, args, device, gif: bool = False,
-                cam: bool = False) -> tuple[dict, dict]:  # fmt: skip
+def predict_one(path: Path, streams: dict, settings: dict, options: VideoOptions, device,
+                gif: bool = False, cam: bool = False) -> tuple[dict, dict]:  # fmt: skip
     """One video's result (predict's JSON record) and what the drawings need: the frames of a
     ``gif``, and with ``cam`` the test samples of the most confident window."""
     from engine.inference import columns
@@ -43,7 +62,7 @@ def predict_one(path: Path, streams: dict, settings: dict, args, device, gif: bo
     from extraction.decode import DecodeError, count_frames, video_fps
 
     def fuse(scores: dict) -> dict:
-        return columns(streams, scores, args.weights, args.softmax)
+        return columns(streams, scores, options.weights, options.softmax)
 
     frames, best = None, {"prob": -1.0, "samples": None}
     if gif:
@@ -59,8 +78,9 @@ def predict_one(path: Path, streams: dict, settings: dict, args, device, gif: bo
                 best.update(prob=float(probs.max()), samples=samples)
 
     try:
-        video = score_video(path, streams, settings, device, args.window, args.stride, on_window,
-                            frames, allow_truncated=args.allow_truncated, show_progress=True)  # fmt: skip
+        video = score_video(path, streams, settings, device, options.window, options.stride,
+                            on_window, frames, allow_truncated=options.allow_truncated,
+                            show_progress=True)  # fmt: skip
     except Truncated as err:
         raise Truncated(f"{err}; or pass --allow-truncated to score the frames it has") from None
     per_window = [
@@ -73,9 +93,9 @@ def predict_one(path: Path, streams: dict, settings: dict, args, device, gif: bo
     result = {
         "video": str(path),
         "classes": classes,
-        "top1": label(final, classes, args.threshold),
-        **({"threshold": args.threshold} if args.threshold is not None else {}),
-        "top": ranked(whole, classes, min(args.top, len(classes))),
+        "top1": label(final, classes, options.threshold),
+        **({"threshold": options.threshold} if options.threshold is not None else {}),
+        "top": ranked(whole, classes, min(options.top, len(classes))),
         **{name: [float(x) for x in p] for name, p in whole.items()},
         "seconds": video.num_frames / (video.fps or 25.0),
         "windows": len(video.windows),

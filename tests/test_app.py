@@ -9,6 +9,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from engine.predict_video import VideoOptions
 from tests.helpers import free_port, single_thread
 from tests.tiny_streams import CLASSES, noise_video, tiny_checkpoints
 from tools import app, app_screenshot, predict
@@ -148,7 +149,7 @@ def test_a_results_files_go_when_the_next_result_comes():
     """Gradio has copied a result's files into its cache by then: a long-running page does not
     fill the disk with every upload's CSV and pictures."""
     streams = {"spatial": SimpleNamespace(classes=CLASSES)}
-    classifier = app.Classifier(SimpleNamespace(top=3), streams, {}, "cpu")
+    classifier = app.Classifier(VideoOptions(top=3), streams, {}, "cpu")
     first = classifier.new_folder()
     (first / "predictions.csv").write_text("video\n")
     second = classifier.new_folder()

@@ -30,8 +30,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # read when gradio is imported: no telemetry
 
-from engine.cli_predict import add_video_arguments, check_video_arguments
-from engine.predict_video import column_names, final_column, predict_one, write_cam
+from engine.cli_predict import add_video_arguments, check_video_arguments, video_options
+from engine.predict_video import VideoOptions, column_names, final_column, predict_one, write_cam
 from engine.stream_setup import STREAM_OPTIONS, load_streams
 from utils.cli import Parser
 from utils.errors import UserError, one_line, run_cli
@@ -68,11 +68,11 @@ def get_args(argv=None) -> argparse.Namespace:
 class Classifier:
     """The loaded streams and options; ``classify(video)`` is the page's outputs for a video."""
 
-    def __init__(self, args, streams: dict, settings: dict, device):
-        self.args, self.streams, self.settings, self.device = args, streams, settings, device
+    def __init__(self, options: VideoOptions, streams: dict, settings: dict, device):
+        self.options, self.streams, self.settings, self.device = options, streams, settings, device
         self.classes = next(iter(streams.values())).classes
         self.names = column_names(streams)
-        self.top = min(args.top, len(self.classes))
+        self.top = min(options.top, len(self.classes))
         self.folder = tempfile.TemporaryDirectory(prefix="two-stream-app-")
         self.last: Path | None = None  # the folder of the last result's files
 
@@ -85,8 +85,8 @@ class Classifier:
             return "", None, None, None, None, None, None
         path, start = Path(video), time.perf_counter()
         try:
-            result, drawn = predict_one(path, self.streams, self.settings, self.args, self.device,
-                                        cam=True)  # fmt: skip
+            result, drawn = predict_one(path, self.streams, self.settings, self.options,
+                                        self.device, cam=True)  # fmt: skip
             folder = self.new_folder()
             files, timeline, cam = self.write(folder, path.name, result, drawn)
         except (UserError, OSError) as err:  # a bad video, or a full disk: one line
@@ -98,7 +98,7 @@ class Classifier:
             gr.Warning(result["warning"].replace(str(path), path.name))
         final = final_column(drawn["whole"])
         headline = (
-            f"**{self.names[-1]}: {shown(final, self.classes, self.args.threshold)}**\n\n"
+            f"**{self.names[-1]}: {shown(final, self.classes, self.options.threshold)}**\n\n"
             f"{path.name}: {drawn['video'].num_frames} frames, {result['seconds']:.1f} s, "
             f"{result['windows']} window(s); scored in {time.perf_counter() - start:.1f} s"
         )
@@ -129,7 +129,7 @@ class Classifier:
         from utils.result_files import ResultFiles
         from utils.timeline import write_timeline
 
-        labelled = self.args.threshold is not None
+        labelled = self.options.threshold is not None
         files = [folder / "predictions.csv"]
         out = ResultFiles(files[0], None, csv_header(self.names, self.top, labelled))
         out.add(csv_cells({**result, "video": name}, self.names, self.top, labelled), result)
@@ -137,7 +137,7 @@ class Classifier:
         if len(drawn["video"].windows) > 1:
             written = write_timeline(folder / "timeline.csv", drawn["video"].times(),
                                      drawn["windows"], self.classes, self.top,
-                                     self.args.threshold)  # fmt: skip
+                                     self.options.threshold)  # fmt: skip
             timeline = str(written[1])
             files += [written[0], written[2]]
         best = int(final_column(drawn["whole"]).argmax())
@@ -150,7 +150,7 @@ def build_page(classifier: Classifier, examples: list[Path]):
     import gradio as gr
 
     streams = ", ".join(f"{n} ({s.arch})" for n, s in classifier.streams.items())
-    threshold = classifier.args.threshold
+    threshold = classifier.options.threshold
     with gr.Blocks(title="Two-stream action recognition", analytics_enabled=False,
                    delete_cache=(3600, 3600)) as page:  # fmt: skip
         gr.Markdown(
@@ -191,7 +191,7 @@ def start(argv=None, block: bool = True):
     examples = collect_videos(args.examples) if args.examples else []
     device = resolve_device(args.device)
     streams, settings = load_streams(args, device, STREAM_OPTIONS)
-    classifier = Classifier(args, streams, settings, device)
+    classifier = Classifier(video_options(args), streams, settings, device)
     page = serve(build_page(classifier, examples), args.host, args.port, examples)
     print(f"serving on {page.local_url} (Ctrl-C stops)", flush=True)
     if block:

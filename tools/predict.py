@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
 
-from engine.cli_predict import add_video_arguments, check_video_arguments
+from engine.cli_predict import add_video_arguments, check_video_arguments, video_options
 from engine.predict_video import column_names, final_column, predict_one, write_cam
 from engine.stream_setup import STREAM_OPTIONS, load_streams
 from utils.atomic import write_json
@@ -139,8 +139,8 @@ def predict_single(path: Path, streams: dict, settings: dict, args, device, file
     start = time.perf_counter()
     from engine.predict_batch import Work, csv_cells
 
-    result, drawn = predict_one(path, streams, settings, args, device, args.gif is not None,
-                                args.cam is not None)  # fmt: skip
+    result, drawn = predict_one(path, streams, settings, video_options(args), device,
+                                args.gif is not None, args.cam is not None)  # fmt: skip
     video = drawn["video"]
     if video.warning:
         print(f"warning: {video.warning}", file=sys.stderr)
@@ -193,8 +193,10 @@ def _run(args, videos: list[Path], single: bool) -> dict | list[dict]:
         return predict_single(videos[0], streams, settings, args, device, files)
     start = time.perf_counter()
 
+    options = video_options(args)
+
     def score(path: Path) -> tuple[dict, dict]:
-        return predict_one(path, streams, settings, args, device)  # nothing drawn in a batch
+        return predict_one(path, streams, settings, options, device)  # nothing drawn in a batch
 
     results, failed, work = run_batch(videos, score, names, top, files, labelled)
     skipped = len(videos) - len(results)
